@@ -1,0 +1,44 @@
+//! The `ceasefire-ledger` command line: one subcommand per file.
+//!
+//! Every command returns `anyhow::Result`; `main` prints an error as one
+//! line and exits non-zero, never with a panic trace.
+
+mod keygen;
+mod serve;
+mod submit;
+
+use clap::{Parser, Subcommand};
+
+/// Where CLI commands find the server unless told otherwise.
+pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
+
+#[derive(Parser)]
+#[command(
+    name = "ceasefire-ledger",
+    version,
+    about = "An append-only, signed, verifiable ledger of ceasefire monitoring reports"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the ledger service (gRPC).
+    Serve(serve::ServeArgs),
+    /// Sign events from JSON or NDJSON and submit them; print one receipt per event.
+    Submit(submit::SubmitArgs),
+    /// Create an Ed25519 key file (owner-only permissions) and print its public key.
+    Keygen(keygen::KeygenArgs),
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Submit(args) => submit::run(args).await,
+            Command::Keygen(args) => keygen::run(args),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `submit`: sign events written as JSON (one) or NDJSON (many), submit
+//! them in order, check each receipt, print it.
+//!
+//! Header fields the author may leave out are filled in: `agreementId` (read
+//! from the ledger's genesis), `author` (the first key file's party id),
+//! `createdAt` (now) and `nonce` (random). Every receipt is checked before it
+//! is printed: the checkpoint's signature with the operator key named in the
+//! genesis, the leaf hash, and the inclusion proof against the checkpoint. On
+//! the first refusal, it stops and says how many were accepted before it.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use crate::client::{self, now_timestamp, random_nonce};
+use crate::core::checkpoint::{open_checkpoint, NoteVerifier};
+use crate::core::leaf::Leaf;
+use crate::core::merkle::{hash_leaf, verify_inclusion, Hash};
+use crate::core::rules::decode_event;
+use crate::event_json::{event_from_json, message_to_json};
+use crate::keyfile::KeyFile;
+use crate::proto::{event::Body, ledger_client::LedgerClient, GetEntriesRequest, Receipt};
+
+#[derive(clap::Args)]
+pub struct SubmitArgs {
+    /// JSON file with one event, or NDJSON with one per line ("-" for stdin).
+    file: PathBuf,
+    /// Key file to sign with; repeat for events needing several signatures.
+    #[arg(long = "key", short = 'k', required = true)]
+    keys: Vec<PathBuf>,
+    /// The ledger's gRPC address.
+    #[arg(long, env = "CEASEFIRE_LEDGER_SERVER", default_value = super::DEFAULT_SERVER_URL)]
+    server: String,
+}
+
+/// What the genesis tells a client: which agreement, and who signs checkpoints.
+struct LedgerIdentity {
+    agreement_id: String,
+    checkpoint_verifier: NoteVerifier,
+}
+
+pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
+    let keys: Vec<KeyFile> = args
+        .keys
+        .iter()
+        .map(|path| KeyFile::load(path))
+        .collect::<anyhow::Result<_>>()?;
+    let events = read_events(&args.file)?;
+    let mut client = client::connect(&args.server).await?;
+    let identity = fetch_identity(&mut client).await?;
+    let signing_keys: Vec<&SigningKey> = keys.iter().map(|file| &file.key).collect();
+    for (index, json) in events.iter().enumerate() {
+        let position = index + 1;
+        let mut event = event_from_json(json)
+            .with_context(|| format!("event {position} is not a valid event"))?;
+        if event.agreement_id.is_empty() {
+            event.agreement_id = identity.agreement_id.clone();
+        }
+        if event.author.is_empty() {
+            event.author = keys[0].party_id.clone().ok_or_else(|| {
+                anyhow!("event {position} has no author and the key file names no party")
+            })?;
+        }
+        if event.created_at.is_none() {
+            event.created_at = Some(now_timestamp());
+        }
+        if event.nonce.is_empty() {
+            event.nonce = random_nonce();
+        }
+        let signed = client::sign(&event, &signing_keys);
+        let receipt = match client.submit(signed).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => bail!(
+                "event {position} refused: {:?}: {} ({index} accepted before it)",
+                status.code(),
+                status.message()
+            ),
+        };
+        check_receipt(&receipt, &identity)
+            .with_context(|| format!("the receipt for event {position} does not check out"))?;
+        let mut json = message_to_json("ceasefire.v1.Receipt", &receipt)?;
+        if let Some(object) = json.as_object_mut() {
+            object.remove("leaf");
+        }
+        println!("{json}");
+    }
+    Ok(())
+}
+
+/// Splits the input into event JSON texts: one object, or one per line.
+fn read_events(path: &PathBuf) -> anyhow::Result<Vec<String>> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    let values = serde_json::Deserializer::from_str(&text)
+        .into_iter::<serde_json::Value>()
+        .enumerate()
+        .map(|(index, value)| {
+            value
+                .map(|value| value.to_string())
+                .with_context(|| format!("event {} is not valid JSON", index + 1))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if values.is_empty() {
+        bail!("{} holds no events", path.display());
+    }
+    Ok(values)
+}
+
+/// Reads entry 0 and learns the agreement and the checkpoint key from it.
+async fn fetch_identity(
+    client: &mut LedgerClient<tonic::transport::Channel>,
+) -> anyhow::Result<LedgerIdentity> {
+    let mut stream = client
+        .get_entries(GetEntriesRequest { start: 0, end: 1 })
+        .await
+        .map_err(|status| anyhow!("cannot read the genesis: {}", status.message()))?
+        .into_inner();
+    let entry = stream
+        .message()
+        .await
+        .map_err(|status| anyhow!("cannot read the genesis: {}", status.message()))?
+        .ok_or_else(|| anyhow!("the ledger returned no genesis entry"))?;
+    let leaf = Leaf::decode(&entry.leaf).map_err(|error| anyhow!("genesis leaf: {error}"))?;
+    let event = decode_event(&leaf.payload).map_err(|error| anyhow!("genesis: {error}"))?;
+    let Some(Body::Genesis(genesis)) = &event.body else {
+        bail!("entry 0 of this ledger is not a genesis");
+    };
+    let key_bytes: [u8; 32] = genesis
+        .operator_public_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow!("the genesis operator key is not 32 bytes"))?;
+    let operator = VerifyingKey::from_bytes(&key_bytes)
+        .map_err(|error| anyhow!("the genesis operator key is invalid: {error}"))?;
+    Ok(LedgerIdentity {
+        agreement_id: event.agreement_id.clone(),
+        checkpoint_verifier: NoteVerifier::new(&genesis.origin, &operator)
+            .map_err(|error| anyhow!("the genesis origin cannot name a key: {error}"))?,
+    })
+}
+
+fn check_receipt(receipt: &Receipt, identity: &LedgerIdentity) -> anyhow::Result<()> {
+    let checkpoint = receipt
+        .checkpoint
+        .as_ref()
+        .ok_or_else(|| anyhow!("no checkpoint"))?;
+    let body = open_checkpoint(&checkpoint.note, &identity.checkpoint_verifier)?;
+    let leaf_hash = hash_leaf(&receipt.leaf);
+    if receipt.leaf_hash != leaf_hash {
+        bail!("leaf_hash is not the hash of the leaf");
+    }
+    let proof: Vec<Hash> = receipt
+        .inclusion_proof
+        .as_ref()
+        .ok_or_else(|| anyhow!("no inclusion proof"))?
+        .hashes
+        .iter()
+        .map(|hash| hash.as_slice().try_into())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow!("a proof hash is not 32 bytes"))?;
+    verify_inclusion(
+        &leaf_hash,
+        receipt.seq,
+        body.tree_size,
+        &proof,
+        &body.root_hash,
+    )?;
+    Ok(())
+}

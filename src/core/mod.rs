@@ -1,0 +1,20 @@
+//! The pure core: everything that defines what the log *is*, with no I/O.
+//!
+//! Nothing under `core` touches sled, tonic, the file system, the network or
+//! the clock. The server and the auditor both build on it, so they agree on
+//! every byte and every verdict by construction.
+
+pub mod checkpoint;
+pub mod geo;
+pub mod leaf;
+pub mod merkle;
+pub mod rejection;
+pub mod rules;
+pub mod signing;
+
+/// How keys appear in messages and JSON: standard base64, as proto3 JSON
+/// writes `bytes` fields, so a key in an error can be pasted into an event.
+pub fn key_text(key: impl AsRef<[u8]>) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key.as_ref())
+}

@@ -1,0 +1,73 @@
+//! Events and receipts as JSON: the proto3 JSON mapping of `proto/`.
+//!
+//! People write events as JSON (field names as in the .proto or lowerCamelCase,
+//! enums by name, timestamps in RFC 3339, bytes in base64) and read receipts
+//! the same way. The mapping is the standard one, driven by the compiled
+//! descriptors, so it can never drift from the schema.
+
+use anyhow::{anyhow, Context};
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+
+use crate::proto::{Event, SignedEvent, FILE_DESCRIPTOR_SET};
+
+fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {
+    let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+        .context("the built-in proto descriptors are unreadable")?;
+    pool.get_message_by_name(name)
+        .ok_or_else(|| anyhow!("no message {name} in the built-in descriptors"))
+}
+
+/// Parses one event from proto3 JSON. Unknown fields are an error: a typo
+/// must not silently drop what the author meant to sign.
+pub fn event_from_json(json: &str) -> anyhow::Result<Event> {
+    parse("ceasefire.v1.Event", json)
+}
+
+fn parse<M: Message + Default>(name: &str, json: &str) -> anyhow::Result<M> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let message = DynamicMessage::deserialize(descriptor(name)?, &mut deserializer)
+        .map_err(|error| anyhow!("{error}"))?;
+    deserializer.end().map_err(|error| anyhow!("{error}"))?;
+    M::decode(message.encode_to_vec().as_slice())
+        .with_context(|| format!("the JSON does not make a valid {name}"))
+}
+
+/// Parses a signed event (payload and signatures, base64) from proto3 JSON.
+pub fn signed_event_from_json(json: &str) -> anyhow::Result<SignedEvent> {
+    parse("ceasefire.v1.SignedEvent", json)
+}
+
+/// Renders any of our messages as proto3 JSON (for receipts and listings).
+pub fn message_to_json<M: Message>(name: &str, message: &M) -> anyhow::Result<serde_json::Value> {
+    let dynamic = DynamicMessage::decode(descriptor(name)?, message.encode_to_vec().as_slice())?;
+    let options = SerializeOptions::new().skip_default_fields(true);
+    Ok(dynamic.serialize_with_options(serde_json::value::Serializer, &options)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_by_name_timestamps_and_snake_case_fields_are_read() {
+        let event = event_from_json(
+            r#"{"author": "mission-a", "created_at": "2026-11-25T06:00:00Z",
+                "observation": {"finding": "FINDING_VIOLATION", "commitmentId": "ceasefire"}}"#,
+        )
+        .unwrap();
+        assert_eq!(event.author, "mission-a");
+        assert_eq!(event.created_at.unwrap().seconds, 1_795_586_400);
+        let Some(crate::proto::event::Body::Observation(observation)) = event.body else {
+            panic!("not an observation");
+        };
+        assert_eq!(observation.finding, crate::proto::Finding::Violation as i32);
+    }
+
+    #[test]
+    fn unknown_fields_and_enum_names_are_errors() {
+        assert!(event_from_json(r#"{"athor": "x"}"#).is_err());
+        assert!(event_from_json(r#"{"observation": {"finding": "FINDING_MAYBE"}}"#).is_err());
+        assert!(event_from_json(r#"{"author": "x"} trailing"#).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! ceasefire-ledger: an append-only, hash-chained, signed log of ceasefire
+//! monitoring reports, with compliance projections and an offline auditor.
+//!
+//! Layers, inside out (ARCHITECTURE.md has the map):
+//! - [`core`]: the bytes and the rules; no I/O.
+//! - [`storage`]: the log, tree and indexes in sled, synced to disk.
+//! - [`sequencer`]: the one writer, batching and committing.
+//! - [`server`]: the gRPC services.
+//! - [`node`]: all of the above wired into a running service.
+//! - [`cli`], [`client`], [`keyfile`], [`event_json`], [`dev`]: the edge people touch.
+
+pub mod cli;
+pub mod client;
+pub mod core;
+pub mod dev;
+pub mod event_json;
+pub mod keyfile;
+pub mod node;
+pub mod proto;
+pub mod sequencer;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,361 @@
+//! One batch in flight: the entries staged since the last commit.
+//!
+//! Everything here is provisional. Entries staged earlier in a batch are
+//! visible to later ones (a party registered at seq 10 may sign seq 11 of the
+//! same batch), through the batch's own overlay of the store. If the commit
+//! fails, the batch is dropped and the durable state is untouched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::{checkpoint_signer, Recovered, Sequenced, SignedCheckpoint, Submission, SubmitError};
+use crate::core::checkpoint::NoteSigner;
+use crate::core::leaf::Leaf;
+use crate::core::merkle::{hash_leaf, Frontier, Hash};
+use crate::core::rejection::Rejection;
+use crate::core::rules::{Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord};
+use crate::proto::event::Body;
+use crate::storage::{DurableHead, StagedEntry, Store, StoreError};
+
+type Reply = oneshot::Sender<Result<Sequenced, SubmitError>>;
+
+/// Who is waiting on the batch, and for which entry.
+enum Waiter {
+    /// A new entry, `entries[index]`.
+    New { reply: Reply, index: usize },
+    /// An identical resubmission of the existing entry `seq`.
+    Existing { reply: Reply, seq: u64 },
+}
+
+pub(super) struct Batch<'a> {
+    received_at_micros: i64,
+    /// The durable log this batch extends.
+    base_size: u64,
+    durable_state: Option<&'a LedgerState>,
+    /// The rules' state with this batch applied; `None` while unchanged.
+    working_state: Option<LedgerState>,
+    head: DurableHead,
+    frontier: Frontier,
+    entries: Vec<StagedEntry>,
+    leaf_hashes: Vec<Hash>,
+    nodes: Vec<(u8, u64, Hash)>,
+    waiters: Vec<Waiter>,
+    /// (author, nonce) of entries in this batch, to their index.
+    nonces: HashMap<(String, Vec<u8>), usize>,
+    /// Observation records written by this batch, newest last.
+    observations: HashMap<u64, ObservationRecord>,
+    payloads: Vec<Vec<u8>>,
+}
+
+/// A committed batch, ready to answer its callers.
+pub(super) struct Committed {
+    pub durable_head: DurableHead,
+    pub frontier: Frontier,
+    /// The new rules' state if the batch changed it.
+    pub new_state: Option<LedgerState>,
+    pub entries: usize,
+    waiters: Vec<Waiter>,
+    staged: Vec<(u64, Hash, Vec<u8>)>,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(durable: &'a Recovered, received_at_micros: i64) -> Batch<'a> {
+        Batch {
+            received_at_micros,
+            base_size: durable.head.size,
+            durable_state: durable.state.as_ref(),
+            working_state: None,
+            head: durable.head,
+            frontier: durable.frontier.clone(),
+            entries: Vec::new(),
+            leaf_hashes: Vec::new(),
+            nodes: Vec::new(),
+            waiters: Vec::new(),
+            nonces: HashMap::new(),
+            observations: HashMap::new(),
+            payloads: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    pub fn head(&self) -> DurableHead {
+        self.head
+    }
+
+    fn state(&self) -> Option<&LedgerState> {
+        self.working_state.as_ref().or(self.durable_state)
+    }
+
+    /// Stages one submission, or answers it at once if it is refused.
+    /// Returns the checkpoint signer when the submission is the genesis.
+    pub fn stage(
+        &mut self,
+        store: &Store,
+        submission: Submission,
+        operator_key: &ed25519_dalek::SigningKey,
+    ) -> Result<Option<NoteSigner>, StoreError> {
+        let Submission {
+            payload,
+            signatures,
+            event,
+            reply,
+        } = submission;
+
+        // Replays: the same author and nonce name the same event forever.
+        let nonce_key = (event.author.clone(), event.nonce.clone());
+        if let Some(&index) = self.nonces.get(&nonce_key) {
+            let verdict = if self.payloads[index] == payload {
+                Ok(())
+            } else {
+                Err(replay_rejection(&event.author, self.entries[index].seq))
+            };
+            match verdict {
+                Ok(()) => self.waiters.push(Waiter::New { reply, index }),
+                Err(rejection) => refuse(reply, rejection),
+            }
+            return Ok(None);
+        }
+        if let Some(seq) = store.nonce_seq(&event.author, &event.nonce)? {
+            let existing = store.leaf(seq)?.ok_or(StoreError::Corrupt {
+                seq,
+                reason: "the nonce index names a missing entry".into(),
+            })?;
+            let same = Leaf::decode(&existing)
+                .map(|leaf| leaf.payload == payload)
+                .unwrap_or(false);
+            if same {
+                self.waiters.push(Waiter::Existing { reply, seq });
+            } else {
+                refuse(reply, replay_rejection(&event.author, seq));
+            }
+            return Ok(None);
+        }
+
+        let seq = self.head.size;
+        let leaf = Leaf {
+            seq,
+            prev_leaf_hash: self.head.last_leaf_hash,
+            received_at_micros: self.received_at_micros,
+            payload,
+            signatures,
+        };
+        let leaf_bytes = leaf.encode();
+        let context = EntryContext {
+            seq,
+            received_at_micros: self.received_at_micros,
+            leaf_hash: hash_leaf(&leaf_bytes),
+        };
+        let signers: Vec<[u8; 32]> = leaf.signatures.iter().map(|s| s.public_key).collect();
+
+        let mut genesis_signer = None;
+        let (accepted, founded) = match self.state() {
+            None => {
+                if !matches!(event.body, Some(Body::Genesis(_))) {
+                    refuse(
+                        reply,
+                        Rejection::precondition(
+                            "this ledger has no genesis yet: entry 0 must be a genesis",
+                        ),
+                    );
+                    return Ok(None);
+                }
+                let founded =
+                    LedgerState::from_genesis(&event, &signers, &context).and_then(|state| {
+                        checkpoint_signer(&state.agreement, operator_key)
+                            .map(|signer| (state, signer))
+                            .map_err(Rejection::precondition)
+                    });
+                match founded {
+                    Ok((state, signer)) => {
+                        genesis_signer = Some(signer);
+                        (None, Some(state))
+                    }
+                    Err(rejection) => {
+                        refuse(reply, rejection);
+                        return Ok(None);
+                    }
+                }
+            }
+            Some(state) => {
+                let overlay = Overlay {
+                    store,
+                    base_size: self.base_size,
+                    leaf_hashes: &self.leaf_hashes,
+                    observations: &self.observations,
+                };
+                match state.check(&event, &signers, &context, &overlay)? {
+                    Ok(accepted) => (Some(accepted), None),
+                    Err(rejection) => {
+                        refuse(reply, rejection);
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+
+        let mut observation_records = Vec::new();
+        let mut is_governance = founded.is_some();
+        if let Some(state) = founded {
+            self.working_state = Some(state);
+        }
+        if let Some(accepted) = &accepted {
+            match accepted {
+                Accepted::Governance(_) => {
+                    is_governance = true;
+                    let mut working = self
+                        .working_state
+                        .take()
+                        .or_else(|| self.durable_state.cloned())
+                        .expect("a checked event implies a state");
+                    working.apply(accepted);
+                    self.working_state = Some(working);
+                }
+                Accepted::Observation(record) => observation_records.push((seq, record.clone())),
+                Accepted::Amendment {
+                    target_seq,
+                    corrected,
+                    ..
+                } => observation_records.push((*target_seq, corrected.clone())),
+                Accepted::Dispute { .. } => {}
+            }
+        }
+        for (record_seq, record) in &observation_records {
+            self.observations.insert(*record_seq, record.clone());
+        }
+        self.nodes.extend(self.frontier.push(context.leaf_hash));
+        self.head = DurableHead {
+            size: seq + 1,
+            root: self.frontier.root(),
+            last_leaf_hash: context.leaf_hash,
+            last_received_at_micros: self.received_at_micros,
+        };
+        let index = self.entries.len();
+        self.nonces.insert(nonce_key, index);
+        self.payloads.push(leaf.payload);
+        self.leaf_hashes.push(context.leaf_hash);
+        self.entries.push(StagedEntry {
+            seq,
+            leaf: leaf_bytes,
+            author: event.author,
+            nonce: event.nonce,
+            observation_records,
+            is_governance,
+        });
+        self.waiters.push(Waiter::New { reply, index });
+        Ok(genesis_signer)
+    }
+
+    /// Writes the batch and makes it durable. On failure the batch comes
+    /// back so its callers can be told.
+    pub fn commit(
+        self,
+        store: &Store,
+        checkpoint_note: &str,
+    ) -> Result<Committed, (Batch<'a>, StoreError)> {
+        if let Err(error) = store.append(&self.entries, &self.nodes, &self.head, checkpoint_note) {
+            return Err((self, error));
+        }
+        let staged = self
+            .entries
+            .into_iter()
+            .zip(self.leaf_hashes)
+            .map(|(entry, leaf_hash)| (entry.seq, leaf_hash, entry.leaf))
+            .collect::<Vec<_>>();
+        Ok(Committed {
+            durable_head: self.head,
+            frontier: self.frontier,
+            new_state: self.working_state,
+            entries: staged.len(),
+            waiters: self.waiters,
+            staged,
+        })
+    }
+
+    /// Answers every caller of a batch that will not be committed.
+    pub fn refuse_all(self, reason: &str) {
+        for waiter in self.waiters {
+            let reply = match waiter {
+                Waiter::New { reply, .. } | Waiter::Existing { reply, .. } => reply,
+            };
+            let _ = reply.send(Err(SubmitError::Unavailable(reason.to_string())));
+        }
+    }
+}
+
+impl Committed {
+    /// Answers every caller with its durable entry.
+    pub fn answer(self, store: &Store, checkpoint: &Arc<SignedCheckpoint>) {
+        for waiter in self.waiters {
+            match waiter {
+                Waiter::New { reply, index } => {
+                    let (seq, leaf_hash, leaf) = &self.staged[index];
+                    let _ = reply.send(Ok(Sequenced {
+                        seq: *seq,
+                        leaf_hash: *leaf_hash,
+                        leaf: leaf.clone(),
+                        checkpoint: checkpoint.clone(),
+                    }));
+                }
+                Waiter::Existing { reply, seq } => {
+                    let answer = match store.leaf(seq) {
+                        Ok(Some(leaf)) => Ok(Sequenced {
+                            seq,
+                            leaf_hash: hash_leaf(&leaf),
+                            leaf,
+                            checkpoint: checkpoint.clone(),
+                        }),
+                        Ok(None) => Err(SubmitError::Unavailable(format!(
+                            "entry {seq} vanished from the store"
+                        ))),
+                        Err(error) => Err(SubmitError::Unavailable(error.to_string())),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+}
+
+fn refuse(reply: Reply, rejection: Rejection) {
+    let _ = reply.send(Err(SubmitError::Rejected(rejection)));
+}
+
+fn replay_rejection(author: &str, seq: u64) -> Rejection {
+    Rejection::already_exists(format!(
+        "author {author:?} already used this nonce for entry {seq} with different bytes"
+    ))
+}
+
+/// The store as seen from inside a batch: durable entries plus staged ones.
+struct Overlay<'b> {
+    store: &'b Store,
+    base_size: u64,
+    leaf_hashes: &'b [Hash],
+    observations: &'b HashMap<u64, ObservationRecord>,
+}
+
+impl EntryIndex for Overlay<'_> {
+    type Error = StoreError;
+
+    fn leaf_hash(&self, seq: u64) -> Result<Option<Hash>, StoreError> {
+        if seq >= self.base_size {
+            return Ok(self
+                .leaf_hashes
+                .get((seq - self.base_size) as usize)
+                .copied());
+        }
+        self.store.leaf_hash(seq)
+    }
+
+    fn observation(&self, seq: u64) -> Result<Option<ObservationRecord>, StoreError> {
+        match self.observations.get(&seq) {
+            Some(record) => Ok(Some(record.clone())),
+            None => self.store.observation(seq),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Start-up: check the store against itself, then rebuild the in-memory
+//! state the sequencer continues from.
+//!
+//! The store is the only source of truth. The governance state is not
+//! stored in a second format: it is replayed from the log's own governance
+//! events (few, indexed by seq), through the same rules that accepted them,
+//! so it can never disagree with the log.
+
+use crate::core::leaf::Leaf;
+use crate::core::merkle::Frontier;
+use crate::core::rules::{decode_event, EntryContext, LedgerState};
+use crate::storage::{DurableHead, Store, StoreError};
+
+/// What the sequencer needs to continue an existing log.
+pub struct Recovered {
+    pub head: DurableHead,
+    pub frontier: Frontier,
+    /// `None` for an empty log, which accepts only a genesis.
+    pub state: Option<LedgerState>,
+}
+
+/// How much of the store to check before serving it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartupCheck {
+    /// Re-hash every leaf and tree node (time grows with the log): catches any corruption.
+    Full,
+    /// Check only that the head agrees with the stored tree's right edge.
+    Head,
+}
+
+pub fn recover(store: &Store, check: StartupCheck) -> Result<Recovered, StoreError> {
+    let head = match check {
+        StartupCheck::Full => store.verify()?,
+        StartupCheck::Head => store.head()?,
+    };
+    let frontier = store.frontier(head.size)?;
+    if frontier.root() != head.root {
+        return Err(StoreError::Corrupt {
+            seq: head.size.saturating_sub(1),
+            reason: "the head's root does not match the stored tree".into(),
+        });
+    }
+    let mut state: Option<LedgerState> = None;
+    for seq in store.governance_seqs() {
+        let seq = seq?;
+        let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
+        let bytes = store
+            .leaf(seq)?
+            .ok_or_else(|| corrupt("governance entry is missing".into()))?;
+        let leaf = Leaf::decode(&bytes).map_err(|error| corrupt(error.to_string()))?;
+        let event = decode_event(&leaf.payload).map_err(|error| corrupt(error.message))?;
+        let signers: Vec<[u8; 32]> = leaf.signatures.iter().map(|s| s.public_key).collect();
+        let context = EntryContext {
+            seq,
+            received_at_micros: leaf.received_at_micros,
+            leaf_hash: crate::core::merkle::hash_leaf(&bytes),
+        };
+        state = Some(match state.take() {
+            None => LedgerState::from_genesis(&event, &signers, &context).map_err(|rejection| {
+                corrupt(format!("genesis no longer validates: {rejection}"))
+            })?,
+            Some(mut current) => {
+                let accepted =
+                    current
+                        .check(&event, &signers, &context, store)?
+                        .map_err(|rejection| {
+                            corrupt(format!("entry no longer validates: {rejection}"))
+                        })?;
+                current.apply(&accepted);
+                current
+            }
+        });
+    }
+    if head.size > 0 && state.is_none() {
+        return Err(StoreError::Corrupt {
+            seq: 0,
+            reason: "the log has entries but no genesis".into(),
+        });
+    }
+    Ok(Recovered {
+        head,
+        frontier,
+        state,
+    })
+}
