@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 
-use crate::proto::{Event, SignedEvent, FILE_DESCRIPTOR_SET};
+use crate::proto::{Event, FILE_DESCRIPTOR_SET};
 
 fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {
     let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET)
@@ -31,11 +31,6 @@ fn parse<M: Message + Default>(name: &str, json: &str) -> anyhow::Result<M> {
     deserializer.end().map_err(|error| anyhow!("{error}"))?;
     M::decode(message.encode_to_vec().as_slice())
         .with_context(|| format!("the JSON does not make a valid {name}"))
-}
-
-/// Parses a signed event (payload and signatures, base64) from proto3 JSON.
-pub fn signed_event_from_json(json: &str) -> anyhow::Result<SignedEvent> {
-    parse("ceasefire.v1.SignedEvent", json)
 }
 
 /// Renders any of our messages as proto3 JSON (for receipts and listings).

@@ -7,7 +7,7 @@
 //! - [`sequencer`]: the one writer, batching and committing.
 //! - [`server`]: the gRPC services.
 //! - [`node`]: all of the above wired into a running service.
-//! - [`cli`], [`client`], [`keyfile`], [`event_json`], [`dev`]: the edge people touch.
+//! - [`cli`], [`client`], [`keyfile`], [`signed_file`], [`event_json`], [`dev`]: the edge people touch.
 
 pub mod cli;
 pub mod client;
@@ -19,4 +19,5 @@ pub mod node;
 pub mod proto;
 pub mod sequencer;
 pub mod server;
+pub mod signed_file;
 pub mod storage;

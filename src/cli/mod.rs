@@ -3,8 +3,11 @@
 //! Every command returns `anyhow::Result`; `main` prints an error as one
 //! line and exits non-zero, never with a panic trace.
 
+mod bench;
+mod init;
 mod keygen;
 mod serve;
+mod sign;
 mod submit;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +34,12 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// Create an Ed25519 key file (owner-only permissions) and print its public key.
     Keygen(keygen::KeygenArgs),
+    /// Write an unsigned genesis for the signatories to sign.
+    Init(init::InitArgs),
+    /// Add a signature to a genesis or governance event file.
+    Sign(sign::SignArgs),
+    /// Measure ingest: N concurrent clients submitting pre-signed observations.
+    Bench(bench::BenchArgs),
 }
 
 impl Cli {
@@ -39,6 +48,9 @@ impl Cli {
             Command::Serve(args) => serve::run(args).await,
             Command::Submit(args) => submit::run(args).await,
             Command::Keygen(args) => keygen::run(args),
+            Command::Init(args) => init::run(args),
+            Command::Sign(args) => sign::run(args),
+            Command::Bench(args) => bench::run(args).await,
         }
     }
 }

@@ -9,8 +9,8 @@ use anyhow::{bail, Context};
 use crate::dev;
 use crate::keyfile::KeyFile;
 use crate::node::{self, NodeConfig};
-use crate::proto::SignedEvent;
 use crate::sequencer::{SequencerConfig, StartupCheck};
+use crate::signed_file::SignedEventFile;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -32,7 +32,7 @@ pub struct ServeArgs {
     /// DATA_DIR/dev-keys and a development genesis, zone and commitment.
     #[arg(long, env = "CEASEFIRE_LEDGER_DEV")]
     dev: bool,
-    /// A signed genesis (SignedEvent as JSON) to start an empty ledger from.
+    /// A genesis signed by enough signatories (from `init` + `sign`) to start an empty ledger.
     #[arg(long, env = "CEASEFIRE_LEDGER_GENESIS", conflicts_with = "dev")]
     genesis: Option<PathBuf>,
     /// The operator's key file, which signs checkpoints (default with --dev:
@@ -63,7 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             bail!("--operator-key FILE is required (or use --dev for a development ledger)");
         };
         let bootstrap = match &args.genesis {
-            Some(genesis) => vec![read_signed_event(genesis)?],
+            Some(genesis) => vec![SignedEventFile::load(genesis)?.signed],
             None => Vec::new(),
         };
         (KeyFile::load(path)?.key, bootstrap)
@@ -114,12 +114,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     interrupt.await.unwrap_or_default();
-}
-
-/// Reads a SignedEvent written as proto3 JSON.
-pub fn read_signed_event(path: &std::path::Path) -> anyhow::Result<SignedEvent> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    crate::event_json::signed_event_from_json(&text)
-        .with_context(|| format!("{} is not a signed event", path.display()))
 }

@@ -1,6 +1,9 @@
 //! `submit`: sign events written as JSON (one) or NDJSON (many), submit
 //! them in order, check each receipt, print it.
 //!
+//! Signed-event files (from `init` and `sign`) are submitted as they are,
+//! with the signatures they carry; bare events are signed with `--key`.
+//!
 //! Header fields the author may leave out are filled in: `agreementId` (read
 //! from the ledger's genesis), `author` (the first key file's party id),
 //! `createdAt` (now) and `nonce` (random). Every receipt is checked before it
@@ -22,13 +25,14 @@ use crate::core::rules::decode_event;
 use crate::event_json::{event_from_json, message_to_json};
 use crate::keyfile::KeyFile;
 use crate::proto::{event::Body, ledger_client::LedgerClient, GetEntriesRequest, Receipt};
+use crate::signed_file::SignedEventFile;
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {
     /// JSON file with one event, or NDJSON with one per line ("-" for stdin).
     file: PathBuf,
-    /// Key file to sign with; repeat for events needing several signatures.
-    #[arg(long = "key", short = 'k', required = true)]
+    /// Key file to sign bare events with; repeat for several signatures.
+    #[arg(long = "key", short = 'k')]
     keys: Vec<PathBuf>,
     /// The ledger's gRPC address.
     #[arg(long, env = "CEASEFIRE_LEDGER_SERVER", default_value = super::DEFAULT_SERVER_URL)]
@@ -51,25 +55,32 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     let mut client = client::connect(&args.server).await?;
     let identity = fetch_identity(&mut client).await?;
     let signing_keys: Vec<&SigningKey> = keys.iter().map(|file| &file.key).collect();
-    for (index, json) in events.iter().enumerate() {
+    for (index, value) in events.into_iter().enumerate() {
         let position = index + 1;
-        let mut event = event_from_json(json)
-            .with_context(|| format!("event {position} is not a valid event"))?;
-        if event.agreement_id.is_empty() {
-            event.agreement_id = identity.agreement_id.clone();
-        }
-        if event.author.is_empty() {
-            event.author = keys[0].party_id.clone().ok_or_else(|| {
-                anyhow!("event {position} has no author and the key file names no party")
-            })?;
-        }
-        if event.created_at.is_none() {
-            event.created_at = Some(now_timestamp());
-        }
-        if event.nonce.is_empty() {
-            event.nonce = random_nonce();
-        }
-        let signed = client::sign(&event, &signing_keys);
+        let signed = if SignedEventFile::is_signed_event_json(&value) {
+            SignedEventFile::from_json(value)
+                .with_context(|| format!("event {position}"))?
+                .signed
+        } else {
+            if keys.is_empty() {
+                bail!("event {position} is a bare event: give --key to sign it");
+            }
+            let mut event = event_from_json(&value.to_string())
+                .with_context(|| format!("event {position} is not a valid event"))?;
+            if event.agreement_id.is_empty() {
+                event.agreement_id = identity.agreement_id.clone();
+            }
+            if event.author.is_empty() {
+                event.author = keys[0].party_id.clone().ok_or_else(|| {
+                    anyhow!("event {position} has no author and the key file names no party")
+                })?;
+            }
+            event.created_at.get_or_insert_with(now_timestamp);
+            if event.nonce.is_empty() {
+                event.nonce = random_nonce();
+            }
+            client::sign(&event, &signing_keys)
+        };
         let receipt = match client.submit(signed).await {
             Ok(response) => response.into_inner(),
             Err(status) => bail!(
@@ -89,8 +100,8 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Splits the input into event JSON texts: one object, or one per line.
-fn read_events(path: &PathBuf) -> anyhow::Result<Vec<String>> {
+/// Splits the input into JSON values: one object, or one per line.
+fn read_events(path: &PathBuf) -> anyhow::Result<Vec<serde_json::Value>> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
         std::io::stdin().read_to_string(&mut text)?;
@@ -102,9 +113,7 @@ fn read_events(path: &PathBuf) -> anyhow::Result<Vec<String>> {
         .into_iter::<serde_json::Value>()
         .enumerate()
         .map(|(index, value)| {
-            value
-                .map(|value| value.to_string())
-                .with_context(|| format!("event {} is not valid JSON", index + 1))
+            value.with_context(|| format!("event {} is not valid JSON", index + 1))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if values.is_empty() {

@@ -266,7 +266,7 @@ fn public_key_array(field: &str, bytes: &[u8]) -> Result<[u8; 32], Rejection> {
     if !is_acceptable_public_key(&key) {
         return Err(Rejection::invalid(format!(
             "{field} {} is not an acceptable Ed25519 key (non-canonical or of small order)",
-            crate::core::key_text(&key)
+            crate::core::key_text(key)
         )));
     }
     Ok(key)
@@ -308,7 +308,7 @@ fn check_party(field: &str, party: &Party) -> Result<Vec<[u8; 32]>, Rejection> {
         if keys.contains(&key) {
             return Err(Rejection::invalid(format!(
                 "{field}.public_keys lists {} twice",
-                crate::core::key_text(&key)
+                crate::core::key_text(key)
             )));
         }
         keys.push(key);
@@ -564,14 +564,14 @@ impl LedgerState {
             let Some(party_id) = self.key_owners.get(key) else {
                 return Err(Rejection::denied(format!(
                     "key {} is not registered to any party",
-                    crate::core::key_text(&key)
+                    crate::core::key_text(key)
                 )));
             };
             if !self.key_is_active(key, seq) {
                 let revoked_seq = self.parties[party_id].keys[key].revoked_seq;
                 return Err(Rejection::denied(format!(
                     "key {} of {party_id:?} was revoked at entry {}",
-                    crate::core::key_text(&key),
+                    crate::core::key_text(key),
                     revoked_seq.unwrap_or_default()
                 )));
             }
@@ -600,7 +600,7 @@ impl LedgerState {
         if let Some(key) = signers.iter().find(|key| !author.keys.contains_key(*key)) {
             return Err(Rejection::denied(format!(
                 "key {} does not belong to the author {:?}",
-                crate::core::key_text(&key),
+                crate::core::key_text(key),
                 event.author
             )));
         }
@@ -615,7 +615,7 @@ impl LedgerState {
             let party_id = self.key_owners.get(key).ok_or_else(|| {
                 Rejection::denied(format!(
                     "key {} is not registered to any party",
-                    crate::core::key_text(&key)
+                    crate::core::key_text(key)
                 ))
             })?;
             if self.parties[party_id].role != Role::Signatory {
@@ -668,7 +668,7 @@ impl LedgerState {
                 if let Some(owner) = self.key_owners.get(&key) {
                     return Err(Rejection::invalid(format!(
                         "key {} is already registered to {owner:?}; keys are never reused",
-                        crate::core::key_text(&key)
+                        crate::core::key_text(key)
                     )));
                 }
                 Ok(GovernanceChange::AddKey {
@@ -689,7 +689,7 @@ impl LedgerState {
                 match party.keys.get(&key) {
                     None => Err(Rejection::invalid(format!(
                         "key {} is not a key of {:?}",
-                        crate::core::key_text(&key),
+                        crate::core::key_text(key),
                         revoke.party_id
                     ))),
                     Some(KeyState {
@@ -697,7 +697,7 @@ impl LedgerState {
                         ..
                     }) => Err(Rejection::invalid(format!(
                         "key {} was already revoked at entry {at}",
-                        crate::core::key_text(&key)
+                        crate::core::key_text(key)
                     ))),
                     Some(_) => Ok(GovernanceChange::RevokeKey {
                         party_id: revoke.party_id.clone(),
@@ -821,7 +821,7 @@ impl LedgerState {
             if let Some(owner) = self.key_owners.get(key) {
                 return Err(Rejection::invalid(format!(
                     "{field}: key {} is already registered to {owner:?}",
-                    crate::core::key_text(&key)
+                    crate::core::key_text(key)
                 )));
             }
         }

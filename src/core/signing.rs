@@ -75,14 +75,14 @@ pub fn canonical_signatures(
     if signatures.is_empty() {
         return Err(Rejection::invalid("the event carries no signature"));
     }
-    signatures.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+    signatures.sort_by_key(|a| a.public_key);
     if let Some(pair) = signatures
         .windows(2)
         .find(|pair| pair[0].public_key == pair[1].public_key)
     {
         return Err(Rejection::invalid(format!(
             "key {} signs twice: each key may sign an event once",
-            crate::core::key_text(&pair[0].public_key)
+            crate::core::key_text(pair[0].public_key)
         )));
     }
     Ok(signatures)
@@ -104,7 +104,7 @@ pub fn verify_event_signature(payload: &[u8], signature: &EventSignature) -> Res
     let key = VerifyingKey::from_bytes(&signature.public_key).map_err(|_| {
         Rejection::unauthenticated(format!(
             "public key {} is not a valid Ed25519 point",
-            crate::core::key_text(&signature.public_key)
+            crate::core::key_text(signature.public_key)
         ))
     })?;
     let sig = ed25519_dalek::Signature::from_bytes(&signature.signature);
@@ -112,7 +112,7 @@ pub fn verify_event_signature(payload: &[u8], signature: &EventSignature) -> Res
         .map_err(|_| {
             Rejection::unauthenticated(format!(
                 "signature by key {} does not verify over this payload",
-                crate::core::key_text(&signature.public_key)
+                crate::core::key_text(signature.public_key)
             ))
         })
 }

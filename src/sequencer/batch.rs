@@ -256,9 +256,9 @@ impl<'a> Batch<'a> {
         self,
         store: &Store,
         checkpoint_note: &str,
-    ) -> Result<Committed, (Batch<'a>, StoreError)> {
+    ) -> Result<Committed, Box<(Batch<'a>, StoreError)>> {
         if let Err(error) = store.append(&self.entries, &self.nodes, &self.head, checkpoint_note) {
-            return Err((self, error));
+            return Err(Box::new((self, error)));
         }
         let staged = self
             .entries

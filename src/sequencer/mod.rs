@@ -197,7 +197,7 @@ fn checkpoint_signer(
         return Err(format!(
             "the operator key given ({}) is not the one the genesis names ({})",
             crate::core::key_text(operator_key.verifying_key().as_bytes()),
-            crate::core::key_text(&agreement.operator_public_key)
+            crate::core::key_text(agreement.operator_public_key)
         ));
     }
     NoteSigner::new(&agreement.origin, operator_key.clone())
@@ -315,7 +315,8 @@ impl Sequencer {
                 self.publish.send_replace(Some(checkpoint.clone()));
                 committed.answer(&self.store, &checkpoint);
             }
-            Err((batch, error)) => {
+            Err(failed) => {
+                let (batch, error) = *failed;
                 tracing::error!(%error, "batch commit failed; refusing further writes");
                 let reason = format!("storage write failed: {error}");
                 batch.refuse_all(&reason);

@@ -341,9 +341,11 @@ impl Store {
             for (level, index, hash) in frontier.push(leaf_hash) {
                 match self.tree.get(node_key(level, index))? {
                     Some(stored) if stored.as_ref() == hash => {}
-                    _ => return Err(corrupt(format!(
+                    _ => {
+                        return Err(corrupt(format!(
                         "stored tree node (level {level}, index {index}) does not match the leaves"
-                    ))),
+                    )))
+                    }
                 }
             }
             prev_leaf_hash = leaf_hash;
