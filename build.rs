@@ -4,7 +4,11 @@
 
 use std::{env, fs, path::PathBuf};
 
-const PROTO_FILES: &[&str] = &["ceasefire/v1/events.proto", "ceasefire/v1/ledger.proto"];
+const PROTO_FILES: &[&str] = &[
+    "ceasefire/v1/events.proto",
+    "ceasefire/v1/ledger.proto",
+    "ceasefire/v1/compliance.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

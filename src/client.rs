@@ -8,7 +8,10 @@ use prost::Message;
 use rand_core::RngCore;
 
 use crate::core::signing::sign_event;
-use crate::proto::{ledger_client::LedgerClient, Event, Signature, SignedEvent};
+use crate::proto::{
+    compliance_client::ComplianceClient, ledger_client::LedgerClient, ComplianceStatus, Event,
+    Signature, SignedEvent,
+};
 
 /// Encodes `event` and signs the bytes with each key.
 pub fn sign(event: &Event, keys: &[&SigningKey]) -> SignedEvent {
@@ -45,13 +48,37 @@ pub fn now_timestamp() -> prost_types::Timestamp {
     }
 }
 
-/// Connects to a ledger at `url` (e.g. `http://127.0.0.1:50051`).
-pub async fn connect(url: &str) -> anyhow::Result<LedgerClient<tonic::transport::Channel>> {
+/// Opens a channel to a ledger at `url` (e.g. `http://127.0.0.1:50051`).
+pub async fn channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|error| anyhow::anyhow!("{url:?} is not a server URL: {error}"))?;
-    let channel = endpoint
+    endpoint
         .connect()
         .await
-        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {error}"))?;
-    Ok(LedgerClient::new(channel).max_decoding_message_size(crate::server::MAX_GRPC_MESSAGE_BYTES))
+        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {error}"))
+}
+
+/// Connects to the Ledger service at `url`.
+pub async fn connect(url: &str) -> anyhow::Result<LedgerClient<tonic::transport::Channel>> {
+    Ok(LedgerClient::new(channel(url).await?)
+        .max_decoding_message_size(crate::server::MAX_GRPC_MESSAGE_BYTES))
+}
+
+/// Connects to the Compliance service at `url`.
+pub async fn connect_compliance(
+    url: &str,
+) -> anyhow::Result<ComplianceClient<tonic::transport::Channel>> {
+    Ok(ComplianceClient::new(channel(url).await?))
+}
+
+/// The proto enum name of a compliance status, without its prefix
+/// ("VIOLATION_CONFIRMED"), for people.
+pub fn status_name(status: i32) -> &'static str {
+    ComplianceStatus::try_from(status)
+        .map(|status| {
+            status
+                .as_str_name()
+                .trim_start_matches("COMPLIANCE_STATUS_")
+        })
+        .unwrap_or("UNKNOWN")
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use tokio::sync::oneshot;
 use tonic::Request;
 
 use crate::proto::{ledger_server::Ledger, SignedEvent};
@@ -33,7 +32,8 @@ pub struct NodeConfig {
 pub struct Node {
     pub local_addr: SocketAddr,
     pub store: Arc<Store>,
-    shutdown: oneshot::Sender<()>,
+    /// Set to true to stop: the server stops accepting and ends streams.
+    shutdown: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     sequencer_thread: std::thread::JoinHandle<()>,
 }
@@ -60,6 +60,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         seconds = started.elapsed().as_secs_f64(),
         "store verified"
     );
+    // Claim the address before writing anything: a node that cannot serve
+    // must not have written a genesis.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
     let empty = recovered.head.size == 0;
     if empty && config.bootstrap.is_empty() {
         bail!(
@@ -84,14 +90,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
                 .with_context(|| format!("bootstrap entry {index} was refused"))?;
         }
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local_addr = listener.local_addr()?;
-    let (shutdown, shutdown_signal) = oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, store.clone(), handle, async {
-        let _ = shutdown_signal.await;
-    }));
+    let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(server::serve(
+        listener,
+        store.clone(),
+        handle,
+        shutting_down,
+    ));
     drop(service);
     Ok(Node {
         local_addr,
@@ -111,7 +116,7 @@ impl Node {
     /// Stops accepting calls, lets in-flight ones finish (their batches are
     /// committed and synced first), and waits for the sequencer to stop.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(());
+        let _ = self.shutdown.send(true);
         self.server.await??;
         drop(self.store);
         let thread = self.sequencer_thread;

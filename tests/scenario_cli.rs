@@ -48,6 +48,21 @@ fn the_example_scenario_runs_through_the_cli_and_a_revoked_key_is_refused() {
         "the revoked key's report was not refused as expected:\n{stderr}"
     );
 
+    // The day's compliance table: mission Alpha and mission Bravo both
+    // reported explosions in sector 2, so the ceasefire violation there is
+    // confirmed (quorum 2); in sector 1 only Bravo reported one.
+    let row = |zone: &str| {
+        stderr
+            .lines()
+            .find(|line| line.starts_with(zone))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("sector-2")[1], "VIOLATION_CONFIRMED", "{stderr}");
+    assert_eq!(row("sector-1")[1], "VIOLATION_REPORTED", "{stderr}");
+    assert_eq!(row("disengagement-area-1")[3], "OBSTRUCTED", "{stderr}");
+
     // The server has stopped; the store verifies and holds genesis + 34.
     let store = Store::open(&work.path().join("data")).unwrap();
     let head = store.verify().unwrap();

@@ -72,17 +72,24 @@ govern() {
 step "zones, commitments and the two monitoring missions"
 for event in "$HERE"/governance/*.json; do govern "$event"; done
 
-step "a day of observations from each mission"
-"$BIN" submit --key "$KEYS/mission-alpha.key" "$HERE/observations/mission-alpha.ndjson"
-"$BIN" submit --key "$KEYS/mission-bravo.key" "$HERE/observations/mission-bravo.ndjson"
+step "a day of observations from each mission (dated yesterday, so all are in the 48 h windows)"
+DAY="$(date -u -d yesterday +%F)"
+mkdir -p "$WORK/observations"
+for file in "$HERE"/observations/*; do
+    sed -e "s|@DAY@|$DAY|g" "$file" >"$WORK/observations/$(basename "$file")"
+done
+"$BIN" submit --key "$KEYS/mission-alpha.key" "$WORK/observations/mission-alpha.ndjson"
+"$BIN" submit --key "$KEYS/mission-bravo.key" "$WORK/observations/mission-bravo.ndjson"
 
 step "mission Bravo's key is revoked"
 govern "$HERE/revoke-mission-bravo-key.json"
 
 step "mission Bravo's next report, signed with the revoked key, must be refused"
 if "$BIN" submit --key "$KEYS/mission-bravo.key" \
-    "$HERE/observations/mission-bravo-after-revocation.json"; then
+    "$WORK/observations/mission-bravo-after-revocation.json"; then
     echo "error: a revoked key's submission was accepted" >&2
     exit 1
 fi
+step "compliance status after the day"
+"$BIN" status >&2
 echo "scenario complete: ledger in $WORK/data" >&2

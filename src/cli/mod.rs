@@ -6,9 +6,12 @@
 mod bench;
 mod init;
 mod keygen;
+mod rebuild;
 mod serve;
 mod sign;
+mod status;
 mod submit;
+mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +41,12 @@ enum Command {
     Init(init::InitArgs),
     /// Add a signature to a genesis or governance event file.
     Sign(sign::SignArgs),
+    /// Show compliance status: zones by commitments.
+    Status(status::StatusArgs),
+    /// Follow compliance changes (resumes after a dropped connection).
+    Watch(watch::WatchArgs),
+    /// Refold the compliance projection from the log (server stopped).
+    RebuildProjections(rebuild::RebuildArgs),
     /// Measure ingest: N concurrent clients submitting pre-signed observations.
     Bench(bench::BenchArgs),
 }
@@ -50,6 +59,9 @@ impl Cli {
             Command::Keygen(args) => keygen::run(args),
             Command::Init(args) => init::run(args),
             Command::Sign(args) => sign::run(args),
+            Command::Status(args) => status::run(args).await,
+            Command::Watch(args) => watch::run(args).await,
+            Command::RebuildProjections(args) => rebuild::run(args),
             Command::Bench(args) => bench::run(args).await,
         }
     }

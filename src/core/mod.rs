@@ -8,7 +8,9 @@ pub mod checkpoint;
 pub mod geo;
 pub mod leaf;
 pub mod merkle;
+pub mod projection;
 pub mod rejection;
+pub mod replay;
 pub mod rules;
 pub mod signing;
 

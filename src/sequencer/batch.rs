@@ -14,10 +14,13 @@ use super::{checkpoint_signer, Recovered, Sequenced, SignedCheckpoint, Submissio
 use crate::core::checkpoint::NoteSigner;
 use crate::core::leaf::Leaf;
 use crate::core::merkle::{hash_leaf, Frontier, Hash};
+use crate::core::projection::{PairKey, Projection, StatusChange};
 use crate::core::rejection::Rejection;
 use crate::core::rules::{Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord};
 use crate::proto::event::Body;
-use crate::storage::{DurableHead, StagedEntry, Store, StoreError};
+use crate::storage::{
+    DurableHead, ProjectionHead, ProjectionWrite, StagedEntry, Store, StoreError,
+};
 
 type Reply = oneshot::Sender<Result<Sequenced, SubmitError>>;
 
@@ -47,10 +50,18 @@ pub(super) struct Batch<'a> {
     /// Observation records written by this batch, newest last.
     observations: HashMap<u64, ObservationRecord>,
     payloads: Vec<Vec<u8>>,
+    /// The durable projection, folded forward in place. A failed commit
+    /// stops the sequencer, so it is never read in a state that was not
+    /// committed.
+    projection: &'a mut Projection,
+    /// Pairs the batch changed, and the status changes it caused.
+    touched_pairs: std::collections::BTreeSet<PairKey>,
+    changes: Vec<StatusChange>,
 }
 
 /// A committed batch, ready to answer its callers.
 pub(super) struct Committed {
+    pub projection_head: ProjectionHead,
     pub durable_head: DurableHead,
     pub frontier: Frontier,
     /// The new rules' state if the batch changed it.
@@ -61,14 +72,23 @@ pub(super) struct Committed {
 }
 
 impl<'a> Batch<'a> {
-    pub fn new(durable: &'a Recovered, received_at_micros: i64) -> Batch<'a> {
+    pub fn new(durable: &'a mut Recovered, received_at_micros: i64) -> Batch<'a> {
+        let Recovered {
+            head,
+            frontier,
+            state,
+            projection,
+        } = durable;
         Batch {
             received_at_micros,
-            base_size: durable.head.size,
-            durable_state: durable.state.as_ref(),
+            base_size: head.size,
+            durable_state: state.as_ref(),
             working_state: None,
-            head: durable.head,
-            frontier: durable.frontier.clone(),
+            head: *head,
+            frontier: frontier.clone(),
+            projection,
+            touched_pairs: Default::default(),
+            changes: Vec::new(),
             entries: Vec::new(),
             leaf_hashes: Vec::new(),
             nodes: Vec::new(),
@@ -227,6 +247,16 @@ impl<'a> Batch<'a> {
         for (record_seq, record) in &observation_records {
             self.observations.insert(*record_seq, record.clone());
         }
+        let rules = self
+            .working_state
+            .as_ref()
+            .or(self.durable_state)
+            .expect("an accepted entry implies a state");
+        let folded = self
+            .projection
+            .fold(&event, accepted.as_ref(), &context, rules);
+        self.touched_pairs.extend(folded.touched);
+        self.changes.extend(folded.changes);
         self.nodes.extend(self.frontier.push(context.leaf_hash));
         self.head = DurableHead {
             size: seq + 1,
@@ -257,7 +287,27 @@ impl<'a> Batch<'a> {
         store: &Store,
         checkpoint_note: &str,
     ) -> Result<Committed, Box<(Batch<'a>, StoreError)>> {
-        if let Err(error) = store.append(&self.entries, &self.nodes, &self.head, checkpoint_note) {
+        let projection_head = ProjectionHead {
+            as_of_seq: self.projection.as_of_seq,
+            log_time_micros: self.projection.log_time_micros,
+            digest: self.projection.digest(),
+        };
+        let written = store.append(
+            &self.entries,
+            &self.nodes,
+            &self.head,
+            checkpoint_note,
+            &ProjectionWrite {
+                head: projection_head,
+                pairs: self
+                    .touched_pairs
+                    .iter()
+                    .map(|key| (key, self.projection.pairs.get(key)))
+                    .collect(),
+                changes: &self.changes,
+            },
+        );
+        if let Err(error) = written {
             return Err(Box::new((self, error)));
         }
         let staged = self
@@ -267,6 +317,7 @@ impl<'a> Batch<'a> {
             .map(|(entry, leaf_hash)| (entry.seq, leaf_hash, entry.leaf))
             .collect::<Vec<_>>();
         Ok(Committed {
+            projection_head,
             durable_head: self.head,
             frontier: self.frontier,
             new_state: self.working_state,

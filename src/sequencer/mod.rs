@@ -23,10 +23,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::core::checkpoint::{sign_checkpoint, CheckpointBody, NoteSigner};
 use crate::core::merkle::Hash;
+use crate::core::projection::{PairKey, PairSummary, Projection};
 use crate::core::rejection::Rejection;
 use crate::core::signing::EventSignature;
 use crate::proto::Event;
-use crate::storage::Store;
+use crate::storage::{ProjectionHead, Store};
 use batch::Batch;
 pub use recovery::{recover, Recovered, StartupCheck};
 
@@ -79,6 +80,29 @@ pub struct SignedCheckpoint {
     pub note: String,
 }
 
+/// The read model as of a durable batch: what the Compliance service serves.
+#[derive(Clone, Debug)]
+pub struct ProjectionView {
+    pub head: ProjectionHead,
+    /// Entries in the log it describes (as_of_seq + 1).
+    pub tree_size: u64,
+    pub pairs: std::collections::BTreeMap<PairKey, PairSummary>,
+}
+
+impl ProjectionView {
+    fn new(head: ProjectionHead, projection: &Projection, tree_size: u64) -> ProjectionView {
+        ProjectionView {
+            head,
+            tree_size,
+            pairs: projection
+                .pairs
+                .iter()
+                .map(|(key, pair)| (key.clone(), pair.summary.clone()))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     /// The event breaks a rule; nothing was written.
@@ -98,6 +122,8 @@ pub struct SequencerHandle {
     /// The agreement, once the genesis is durable: lets handlers refuse
     /// another agreement's events before verifying their signatures.
     agreement_id: Arc<std::sync::OnceLock<String>>,
+    /// The read model after each durable batch.
+    views: watch::Receiver<Arc<ProjectionView>>,
 }
 
 impl SequencerHandle {
@@ -133,9 +159,14 @@ impl SequencerHandle {
         self.checkpoints.borrow().clone()
     }
 
-    /// A receiver that changes with every new checkpoint (for streams).
-    pub fn watch_checkpoints(&self) -> watch::Receiver<Option<Arc<SignedCheckpoint>>> {
-        self.checkpoints.clone()
+    /// The read model as of the latest durable batch.
+    pub fn projection(&self) -> Arc<ProjectionView> {
+        self.views.borrow().clone()
+    }
+
+    /// A receiver that changes with every durable batch (for streams).
+    pub fn watch_projection(&self) -> watch::Receiver<Arc<ProjectionView>> {
+        self.views.clone()
     }
 }
 
@@ -165,6 +196,16 @@ pub fn start(
     }
     let (submissions, receiver) = mpsc::channel(config.queue_depth);
     let (publish, checkpoints) = watch::channel(checkpoint);
+    let projection_head = ProjectionHead {
+        as_of_seq: recovered.projection.as_of_seq,
+        log_time_micros: recovered.projection.log_time_micros,
+        digest: recovered.projection.digest(),
+    };
+    let (publish_view, views) = watch::channel(Arc::new(ProjectionView::new(
+        projection_head,
+        &recovered.projection,
+        recovered.head.size,
+    )));
     let sequencer = Sequencer {
         store,
         durable: recovered,
@@ -172,6 +213,7 @@ pub fn start(
         signer,
         config,
         publish,
+        publish_view,
         agreement_id: agreement_id.clone(),
         failed: None,
     };
@@ -184,6 +226,7 @@ pub fn start(
             submissions,
             checkpoints,
             agreement_id,
+            views,
         },
         thread,
     ))
@@ -226,6 +269,8 @@ struct Sequencer {
     config: SequencerConfig,
     /// Announces each durable checkpoint.
     publish: watch::Sender<Option<Arc<SignedCheckpoint>>>,
+    /// Announces the read model after each durable batch.
+    publish_view: watch::Sender<Arc<ProjectionView>>,
     /// Set once the genesis is durable; shared with every handle.
     agreement_id: Arc<std::sync::OnceLock<String>>,
     /// Set when a commit failed: every later submission is refused with it.
@@ -269,7 +314,7 @@ impl Sequencer {
 
     fn sequence(&mut self, submissions: Vec<Submission>) {
         let received_at = now_micros().max(self.durable.head.last_received_at_micros);
-        let mut batch = Batch::new(&self.durable, received_at);
+        let mut batch = Batch::new(&mut self.durable, received_at);
         let mut genesis_signer = None;
         for submission in submissions {
             match batch.stage(&self.store, submission, &self.operator_key) {
@@ -313,6 +358,11 @@ impl Sequencer {
                     self.durable.state = Some(state);
                 }
                 self.publish.send_replace(Some(checkpoint.clone()));
+                self.publish_view.send_replace(Arc::new(ProjectionView::new(
+                    committed.projection_head,
+                    &self.durable.projection,
+                    head.size,
+                )));
                 committed.answer(&self.store, &checkpoint);
             }
             Err(failed) => {

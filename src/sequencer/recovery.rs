@@ -4,12 +4,16 @@
 //! The store is the only source of truth. The governance state is not
 //! stored in a second format: it is replayed from the log's own governance
 //! events (few, indexed by seq), through the same rules that accepted them,
-//! so it can never disagree with the log.
+//! so it can never disagree with the log. The stored projection is loaded
+//! and accepted only if it is as of the log's last entry and its digest
+//! recomputes; otherwise it is rebuilt from the whole log ([`rebuild_projection`]).
 
 use crate::core::leaf::Leaf;
 use crate::core::merkle::Frontier;
+use crate::core::projection::Projection;
+use crate::core::replay::Replay;
 use crate::core::rules::{decode_event, EntryContext, LedgerState};
-use crate::storage::{DurableHead, Store, StoreError};
+use crate::storage::{DurableHead, ProjectionHead, Store, StoreError};
 
 /// What the sequencer needs to continue an existing log.
 pub struct Recovered {
@@ -17,6 +21,8 @@ pub struct Recovered {
     pub frontier: Frontier,
     /// `None` for an empty log, which accepts only a genesis.
     pub state: Option<LedgerState>,
+    /// The compliance projection as of the last entry.
+    pub projection: Projection,
 }
 
 /// How much of the store to check before serving it.
@@ -77,9 +83,63 @@ pub fn recover(store: &Store, check: StartupCheck) -> Result<Recovered, StoreErr
             reason: "the log has entries but no genesis".into(),
         });
     }
+    let projection = match stored_projection(store, &head)? {
+        Some(projection) => projection,
+        None => {
+            tracing::warn!("the stored projection is missing or stale: rebuilding it from the log");
+            rebuild_projection(store)?
+        }
+    };
     Ok(Recovered {
         head,
         frontier,
         state,
+        projection,
     })
+}
+
+/// The stored projection, if it is as of the log's last entry and its
+/// digest recomputes.
+fn stored_projection(store: &Store, head: &DurableHead) -> Result<Option<Projection>, StoreError> {
+    let Some(stored) = store.load_projection()? else {
+        return Ok((head.size == 0).then(Projection::new));
+    };
+    let stored_head = stored.head;
+    let projection = Projection::from_pairs(
+        stored_head.as_of_seq,
+        stored_head.log_time_micros,
+        stored.pairs,
+    );
+    let current = stored_head.as_of_seq.map_or(0, |seq| seq + 1) == head.size;
+    Ok((current && projection.digest() == stored_head.digest).then_some(projection))
+}
+
+/// Folds the whole log from entry 0 into a new projection and stores it in
+/// place of the old one (with its change log). Returns the new projection.
+pub fn rebuild_projection(store: &Store) -> Result<Projection, StoreError> {
+    let head = store.head()?;
+    let mut replay = Replay::new();
+    let mut changes = Vec::new();
+    for item in store.leaves(0, head.size) {
+        let (seq, leaf) = item?;
+        // The store's signatures were verified when the entries were accepted.
+        let entry = replay
+            .apply(&leaf, true)
+            .map_err(|error| StoreError::Corrupt {
+                seq,
+                reason: error.reason,
+            })?;
+        changes.extend(entry.changes);
+    }
+    let projection = replay.projection;
+    store.replace_projection(
+        ProjectionHead {
+            as_of_seq: projection.as_of_seq,
+            log_time_micros: projection.log_time_micros,
+            digest: projection.digest(),
+        },
+        &projection.pairs,
+        &changes,
+    )?;
+    Ok(projection)
 }

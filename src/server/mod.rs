@@ -5,18 +5,20 @@
 //! blocking pool) and leave ordering to the one sequencer. Every refusal
 //! maps a [`RejectionKind`] to its one gRPC status code.
 
+mod compliance;
 mod ledger;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tonic::Status;
 
 use crate::core::rejection::{Rejection, RejectionKind};
+use crate::proto::compliance_server::ComplianceServer;
 use crate::proto::ledger_server::LedgerServer;
 use crate::sequencer::{SequencerHandle, SubmitError};
 use crate::storage::{Store, StoreError};
+pub use compliance::ComplianceService;
 pub use ledger::LedgerService;
 
 /// Largest gRPC message accepted: room for the largest legal event (payload
@@ -24,18 +26,26 @@ pub use ledger::LedgerService;
 /// by tonic before they are read into memory.
 pub const MAX_GRPC_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// Serves the ledger on `listener` until `shutdown` resolves, then stops
-/// accepting, lets in-flight calls finish, and returns.
+/// Serves the ledger on `listener` until `shutting_down` turns true, then
+/// stops accepting, ends streams, lets in-flight calls finish, and returns.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<Store>,
     sequencer: SequencerHandle,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutting_down: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
-    let ledger = LedgerServer::new(LedgerService::new(store, sequencer))
+    let ledger = LedgerServer::new(LedgerService::new(store.clone(), sequencer.clone()))
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+    let compliance = ComplianceServer::new(ComplianceService::new(
+        store,
+        sequencer,
+        shutting_down.clone(),
+    ));
+    let mut stop = shutting_down;
+    let shutdown = async move { compliance::stopping(&mut stop).await };
     tonic::transport::Server::builder()
         .add_service(ledger)
+        .add_service(compliance)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

@@ -12,6 +12,10 @@
 //! | `a` author 0x00 nonce        | seq of the author's event with that nonce |
 //! | `o` seq                      | [`ObservationRecord`] of an observation |
 //! | `g` seq                      | empty: seqs of governance events, replayed on open |
+//! | `P`                          | [`ProjectionHead`]: as_of_seq, log time, digest |
+//! | `q` zone 0x00 commitment     | the pair's [`PairState`] (summary and window), JSON |
+//! | `s` seq index(u32)           | a [`StatusChange`], JSON: the change log streams read |
+//! | `S` zone 0x00 commitment 0x00 seq index | empty: the change log by pair, for history |
 //!
 //! Invariants: the head names exactly the leaves `0..size`; every complete
 //! subtree of those leaves is stored; nothing of a batch is visible unless
@@ -28,6 +32,7 @@ pub use durability::Durability;
 
 use crate::core::leaf::Leaf;
 use crate::core::merkle::{self, Frontier, Hash, SubtreeSource};
+use crate::core::projection::{PairKey, PairState, StatusChange};
 use crate::core::rules::{EntryIndex, ObservationRecord};
 
 /// Name of the sled directory inside the data directory.
@@ -40,6 +45,10 @@ const NODE_PREFIX: u8 = b'n';
 const NONCE_PREFIX: u8 = b'a';
 const OBSERVATION_PREFIX: u8 = b'o';
 const GOVERNANCE_PREFIX: u8 = b'g';
+const PROJECTION_HEAD_KEY: &[u8] = b"P";
+const PAIR_PREFIX: u8 = b'q';
+const CHANGE_PREFIX: u8 = b's';
+const PAIR_CHANGE_PREFIX: u8 = b'S';
 
 /// Errors a caller must tell apart: an I/O failure may go away on retry; a
 /// corrupt store never does and must not be served.
@@ -104,6 +113,51 @@ impl DurableHead {
     }
 }
 
+/// Which prefix of the log the stored projection is, and its digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProjectionHead {
+    pub as_of_seq: Option<u64>,
+    pub log_time_micros: i64,
+    pub digest: Hash,
+}
+
+impl ProjectionHead {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(49);
+        out.push(u8::from(self.as_of_seq.is_some()));
+        out.extend_from_slice(&self.as_of_seq.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&self.log_time_micros.to_be_bytes());
+        out.extend_from_slice(&self.digest);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<ProjectionHead> {
+        if bytes.len() != 49 || bytes[0] > 1 {
+            return None;
+        }
+        let seq = u64::from_be_bytes(bytes[1..9].try_into().ok()?);
+        Some(ProjectionHead {
+            as_of_seq: (bytes[0] == 1).then_some(seq),
+            log_time_micros: i64::from_be_bytes(bytes[9..17].try_into().ok()?),
+            digest: bytes[17..49].try_into().ok()?,
+        })
+    }
+}
+
+/// The projection as stored: its head and every pair.
+pub struct StoredProjection {
+    pub head: ProjectionHead,
+    pub pairs: std::collections::BTreeMap<PairKey, PairState>,
+}
+
+/// The projection's part of a batch: its new head, the pairs it changed
+/// (`None`: the pair was dropped) and the status changes it caused.
+pub struct ProjectionWrite<'p> {
+    pub head: ProjectionHead,
+    pub pairs: Vec<(&'p PairKey, Option<&'p PairState>)>,
+    pub changes: &'p [StatusChange],
+}
+
 /// One accepted entry of a batch, ready to be written.
 pub struct StagedEntry {
     pub seq: u64,
@@ -138,6 +192,39 @@ fn node_key(level: u8, index: u64) -> [u8; 10] {
     key[1] = level;
     key[2..].copy_from_slice(&index.to_be_bytes());
     key
+}
+
+fn pair_key((zone_id, commitment_id): &PairKey) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + zone_id.len() + commitment_id.len());
+    key.push(PAIR_PREFIX);
+    key.extend_from_slice(zone_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(commitment_id.as_bytes());
+    key
+}
+
+fn change_key(seq: u64, index: u32) -> [u8; 13] {
+    let mut key = [0u8; 13];
+    key[0] = CHANGE_PREFIX;
+    key[1..9].copy_from_slice(&seq.to_be_bytes());
+    key[9..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn pair_change_key(change: &StatusChange) -> Vec<u8> {
+    let mut key = pair_key(&(change.zone_id.clone(), change.commitment_id.clone()));
+    key[0] = PAIR_CHANGE_PREFIX;
+    key.push(0);
+    key.extend_from_slice(&change.seq.to_be_bytes());
+    key.extend_from_slice(&change.index.to_be_bytes());
+    key
+}
+
+fn corrupt_record(what: &str) -> StoreError {
+    StoreError::Corrupt {
+        seq: 0,
+        reason: format!("a stored {what} is unreadable"),
+    }
 }
 
 fn nonce_key(author: &str, nonce: &[u8]) -> Vec<u8> {
@@ -264,8 +351,10 @@ impl Store {
         nodes: &[(u8, u64, Hash)],
         head: &DurableHead,
         checkpoint_note: &str,
+        projection: &ProjectionWrite,
     ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
+        Self::write_projection(&mut batch, projection)?;
         for entry in entries {
             batch.insert(&seq_key(LEAF_PREFIX, entry.seq), entry.leaf.as_slice());
             batch.insert(
@@ -284,6 +373,117 @@ impl Store {
         }
         batch.insert(HEAD_KEY, head.encode());
         batch.insert(CHECKPOINT_KEY, checkpoint_note.as_bytes());
+        self.tree.apply_batch(batch)?;
+        self.make_durable()
+    }
+
+    fn write_projection(
+        batch: &mut sled::Batch,
+        projection: &ProjectionWrite,
+    ) -> Result<(), StoreError> {
+        for (key, pair) in &projection.pairs {
+            match pair {
+                Some(pair) => batch.insert(
+                    pair_key(key),
+                    serde_json::to_vec(pair).map_err(std::io::Error::other)?,
+                ),
+                None => batch.remove(pair_key(key)),
+            }
+        }
+        for change in projection.changes {
+            batch.insert(
+                &change_key(change.seq, change.index),
+                serde_json::to_vec(change).map_err(std::io::Error::other)?,
+            );
+            batch.insert(pair_change_key(change), &[]);
+        }
+        batch.insert(PROJECTION_HEAD_KEY, projection.head.encode());
+        Ok(())
+    }
+
+    /// The stored projection, if any: its head and every pair.
+    pub fn load_projection(&self) -> Result<Option<StoredProjection>, StoreError> {
+        let Some(head) = self.tree.get(PROJECTION_HEAD_KEY)? else {
+            return Ok(None);
+        };
+        let head =
+            ProjectionHead::decode(&head).ok_or_else(|| corrupt_record("projection head"))?;
+        let mut pairs = std::collections::BTreeMap::new();
+        for item in self.tree.scan_prefix([PAIR_PREFIX]) {
+            let (key, value) = item?;
+            let text =
+                String::from_utf8(key[1..].to_vec()).map_err(|_| corrupt_record("pair key"))?;
+            let (zone_id, commitment_id) = text
+                .split_once('\0')
+                .ok_or_else(|| corrupt_record("pair key"))?;
+            let pair: PairState =
+                serde_json::from_slice(&value).map_err(|_| corrupt_record("pair"))?;
+            pairs.insert((zone_id.to_string(), commitment_id.to_string()), pair);
+        }
+        Ok(Some(StoredProjection { head, pairs }))
+    }
+
+    /// Status changes from (seq, index) on, in change-log order, read lazily.
+    pub fn changes_from(
+        &self,
+        seq: u64,
+        index: u32,
+    ) -> impl Iterator<Item = Result<StatusChange, StoreError>> + Send + 'static {
+        self.tree
+            .range(change_key(seq, index)..)
+            .take_while(|item| {
+                item.as_ref()
+                    .map_or(true, |(key, _)| key.first() == Some(&CHANGE_PREFIX))
+            })
+            .map(|item| {
+                let (_, value) = item?;
+                serde_json::from_slice(&value).map_err(|_| corrupt_record("status change"))
+            })
+    }
+
+    /// Every status change of one pair, oldest first.
+    pub fn pair_history(&self, key: &PairKey) -> Result<Vec<StatusChange>, StoreError> {
+        let mut prefix = pair_key(key);
+        prefix[0] = PAIR_CHANGE_PREFIX;
+        prefix.push(0);
+        let mut changes = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (key, _) = item?;
+            let at = key.len() - 12;
+            let seq = u64::from_be_bytes(key[at..at + 8].try_into().unwrap_or_default());
+            let index = u32::from_be_bytes(key[at + 8..].try_into().unwrap_or_default());
+            let change = self
+                .tree
+                .get(change_key(seq, index))?
+                .ok_or_else(|| corrupt_record("change log entry"))?;
+            changes.push(
+                serde_json::from_slice(&change).map_err(|_| corrupt_record("status change"))?,
+            );
+        }
+        Ok(changes)
+    }
+
+    /// Replaces the whole stored projection (after a rebuild) atomically.
+    pub fn replace_projection(
+        &self,
+        head: ProjectionHead,
+        pairs: &std::collections::BTreeMap<PairKey, PairState>,
+        changes: &[StatusChange],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for prefix in [PAIR_PREFIX, CHANGE_PREFIX, PAIR_CHANGE_PREFIX] {
+            for item in self.tree.scan_prefix([prefix]) {
+                batch.remove(item?.0);
+            }
+        }
+        Self::write_projection(
+            &mut batch,
+            &ProjectionWrite {
+                head,
+                pairs: pairs.iter().map(|(key, pair)| (key, Some(pair))).collect(),
+                changes,
+            },
+        )?;
         self.tree.apply_batch(batch)?;
         self.make_durable()
     }

@@ -1,0 +1,57 @@
+//! `rebuild-projections`: refold the compliance projection from the whole
+//! log (admin; the server must be stopped). The result must equal what the
+//! server kept, digest for digest.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::sequencer::recovery::rebuild_projection;
+use crate::storage::{Store, DB_DIR_NAME};
+
+#[derive(clap::Args)]
+pub struct RebuildArgs {
+    /// The ledger's data directory (the server must not be running on it).
+    #[arg(
+        long,
+        env = "CEASEFIRE_LEDGER_DATA_DIR",
+        default_value = "ceasefire-data"
+    )]
+    data_dir: PathBuf,
+}
+
+pub fn run(args: RebuildArgs) -> anyhow::Result<()> {
+    if !args.data_dir.join(DB_DIR_NAME).exists() {
+        bail!("{} holds no ledger", args.data_dir.display());
+    }
+    let store = Store::open(&args.data_dir).with_context(|| {
+        format!(
+            "cannot open {} (is a server running on it?)",
+            args.data_dir.display()
+        )
+    })?;
+    let before = store.load_projection()?.map(|stored| stored.head);
+    store
+        .verify()
+        .with_context(|| format!("refusing to rebuild from {}", args.data_dir.display()))?;
+    let projection = rebuild_projection(&store)?;
+    let digest = hex::encode(projection.digest());
+    println!(
+        "rebuilt the projection as of entry {}: {} pairs, digest {digest}",
+        projection.as_of_seq.unwrap_or_default(),
+        projection.pairs.len()
+    );
+    if let Some(before) = before {
+        let same = hex::encode(before.digest) == digest;
+        println!(
+            "the stored projection (as of entry {}) {}",
+            before.as_of_seq.unwrap_or_default(),
+            if same {
+                "had the same digest"
+            } else {
+                "differed and was replaced"
+            }
+        );
+    }
+    Ok(())
+}
