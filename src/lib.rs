@@ -7,8 +7,10 @@
 //! - [`sequencer`]: the one writer, batching and committing.
 //! - [`server`]: the gRPC services.
 //! - [`node`]: all of the above wired into a running service.
+//! - [`audit`]: the auditor, on the core alone.
 //! - [`cli`], [`client`], [`keyfile`], [`signed_file`], [`event_json`], [`dev`]: the edge people touch.
 
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod core;

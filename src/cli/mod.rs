@@ -11,9 +11,18 @@ mod serve;
 mod sign;
 mod status;
 mod submit;
+mod verify;
 mod watch;
 
 use clap::{Parser, Subcommand};
+
+/// An error that asks for a specific exit code (the auditor's 1 and 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
 
 /// Where CLI commands find the server unless told otherwise.
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
@@ -47,6 +56,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Refold the compliance projection from the log (server stopped).
     RebuildProjections(rebuild::RebuildArgs),
+    /// Audit a ledger: every entry, signature, rule, root and digest.
+    Verify(verify::VerifyArgs),
     /// Measure ingest: N concurrent clients submitting pre-signed observations.
     Bench(bench::BenchArgs),
 }
@@ -62,6 +73,7 @@ impl Cli {
             Command::Status(args) => status::run(args).await,
             Command::Watch(args) => watch::run(args).await,
             Command::RebuildProjections(args) => rebuild::run(args),
+            Command::Verify(args) => verify::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     }

@@ -49,7 +49,10 @@ pub(super) struct Batch<'a> {
     nonces: HashMap<(String, Vec<u8>), usize>,
     /// Observation records written by this batch, newest last.
     observations: HashMap<u64, ObservationRecord>,
+    /// Payload and signatures of each staged entry, to tell an identical
+    /// resubmission from a replayed nonce.
     payloads: Vec<Vec<u8>>,
+    signature_lists: Vec<Vec<crate::core::signing::EventSignature>>,
     /// The durable projection, folded forward in place. A failed commit
     /// stops the sequencer, so it is never read in a state that was not
     /// committed.
@@ -96,6 +99,7 @@ impl<'a> Batch<'a> {
             nonces: HashMap::new(),
             observations: HashMap::new(),
             payloads: Vec::new(),
+            signature_lists: Vec::new(),
         }
     }
 
@@ -127,13 +131,16 @@ impl<'a> Batch<'a> {
         } = submission;
 
         // Replays: the same author and nonce name the same event forever.
+        // Only the identical signed bytes (payload and signatures) get the
+        // original receipt back; anything else under a used nonce is refused.
         let nonce_key = (event.author.clone(), event.nonce.clone());
         if let Some(&index) = self.nonces.get(&nonce_key) {
-            let verdict = if self.payloads[index] == payload {
-                Ok(())
-            } else {
-                Err(replay_rejection(&event.author, self.entries[index].seq))
-            };
+            let verdict =
+                if self.payloads[index] == payload && self.signature_lists[index] == signatures {
+                    Ok(())
+                } else {
+                    Err(replay_rejection(&event.author, self.entries[index].seq))
+                };
             match verdict {
                 Ok(()) => self.waiters.push(Waiter::New { reply, index }),
                 Err(rejection) => refuse(reply, rejection),
@@ -146,7 +153,7 @@ impl<'a> Batch<'a> {
                 reason: "the nonce index names a missing entry".into(),
             })?;
             let same = Leaf::decode(&existing)
-                .map(|leaf| leaf.payload == payload)
+                .map(|leaf| leaf.payload == payload && leaf.signatures == signatures)
                 .unwrap_or(false);
             if same {
                 self.waiters.push(Waiter::Existing { reply, seq });
@@ -267,6 +274,7 @@ impl<'a> Batch<'a> {
         let index = self.entries.len();
         self.nonces.insert(nonce_key, index);
         self.payloads.push(leaf.payload);
+        self.signature_lists.push(leaf.signatures);
         self.leaf_hashes.push(context.leaf_hash);
         self.entries.push(StagedEntry {
             seq,

@@ -257,6 +257,25 @@ impl Store {
         })
     }
 
+    /// Opens a private copy of the store in `data_dir`, for readers that
+    /// must never write to it (auditors, exports) and must work while a
+    /// server holds it: sled lets one process open a store, and even opening
+    /// may write. The copy is crash-consistent (sled recovers it as after a
+    /// kill) and lives as long as the returned directory.
+    pub fn open_snapshot(data_dir: &Path) -> Result<(Store, tempfile::TempDir), StoreError> {
+        let source = data_dir.join(DB_DIR_NAME);
+        if !source.join("db").exists() {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} holds no ledger", data_dir.display()),
+            )));
+        }
+        let copy = tempfile::tempdir()?;
+        copy_dir(&source, &copy.path().join(DB_DIR_NAME))?;
+        let store = Store::open(copy.path())?;
+        Ok((store, copy))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -572,6 +591,25 @@ impl Store {
         }
         Ok(head)
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            match std::fs::copy(entry.path(), &target) {
+                Ok(_) => {}
+                // sled deletes old blobs and snapshots as it goes.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(())
 }
 
 impl SubtreeSource for Store {

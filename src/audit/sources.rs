@@ -1,0 +1,233 @@
+//! Where an audit reads the log: a server over gRPC, a data directory (a
+//! private snapshot of it), or a tlog-tiles export.
+//!
+//! Sources only fetch bytes; every check is in [`super::audit`]. None of them
+//! uses the server's code: the server source is a gRPC client like any other.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use tokio::runtime::Handle;
+
+use super::LogSource;
+use crate::core::merkle::Hash;
+use crate::proto::{
+    compliance_client::ComplianceClient, ledger_client::LedgerClient, GetCheckpointRequest,
+    GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest, ListStatusesRequest,
+};
+use crate::storage::Store;
+
+fn hashes(raw: Vec<Vec<u8>>) -> anyhow::Result<Vec<Hash>> {
+    raw.into_iter()
+        .map(|hash| {
+            hash.as_slice()
+                .try_into()
+                .map_err(|_| anyhow!("a proof hash is {} bytes, not 32", hash.len()))
+        })
+        .collect()
+}
+
+fn digest(bytes: &[u8]) -> anyhow::Result<Hash> {
+    bytes
+        .try_into()
+        .map_err(|_| anyhow!("the projection digest is {} bytes, not 32", bytes.len()))
+}
+
+/// A ledger server, read over gRPC. Must be used from a blocking thread of a
+/// tokio runtime (the audit runs in `spawn_blocking`).
+pub struct ServerSource {
+    url: String,
+    runtime: Handle,
+    ledger: LedgerClient<tonic::transport::Channel>,
+    compliance: ComplianceClient<tonic::transport::Channel>,
+}
+
+/// Leaves fetched per GetEntries call.
+const ENTRIES_PER_CALL: u64 = 4096;
+
+impl ServerSource {
+    pub async fn connect(url: &str) -> anyhow::Result<ServerSource> {
+        let channel = crate::client::channel(url).await?;
+        Ok(ServerSource {
+            url: url.to_string(),
+            runtime: Handle::current(),
+            ledger: LedgerClient::new(channel.clone())
+                .max_decoding_message_size(crate::server::MAX_GRPC_MESSAGE_BYTES),
+            compliance: ComplianceClient::new(channel),
+        })
+    }
+}
+
+fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
+    anyhow!("{what}: {:?}: {}", status.code(), status.message())
+}
+
+impl LogSource for ServerSource {
+    fn describe(&self) -> String {
+        format!("server {}", self.url)
+    }
+
+    fn checkpoint_note(&mut self) -> anyhow::Result<String> {
+        let response = self
+            .runtime
+            .block_on(self.ledger.get_checkpoint(GetCheckpointRequest {}))
+            .map_err(|status| status_error("GetCheckpoint", status))?;
+        Ok(response.into_inner().note)
+    }
+
+    fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
+        let response = self
+            .runtime
+            .block_on(
+                self.compliance
+                    .list_statuses(ListStatusesRequest { filter: None }),
+            )
+            .map_err(|status| status_error("ListStatuses", status))?;
+        match response.into_inner().version {
+            Some(version) => Ok(Some((version.as_of_seq, digest(&version.digest)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn leaves(
+        &mut self,
+        size: u64,
+    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+        let mut next = 0u64;
+        let mut buffered: std::collections::VecDeque<Vec<u8>> = Default::default();
+        Ok(Box::new(std::iter::from_fn(move || {
+            if next >= size {
+                return None;
+            }
+            if buffered.is_empty() {
+                let end = (next + ENTRIES_PER_CALL).min(size);
+                let fetched = self.runtime.block_on(async {
+                    let mut stream = self
+                        .ledger
+                        .get_entries(GetEntriesRequest { start: next, end })
+                        .await?
+                        .into_inner();
+                    let mut leaves = Vec::new();
+                    while let Some(entry) = stream.message().await? {
+                        leaves.push((entry.seq, entry.leaf));
+                    }
+                    Ok::<_, tonic::Status>(leaves)
+                });
+                match fetched {
+                    Ok(leaves) => {
+                        for (offset, (seq, leaf)) in leaves.into_iter().enumerate() {
+                            if seq != next + offset as u64 {
+                                return Some(Err(anyhow!(
+                                    "GetEntries answered entry {seq} in place of {}",
+                                    next + offset as u64
+                                )));
+                            }
+                            buffered.push_back(leaf);
+                        }
+                        if buffered.is_empty() {
+                            return Some(Err(anyhow!(
+                                "GetEntries returned nothing from entry {next}"
+                            )));
+                        }
+                    }
+                    Err(status) => return Some(Err(status_error("GetEntries", status))),
+                }
+            }
+            next += 1;
+            buffered.pop_front().map(Ok)
+        })))
+    }
+
+    fn consistency_proof(
+        &mut self,
+        old_size: u64,
+        new_size: u64,
+    ) -> anyhow::Result<Option<Vec<Hash>>> {
+        let response = self
+            .runtime
+            .block_on(
+                self.ledger
+                    .get_consistency_proof(GetConsistencyProofRequest { old_size, new_size }),
+            )
+            .map_err(|status| status_error("GetConsistencyProof", status))?;
+        Ok(Some(hashes(response.into_inner().hashes)?))
+    }
+
+    fn inclusion_proof(&mut self, seq: u64, size: u64) -> anyhow::Result<Option<Vec<Hash>>> {
+        let response = self
+            .runtime
+            .block_on(self.ledger.get_inclusion_proof(GetInclusionProofRequest {
+                seq,
+                tree_size: size,
+            }))
+            .map_err(|status| status_error("GetInclusionProof", status))?;
+        Ok(Some(hashes(response.into_inner().hashes)?))
+    }
+}
+
+/// A data directory, read from a private snapshot (never written, and fine
+/// while a server runs on it).
+pub struct DataDirSource {
+    data_dir: PathBuf,
+    store: Store,
+    /// Keeps the snapshot alive while the store is open.
+    _snapshot: tempfile::TempDir,
+}
+
+impl DataDirSource {
+    pub fn open(data_dir: &Path) -> anyhow::Result<DataDirSource> {
+        let (store, snapshot) = Store::open_snapshot(data_dir)
+            .with_context(|| format!("cannot read the ledger in {}", data_dir.display()))?;
+        Ok(DataDirSource {
+            data_dir: data_dir.to_path_buf(),
+            store,
+            _snapshot: snapshot,
+        })
+    }
+}
+
+impl LogSource for DataDirSource {
+    fn describe(&self) -> String {
+        format!("data directory {}", self.data_dir.display())
+    }
+
+    fn checkpoint_note(&mut self) -> anyhow::Result<String> {
+        self.store
+            .checkpoint_note()?
+            .ok_or_else(|| anyhow!("{} holds no checkpoint", self.data_dir.display()))
+    }
+
+    fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
+        Ok(self.store.load_projection()?.and_then(|stored| {
+            stored
+                .head
+                .as_of_seq
+                .map(|as_of_seq| (as_of_seq, stored.head.digest))
+        }))
+    }
+
+    fn leaves(
+        &mut self,
+        size: u64,
+    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+        let mut expected = 0u64;
+        Ok(Box::new(self.store.leaves(0, size).map(move |item| {
+            let (seq, leaf) = item?;
+            if seq != expected {
+                return Err(anyhow!("entry {expected} is missing from the store"));
+            }
+            expected += 1;
+            Ok(leaf)
+        })))
+    }
+
+    /// The auditor rebuilds every root itself from the leaves; a data
+    /// directory's stored nodes would prove nothing more.
+    fn consistency_proof(&mut self, _: u64, _: u64) -> anyhow::Result<Option<Vec<Hash>>> {
+        Ok(None)
+    }
+
+    fn inclusion_proof(&mut self, _: u64, _: u64) -> anyhow::Result<Option<Vec<Hash>>> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,165 @@
+//! `verify`: the auditor. Exit 0 when everything holds, 1 at the first
+//! failure (naming the entry and the reason), 2 when it could not run.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use super::Exit;
+use crate::audit::sources::{DataDirSource, ServerSource};
+use crate::audit::{audit, AuditError, AuditOptions, AuditReport, LogSource};
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["server", "data_dir", "tiles"])))]
+pub struct VerifyArgs {
+    /// Verify the log a server serves (also samples its proofs).
+    #[arg(long)]
+    server: Option<String>,
+    /// Verify a data directory (read from a private snapshot; the server may be running).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Verify a C2SP tlog-tiles export.
+    #[arg(long)]
+    tiles: Option<PathBuf>,
+    /// Keep the verified checkpoint in FILE; on later runs, demand that the
+    /// log is consistent with it (a fork or a shrink is reported with both).
+    #[arg(long)]
+    pin: Option<PathBuf>,
+    /// Verify checkpoints with this operator key (base64) instead of the genesis's.
+    #[arg(long)]
+    operator_key: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn could_not_run(error: impl std::fmt::Display) -> anyhow::Error {
+    Exit {
+        code: 2,
+        message: format!("could not verify: {error}"),
+    }
+    .into()
+}
+
+pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    let operator_key = match &args.operator_key {
+        Some(text) => {
+            let bytes: [u8; 32] = BASE64
+                .decode(text.trim())
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| could_not_run("--operator-key is not 32 bytes of base64"))?;
+            Some(
+                ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                    .map_err(|_| could_not_run("--operator-key is not an Ed25519 key"))?,
+            )
+        }
+        None => None,
+    };
+    let mut source: Box<dyn LogSource + Send> = if let Some(url) = &args.server {
+        Box::new(ServerSource::connect(url).await.map_err(could_not_run)?)
+    } else if let Some(dir) = &args.data_dir {
+        Box::new(DataDirSource::open(dir).map_err(could_not_run)?)
+    } else if let Some(dir) = &args.tiles {
+        return Err(could_not_run(format!("TODO-TILES {}", dir.display())));
+    } else {
+        return Err(could_not_run("give --server, --data-dir or --tiles"));
+    };
+    let show_progress = std::io::stderr().is_terminal() && !args.json;
+    let pin = args.pin.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let progress: Option<Box<dyn FnMut(u64, u64)>> = show_progress.then(|| {
+            Box::new(move |done: u64, total: u64| {
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-6);
+                let eta = (total - done) as f64 / rate.max(1.0);
+                eprint!(
+                    "\rverifying: {done}/{total} entries, {rate:.0} entries/s, ETA {eta:.0} s   "
+                );
+            }) as Box<dyn FnMut(u64, u64)>
+        });
+        let report = audit(
+            source.as_mut(),
+            AuditOptions {
+                operator_key,
+                pin,
+                progress,
+            },
+        );
+        if show_progress {
+            eprintln!();
+        }
+        report
+    })
+    .await
+    .map_err(|error| could_not_run(anyhow!("the audit task failed: {error}")))?;
+    match result {
+        Ok(report) => {
+            print_report(&report, args.json)?;
+            Ok(())
+        }
+        Err(AuditError::Failed(failure)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "failure": failure.to_string()})
+                );
+            }
+            Err(Exit {
+                code: 1,
+                message: format!("verification FAILED: {failure}"),
+            }
+            .into())
+        }
+        Err(AuditError::CouldNotRun(error)) => Err(could_not_run(format!("{error:#}"))),
+    }
+}
+
+fn print_report(report: &AuditReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut value = serde_json::to_value(report)?;
+        value["ok"] = true.into();
+        println!("{value}");
+        return Ok(());
+    }
+    println!("verification OK: {}", report.source);
+    println!(
+        "  agreement      {} ({})",
+        report.agreement_id, report.origin
+    );
+    println!(
+        "  entries        {} ({} observations), {} parties, {} zones, {} commitments",
+        report.entries, report.observations, report.parties, report.zones, report.commitments
+    );
+    println!("  root           {}", report.root_hash);
+    println!(
+        "  projection     {} as of entry {}{}",
+        report.projection_digest,
+        report.projection_as_of_seq.unwrap_or_default(),
+        if report.projection_checked {
+            " (matches the served digest)"
+        } else {
+            ""
+        }
+    );
+    if report.proofs_checked > 0 {
+        println!(
+            "  proofs         {} sampled and verified",
+            report.proofs_checked
+        );
+    }
+    println!("  pin            {}", report.pin);
+    println!(
+        "  time           {:.2} s ({:.0} entries/s)",
+        report.seconds, report.entries_per_second
+    );
+    println!(
+        "  checkpoint\n    {}",
+        report.checkpoint.trim_end().replace('\n', "\n    ")
+    );
+    Ok(())
+}

@@ -1,0 +1,1066 @@
+//! The Ledger service over real gRPC: a node on a local port with a sled
+//! store in a temporary directory, bootstrapped like `serve --dev`.
+//!
+//! Every receipt, entry and proof is checked with the crate's verifiers
+//! (merkle, checkpoint, leaf), with leaf hashes recomputed here with sha2.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ceasefire_ledger::client::sign;
+use ceasefire_ledger::core::checkpoint::{open_checkpoint, CheckpointBody};
+use ceasefire_ledger::core::leaf::Leaf;
+use ceasefire_ledger::core::merkle::{self, verify_consistency, verify_inclusion, Hash};
+use ceasefire_ledger::core::signing::{sign_event, EVENT_SIGNATURE_DOMAIN};
+use ceasefire_ledger::dev;
+use ceasefire_ledger::proto::{
+    event::Body, Event, Evidence, GetConsistencyProofRequest, GetInclusionProofRequest, Receipt,
+    Signature, SignedEvent,
+};
+use ceasefire_ledger::sequencer::SequencerConfig;
+use common::{
+    checkpoint, connect, get_entries, hash32, leaf_hash, note_verifier, observation,
+    observation_event, proof_hashes, start_node, Client, TestNode, BOOTSTRAP_ENTRIES,
+};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use prost::Message;
+use tonic::Code;
+
+/// Checks everything a receipt promises: the leaf bytes are the submitted
+/// payload under `seq`, the leaf hash is SHA-256(0x00 || leaf), the note
+/// verifies with the operator key and matches its copies, and the inclusion
+/// proof leads from the leaf hash to the note's root.
+fn check_receipt(receipt: &Receipt, submitted: &SignedEvent, operator: &VerifyingKey) {
+    let leaf = Leaf::decode(&receipt.leaf).expect("the receipt's leaf does not decode");
+    assert_eq!(leaf.seq, receipt.seq, "leaf seq differs from the receipt's");
+    assert_eq!(
+        leaf.payload, submitted.payload,
+        "leaf payload is not verbatim"
+    );
+    assert_eq!(
+        receipt.leaf_hash,
+        leaf_hash(&receipt.leaf).to_vec(),
+        "leaf hash is not SHA-256(0x00 || leaf)"
+    );
+    let message = receipt
+        .checkpoint
+        .as_ref()
+        .expect("receipt has no checkpoint");
+    let body = open_checkpoint(&message.note, &note_verifier(operator))
+        .unwrap_or_else(|error| panic!("receipt checkpoint does not verify: {error}"));
+    assert_eq!(message.tree_size, body.tree_size);
+    assert_eq!(message.root_hash, body.root_hash.to_vec());
+    assert!(
+        body.tree_size > receipt.seq,
+        "checkpoint does not cover seq"
+    );
+    let proof = receipt
+        .inclusion_proof
+        .as_ref()
+        .expect("receipt has no inclusion proof");
+    assert_eq!(proof.leaf_index, receipt.seq);
+    assert_eq!(proof.tree_size, body.tree_size);
+    verify_inclusion(
+        &hash32(&receipt.leaf_hash),
+        receipt.seq,
+        body.tree_size,
+        &proof_hashes(&proof.hashes),
+        &body.root_hash,
+    )
+    .unwrap_or_else(|error| panic!("receipt for seq {}: {error}", receipt.seq));
+}
+
+async fn submit_ok(client: &mut Client, signed: &SignedEvent) -> Receipt {
+    client
+        .submit(signed.clone())
+        .await
+        .unwrap_or_else(|status| panic!("submit refused: {status:?}"))
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_get_contiguous_seqs_and_valid_receipts() {
+    const TASKS: usize = 8;
+    const PER_TASK: usize = 25;
+    let node = TestNode::start().await;
+    let operator = node.operator_key();
+    assert_eq!(node.checkpoint().await.tree_size, BOOTSTRAP_ENTRIES);
+
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let mut client = node.new_client().await;
+        let monitor = node.monitor().clone();
+        tasks.push(tokio::spawn(async move {
+            let mut receipts = Vec::new();
+            for i in 0..PER_TASK {
+                let event = observation(&format!("task {task} report {i}"));
+                let signed = sign(&event, &[&monitor]);
+                let receipt = submit_ok(&mut client, &signed).await;
+                receipts.push((signed, receipt));
+            }
+            receipts
+        }));
+    }
+    let mut seqs = BTreeSet::new();
+    let mut leaf_hashes = BTreeSet::new();
+    for task in tasks {
+        for (signed, receipt) in task.await.expect("a submitting task panicked") {
+            check_receipt(&receipt, &signed, &operator);
+            assert!(seqs.insert(receipt.seq), "seq {} given twice", receipt.seq);
+            assert!(leaf_hashes.insert(receipt.leaf_hash.clone()));
+        }
+    }
+    let total = (TASKS * PER_TASK) as u64;
+    let expected: BTreeSet<u64> = (BOOTSTRAP_ENTRIES..BOOTSTRAP_ENTRIES + total).collect();
+    assert_eq!(
+        seqs, expected,
+        "seqs are not contiguous after the bootstrap"
+    );
+    assert_eq!(
+        node.checkpoint().await.tree_size,
+        BOOTSTRAP_ENTRIES + total,
+        "the log holds entries no receipt accounts for"
+    );
+    node.shutdown().await;
+}
+
+/// Decodes every entry and checks the chain and the clock; returns the
+/// leaf hashes in order.
+fn check_chain(entries: &[ceasefire_ledger::proto::LogEntry]) -> Vec<Hash> {
+    let mut previous_hash = [0u8; 32];
+    let mut previous_time = i64::MIN;
+    let mut hashes = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.seq, index as u64, "entries out of order");
+        let leaf = Leaf::decode(&entry.leaf)
+            .unwrap_or_else(|error| panic!("entry {} does not decode: {error}", entry.seq));
+        assert_eq!(leaf.seq, entry.seq, "leaf seq differs from LogEntry.seq");
+        assert_eq!(
+            leaf.prev_leaf_hash, previous_hash,
+            "entry {} does not chain to its predecessor",
+            entry.seq
+        );
+        assert!(
+            leaf.received_at_micros >= previous_time,
+            "received_at goes down at entry {}",
+            entry.seq
+        );
+        assert_eq!(leaf.encode(), entry.leaf, "leaf is not canonical");
+        Event::decode(leaf.payload.as_slice()).expect("payload is not an Event");
+        previous_hash = leaf_hash(&entry.leaf);
+        previous_time = leaf.received_at_micros;
+        hashes.push(previous_hash);
+    }
+    hashes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_entries_returns_a_chained_log_that_rebuilds_the_root() {
+    let node = TestNode::start().await;
+    let mut client = node.client.clone();
+    for i in 0..13 {
+        submit_ok(
+            &mut client,
+            &node.signed_observation(&format!("report {i}")),
+        )
+        .await;
+    }
+    let body = node.checkpoint().await;
+    let size = body.tree_size;
+    assert_eq!(size, BOOTSTRAP_ENTRIES + 13);
+
+    let entries = node.read_log().await;
+    let hashes = check_chain(&entries);
+    // The first entry is the genesis, the fifth the first observation.
+    let genesis = Event::decode(Leaf::decode(&entries[0].leaf).unwrap().payload.as_slice())
+        .expect("entry 0 is not an Event");
+    assert!(matches!(genesis.body, Some(Body::Genesis(_))));
+
+    // The root, rebuilt two independent ways.
+    let source = merkle::MemorySource::from_leaf_hashes(hashes.iter().copied());
+    assert_eq!(merkle::root(&source, size).unwrap(), body.root_hash);
+    let mut frontier = merkle::Frontier::new();
+    for hash in &hashes {
+        frontier.push(*hash);
+    }
+    assert_eq!(frontier.root(), body.root_hash);
+
+    // `end` beyond the tree is answered up to the tree's size.
+    let tail = get_entries(&mut client, 2, size + 1_000).await.unwrap();
+    assert_eq!(tail.len() as u64, size - 2);
+    assert_eq!(tail, entries[2..]);
+    let tail = get_entries(&mut client, 0, u64::MAX).await.unwrap();
+    assert_eq!(tail, entries);
+    // A middle range is exactly that range.
+    let middle = get_entries(&mut client, 3, 7).await.unwrap();
+    assert_eq!(middle, entries[3..7]);
+    let last = get_entries(&mut client, size - 1, size).await.unwrap();
+    assert_eq!(last, entries[entries.len() - 1..]);
+
+    // start at or beyond the tree: OUT_OF_RANGE.
+    for (start, end) in [(size, size + 1), (size + 10, size + 20)] {
+        let status = get_entries(&mut client, start, end).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::OutOfRange,
+            "[{start}, {end}): {status:?}"
+        );
+    }
+    // end <= start: INVALID_ARGUMENT.
+    for (start, end) in [(3, 3), (5, 2), (0, 0)] {
+        let status = get_entries(&mut client, start, end).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "[{start}, {end}): {status:?}"
+        );
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistency_and_inclusion_proofs_verify_between_checkpoints() {
+    let node = TestNode::start().await;
+    let operator = node.operator_key();
+    let mut client = node.client.clone();
+    // Rounds of different sizes, so the checkpoints cover powers of two and
+    // sizes on either side of them (4, 5, 7, 8, 9, 12, 16, 17, 21, 32, 33).
+    let mut checkpoints: Vec<CheckpointBody> = vec![node.checkpoint().await];
+    for round in [1usize, 2, 1, 1, 3, 4, 1, 4, 11, 1] {
+        let submissions: Vec<SignedEvent> = (0..round)
+            .map(|i| node.signed_observation(&format!("round of {round}, report {i}")))
+            .collect();
+        // Submitted concurrently, so rounds may be committed as one batch.
+        let mut handles = Vec::new();
+        for signed in submissions {
+            let mut client = client.clone();
+            handles.push(tokio::spawn(async move {
+                submit_ok(&mut client, &signed).await
+            }));
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        checkpoints.push(checkpoint(&mut client, &operator).await);
+    }
+    let sizes: Vec<u64> = checkpoints.iter().map(|c| c.tree_size).collect();
+    assert_eq!(sizes, [4, 5, 7, 8, 9, 12, 16, 17, 21, 32, 33]);
+
+    for old in &checkpoints {
+        for new in &checkpoints {
+            let request = GetConsistencyProofRequest {
+                old_size: old.tree_size,
+                new_size: new.tree_size,
+            };
+            let result = client.get_consistency_proof(request).await;
+            if old.tree_size > new.tree_size {
+                let status = result.unwrap_err();
+                assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+                continue;
+            }
+            let proof = result.expect("GetConsistencyProof failed").into_inner();
+            assert_eq!(
+                (proof.old_size, proof.tree_size),
+                (old.tree_size, new.tree_size)
+            );
+            let hashes = proof_hashes(&proof.hashes);
+            if old.tree_size == new.tree_size {
+                assert!(hashes.is_empty(), "proof between equal sizes is not empty");
+            }
+            verify_consistency(
+                old.tree_size,
+                new.tree_size,
+                &old.root_hash,
+                &new.root_hash,
+                &hashes,
+            )
+            .unwrap_or_else(|error| {
+                panic!(
+                    "consistency {} -> {}: {error}",
+                    old.tree_size, new.tree_size
+                )
+            });
+            // The proof binds the roots: a wrong old root fails.
+            if old.tree_size < new.tree_size {
+                let mut wrong = old.root_hash;
+                wrong[0] ^= 1;
+                assert!(verify_consistency(
+                    old.tree_size,
+                    new.tree_size,
+                    &wrong,
+                    &new.root_hash,
+                    &hashes
+                )
+                .is_err());
+            }
+        }
+    }
+
+    // From size 0 the proof is empty; new_size 0 means the current size.
+    let head = checkpoints.last().unwrap().clone();
+    for new_size in [0, 1, 5, head.tree_size] {
+        let proof = client
+            .get_consistency_proof(GetConsistencyProofRequest {
+                old_size: 0,
+                new_size,
+            })
+            .await
+            .expect("consistency from 0 failed")
+            .into_inner();
+        assert!(
+            proof.hashes.is_empty(),
+            "proof from 0 to {new_size} is not empty"
+        );
+    }
+    let proof = client
+        .get_consistency_proof(GetConsistencyProofRequest {
+            old_size: 8,
+            new_size: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(proof.tree_size, head.tree_size);
+    verify_consistency(
+        8,
+        head.tree_size,
+        &checkpoints[3].root_hash,
+        &head.root_hash,
+        &proof_hashes(&proof.hashes),
+    )
+    .unwrap();
+    // Beyond the head: OUT_OF_RANGE.
+    let status = client
+        .get_consistency_proof(GetConsistencyProofRequest {
+            old_size: 1,
+            new_size: head.tree_size + 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+
+    // Inclusion of every entry, in the current tree (tree_size 0 and the
+    // explicit size) and in every earlier checkpoint that holds it.
+    let entries = get_entries(&mut client, 0, head.tree_size).await.unwrap();
+    for entry in &entries {
+        let hash = leaf_hash(&entry.leaf);
+        for tree_size in [0, head.tree_size] {
+            let proof = client
+                .get_inclusion_proof(GetInclusionProofRequest {
+                    seq: entry.seq,
+                    tree_size,
+                })
+                .await
+                .expect("GetInclusionProof failed")
+                .into_inner();
+            assert_eq!(
+                (proof.leaf_index, proof.tree_size),
+                (entry.seq, head.tree_size)
+            );
+            verify_inclusion(
+                &hash,
+                entry.seq,
+                head.tree_size,
+                &proof_hashes(&proof.hashes),
+                &head.root_hash,
+            )
+            .unwrap_or_else(|error| panic!("inclusion of {}: {error}", entry.seq));
+        }
+        for old in checkpoints.iter().filter(|c| c.tree_size > entry.seq) {
+            let proof = client
+                .get_inclusion_proof(GetInclusionProofRequest {
+                    seq: entry.seq,
+                    tree_size: old.tree_size,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            verify_inclusion(
+                &hash,
+                entry.seq,
+                old.tree_size,
+                &proof_hashes(&proof.hashes),
+                &old.root_hash,
+            )
+            .unwrap_or_else(|error| {
+                panic!("inclusion of {} in {}: {error}", entry.seq, old.tree_size)
+            });
+        }
+    }
+    // tree_size beyond the head, or a seq outside the tree: OUT_OF_RANGE.
+    for (seq, tree_size) in [
+        (0, head.tree_size + 1),
+        (head.tree_size, 0),
+        (5, 5),
+        (u64::MAX, 0),
+    ] {
+        let status = client
+            .get_inclusion_proof(GetInclusionProofRequest { seq, tree_size })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::OutOfRange,
+            "seq {seq}, tree_size {tree_size}: {status:?}"
+        );
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_serves_the_same_log_and_continues_the_chain() {
+    let node = TestNode::start().await;
+    let mut client = node.client.clone();
+    for i in 0..10 {
+        submit_ok(
+            &mut client,
+            &node.signed_observation(&format!("before {i}")),
+        )
+        .await;
+    }
+    let before = node.checkpoint().await;
+    let entries_before = node.read_log().await;
+    drop(client);
+
+    let node = node.restart().await;
+    let operator = node.operator_key();
+    let mut client = node.client.clone();
+    let after = node.checkpoint().await;
+    assert_eq!(after, before, "checkpoint changed across the restart");
+    let entries_after = node.read_log().await;
+    assert_eq!(
+        entries_after, entries_before,
+        "entries changed across the restart"
+    );
+    let hashes = check_chain(&entries_after);
+    for (seq, hash) in hashes.iter().enumerate() {
+        let proof = client
+            .get_inclusion_proof(GetInclusionProofRequest {
+                seq: seq as u64,
+                tree_size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        verify_inclusion(
+            hash,
+            seq as u64,
+            after.tree_size,
+            &proof_hashes(&proof.hashes),
+            &after.root_hash,
+        )
+        .unwrap();
+    }
+
+    // A new submission continues the chain from the last entry.
+    let signed = node.signed_observation("after the restart");
+    let receipt = submit_ok(&mut client, &signed).await;
+    check_receipt(&receipt, &signed, &operator);
+    assert_eq!(receipt.seq, before.tree_size);
+    let leaf = Leaf::decode(&receipt.leaf).unwrap();
+    assert_eq!(leaf.prev_leaf_hash, *hashes.last().unwrap());
+    let last_time = Leaf::decode(&entries_after.last().unwrap().leaf)
+        .unwrap()
+        .received_at_micros;
+    assert!(leaf.received_at_micros >= last_time);
+    let grown = checkpoint(&mut client, &operator).await;
+    assert_eq!(grown.tree_size, before.tree_size + 1);
+    let proof = client
+        .get_consistency_proof(GetConsistencyProofRequest {
+            old_size: before.tree_size,
+            new_size: grown.tree_size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    verify_consistency(
+        before.tree_size,
+        grown.tree_size,
+        &before.root_hash,
+        &grown.root_hash,
+        &proof_hashes(&proof.hashes),
+    )
+    .unwrap();
+    // Nonces survive the restart: an old entry resubmitted is still itself.
+    let old = Leaf::decode(&entries_before[BOOTSTRAP_ENTRIES as usize].leaf).unwrap();
+    let replay = SignedEvent {
+        payload: old.payload.clone(),
+        signatures: old
+            .signatures
+            .iter()
+            .map(|s| Signature {
+                public_key: s.public_key.to_vec(),
+                signature: s.signature.to_vec(),
+            })
+            .collect(),
+    };
+    let receipt = submit_ok(&mut client, &replay).await;
+    assert_eq!(receipt.seq, BOOTSTRAP_ENTRIES);
+    assert_eq!(
+        checkpoint(&mut client, &operator).await.tree_size,
+        grown.tree_size
+    );
+
+    drop(client);
+    // And once more, with the new entry, given a fresh dev bootstrap as
+    // `serve --dev` does on every start: ignored for an existing log.
+    let TestNode {
+        node: running,
+        dir,
+        keys,
+        client,
+    } = node;
+    drop(client);
+    running.shutdown().await.unwrap();
+    let running = start_node(dir.path(), &keys, dev::bootstrap_events(&keys)).await;
+    let mut client = connect(&running).await;
+    assert_eq!(checkpoint(&mut client, &operator).await, grown);
+    drop(client);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_directory_without_a_genesis_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dev::ensure_dev_keys(dir.path()).unwrap();
+    let result = ceasefire_ledger::node::start(ceasefire_ledger::node::NodeConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        operator_key: keys.operator.key.clone(),
+        bootstrap: Vec::new(),
+        sequencer: SequencerConfig::default(),
+        startup_check: ceasefire_ledger::sequencer::StartupCheck::Full,
+    })
+    .await;
+    let error = result
+        .err()
+        .expect("a node started with no ledger and no genesis");
+    assert!(
+        format!("{error:#}").contains("genesis"),
+        "unhelpful error: {error:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_receipt_given_before_a_shutdown_survives_it() {
+    const TASKS: usize = 4;
+    let TestNode {
+        node: running,
+        dir,
+        keys,
+        client,
+    } = TestNode::start().await;
+    drop(client);
+    let operator = keys.operator.key.verifying_key();
+    let (receipts, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let mut client = connect(&running).await;
+        let monitor = keys.monitor.key.clone();
+        let receipts = receipts.clone();
+        tasks.push(tokio::spawn(async move {
+            // Submit until the node stops answering.
+            for i in 0..10_000 {
+                let signed = sign(&observation(&format!("task {task}, {i}")), &[&monitor]);
+                match client.submit(signed.clone()).await {
+                    Ok(receipt) => {
+                        let _ = receipts.send((signed, receipt.into_inner()));
+                    }
+                    Err(_) => return,
+                }
+            }
+            panic!("the node never stopped answering");
+        }));
+    }
+    drop(receipts);
+    // Shut down while submissions are in flight, once some have landed.
+    let mut landed = Vec::new();
+    while landed.len() < 20 {
+        landed.push(arrived.recv().await.expect("the submitters stopped early"));
+    }
+    tokio::time::timeout(Duration::from_secs(20), running.shutdown())
+        .await
+        .expect("shutdown under load did not finish within 20 s")
+        .expect("shutdown under load failed");
+    for task in tasks {
+        task.await.expect("a submitter panicked");
+    }
+    while let Some(receipt) = arrived.recv().await {
+        landed.push(receipt);
+    }
+
+    let running = start_node(dir.path(), &keys, Vec::new()).await;
+    let mut client = connect(&running).await;
+    let head = checkpoint(&mut client, &operator).await;
+    let entries = get_entries(&mut client, 0, head.tree_size).await.unwrap();
+    check_chain(&entries);
+    for (signed, receipt) in &landed {
+        check_receipt(receipt, signed, &operator);
+        let entry = entries
+            .get(receipt.seq as usize)
+            .unwrap_or_else(|| panic!("receipted entry {} was lost", receipt.seq));
+        assert_eq!(
+            entry.leaf, receipt.leaf,
+            "receipted entry {} changed",
+            receipt.seq
+        );
+        // The receipt's checkpoint is a prefix of the recovered log.
+        let old = receipt.checkpoint.as_ref().unwrap();
+        let proof = client
+            .get_consistency_proof(GetConsistencyProofRequest {
+                old_size: old.tree_size,
+                new_size: head.tree_size,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        verify_consistency(
+            old.tree_size,
+            head.tree_size,
+            &hash32(&old.root_hash),
+            &head.root_hash,
+            &proof_hashes(&proof.hashes),
+        )
+        .unwrap();
+    }
+    drop(client);
+    running.shutdown().await.unwrap();
+}
+
+/// The entry at `seq` as a SignedEvent, rebuilt from its leaf.
+fn signed_event_of(leaf: &[u8]) -> SignedEvent {
+    let leaf = Leaf::decode(leaf).unwrap();
+    SignedEvent {
+        payload: leaf.payload,
+        signatures: leaf
+            .signatures
+            .iter()
+            .map(|s| Signature {
+                public_key: s.public_key.to_vec(),
+                signature: s.signature.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubmitting_is_idempotent_and_a_replayed_nonce_is_refused() {
+    let node = TestNode::start().await;
+    let operator = node.operator_key();
+    let mut client = node.client.clone();
+    let event = observation("seen once");
+    let signed = sign(&event, &[node.monitor()]);
+    let first = submit_ok(&mut client, &signed).await;
+    check_receipt(&first, &signed, &operator);
+    let size = node.checkpoint().await;
+
+    let again = submit_ok(&mut client, &signed).await;
+    check_receipt(&again, &signed, &operator);
+    assert_eq!(again.seq, first.seq);
+    assert_eq!(again.leaf_hash, first.leaf_hash);
+    assert_eq!(again.leaf, first.leaf);
+    assert_eq!(
+        node.checkpoint().await,
+        size,
+        "the log grew on a resubmission"
+    );
+
+    // After other entries, the receipt carries a newer checkpoint and proof.
+    submit_ok(&mut client, &node.signed_observation("another")).await;
+    let later = submit_ok(&mut client, &signed).await;
+    check_receipt(&later, &signed, &operator);
+    assert_eq!(later.seq, first.seq);
+    assert_eq!(later.leaf_hash, first.leaf_hash);
+    assert_eq!(
+        later.checkpoint.as_ref().unwrap().tree_size,
+        size.tree_size + 1
+    );
+    let size = node.checkpoint().await;
+
+    // The same identical event twice at once (likely one batch): one entry.
+    let twin = sign(&observation("twins"), &[node.monitor()]);
+    let (mut one, mut two) = (client.clone(), client.clone());
+    let (a, b) = tokio::join!(submit_ok(&mut one, &twin), submit_ok(&mut two, &twin));
+    assert_eq!((a.seq, &a.leaf_hash), (b.seq, &b.leaf_hash));
+    assert_eq!(a.seq, size.tree_size);
+    let size = node.checkpoint().await;
+    assert_eq!(size.tree_size, a.seq + 1);
+
+    // Bootstrap entries are idempotent too: the genesis is still entry 0.
+    let genesis = get_entries(&mut client, 0, 1).await.unwrap().remove(0);
+    let receipt = submit_ok(&mut client, &signed_event_of(&genesis.leaf)).await;
+    assert_eq!(receipt.seq, 0);
+    assert_eq!(receipt.leaf, genesis.leaf);
+
+    // Same author and nonce, different bytes: ALREADY_EXISTS.
+    let mut different = event.clone();
+    if let Some(Body::Observation(observation)) = &mut different.body {
+        observation.narrative = "seen differently".into();
+    }
+    let replay = sign(&different, &[node.monitor()]);
+    let status = client.submit(replay.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    // Even when the first one is still in the same batch.
+    let mut fresh = observation("first of a pair");
+    let (x, y) = {
+        let first = sign(&fresh, &[node.monitor()]);
+        if let Some(Body::Observation(observation)) = &mut fresh.body {
+            observation.narrative = "second of a pair".into();
+        }
+        let second = sign(&fresh, &[node.monitor()]);
+        let (mut one, mut two) = (client.clone(), client.clone());
+        tokio::join!(one.submit(first), two.submit(second))
+    };
+    let codes = [
+        x.as_ref().map(|_| Code::Ok).unwrap_or_else(|s| s.code()),
+        y.as_ref().map(|_| Code::Ok).unwrap_or_else(|s| s.code()),
+    ];
+    assert!(
+        codes.contains(&Code::Ok) && codes.contains(&Code::AlreadyExists),
+        "two events with one nonce: {codes:?}"
+    );
+    assert_eq!(node.checkpoint().await.tree_size, size.tree_size + 1);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_sorts_out_duplicates_and_replays() {
+    // A long batch window, so that submissions sent together are sequenced
+    // in one batch (the receipts' checkpoints show that they were).
+    let node = TestNode::start_with(SequencerConfig {
+        batch_delay: Duration::from_millis(500),
+        ..SequencerConfig::default()
+    })
+    .await;
+    let operator = node.operator_key();
+    let mut client = node.client.clone();
+    let durable = node.signed_observation("already durable");
+    let durable_receipt = submit_ok(&mut client, &durable).await;
+    let size = node.checkpoint().await.tree_size;
+
+    let twin = node.signed_observation("twin");
+    let mut pair = observation("first of a pair");
+    let first = sign(&pair, &[node.monitor()]);
+    with_observation(&mut pair, |o| o.narrative = "second of a pair".into());
+    let second = sign(&pair, &[node.monitor()]);
+    let single = node.signed_observation("single");
+    let submissions = [
+        twin.clone(),
+        twin.clone(),
+        first,
+        second,
+        single,
+        durable.clone(),
+    ];
+    let results = futures::future::join_all(submissions.iter().map(|signed| {
+        let mut client = client.clone();
+        let signed = signed.clone();
+        async move { client.submit(signed).await.map(|r| r.into_inner()) }
+    }))
+    .await;
+    let ok = |index: usize| -> &Receipt {
+        results[index]
+            .as_ref()
+            .unwrap_or_else(|status| panic!("submission {index} refused: {status:?}"))
+    };
+    for (index, signed) in submissions.iter().enumerate() {
+        if let Ok(receipt) = &results[index] {
+            check_receipt(receipt, signed, &operator);
+        }
+    }
+    // Identical twins: one entry.
+    assert_eq!(ok(0).seq, ok(1).seq);
+    assert_eq!(ok(0).leaf_hash, ok(1).leaf_hash);
+    // One nonce, two payloads: exactly one is taken.
+    let pair_codes: Vec<Code> = results[2..4]
+        .iter()
+        .map(|result| result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok))
+        .collect();
+    assert!(
+        pair_codes.contains(&Code::Ok) && pair_codes.contains(&Code::AlreadyExists),
+        "two events with one nonce in one batch: {pair_codes:?}"
+    );
+    let pair_receipt = results[2..4].iter().find_map(|r| r.as_ref().ok()).unwrap();
+    // A durable entry resubmitted is itself.
+    assert_eq!(ok(5).seq, durable_receipt.seq);
+    assert_eq!(ok(5).leaf_hash, durable_receipt.leaf_hash);
+
+    let new_seqs: BTreeSet<u64> = [ok(0).seq, pair_receipt.seq, ok(4).seq].into();
+    assert_eq!(new_seqs, (size..size + 3).collect());
+    for receipt in [ok(0), ok(1), pair_receipt, ok(4)] {
+        assert_eq!(
+            receipt.checkpoint.as_ref().unwrap().tree_size,
+            size + 3,
+            "the submissions were not sequenced in one batch"
+        );
+    }
+    assert_eq!(node.checkpoint().await.tree_size, size + 3);
+    check_chain(&node.read_log().await);
+    node.shutdown().await;
+}
+
+/// Submits `signed`, expects `code`, and checks the log did not change.
+async fn assert_refused(node: &TestNode, what: &str, signed: SignedEvent, code: Code) {
+    let before = node.checkpoint().await;
+    let status = node
+        .client
+        .clone()
+        .submit(signed)
+        .await
+        .expect_err(&format!("{what}: accepted"));
+    assert_eq!(status.code(), code, "{what}: {status:?}");
+    let after = node.checkpoint().await;
+    assert_eq!(after, before, "{what}: the log changed");
+}
+
+fn wire(key: &SigningKey, signature: [u8; 64]) -> Signature {
+    Signature {
+        public_key: key.verifying_key().to_bytes().to_vec(),
+        signature: signature.to_vec(),
+    }
+}
+
+fn with_observation(
+    event: &mut Event,
+    change: impl FnOnce(&mut ceasefire_ledger::proto::Observation),
+) {
+    match &mut event.body {
+        Some(Body::Observation(observation)) => change(observation),
+        _ => unreachable!("not an observation"),
+    }
+}
+
+/// A valid observation carrying `items` evidence references with 2,000-byte
+/// URIs: about 2 KiB of payload each.
+fn evidence_heavy(items: usize) -> Event {
+    let mut event = observation("large evidence list");
+    with_observation(&mut event, |o| {
+        o.evidence = (0..items)
+            .map(|i| Evidence {
+                sha256: vec![i as u8; 32],
+                media_type: "image/jpeg".into(),
+                uri: format!("https://evidence.example.org/{i:04}/{}", "a".repeat(1_960)),
+            })
+            .collect();
+    });
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_submissions_get_precise_codes_and_change_nothing() {
+    let node = TestNode::start().await;
+    let monitor = node.monitor().clone();
+    let signatory = node.signatory().clone();
+    let good = sign(&observation("good"), &[&monitor]);
+
+    // Payload that is not an Event (a truncated varint), validly signed.
+    let garbage = vec![0xff; 8];
+    let signature = sign_event(&garbage, &monitor);
+    let signed = SignedEvent {
+        payload: garbage,
+        signatures: vec![wire(&monitor, signature.signature)],
+    };
+    assert_refused(&node, "garbage payload", signed, Code::InvalidArgument).await;
+
+    let signed = SignedEvent {
+        payload: good.payload.clone(),
+        signatures: Vec::new(),
+    };
+    assert_refused(&node, "no signatures", signed, Code::InvalidArgument).await;
+
+    let mut signed = good.clone();
+    signed.signatures[0].public_key.pop();
+    assert_refused(&node, "31-byte public key", signed, Code::InvalidArgument).await;
+
+    let mut signed = good.clone();
+    signed.signatures[0].signature.pop();
+    assert_refused(&node, "63-byte signature", signed, Code::InvalidArgument).await;
+
+    for byte in [0, 40] {
+        let mut signed = good.clone();
+        signed.signatures[0].signature[byte] ^= 0x01;
+        assert_refused(
+            &node,
+            "flipped signature byte",
+            signed,
+            Code::Unauthenticated,
+        )
+        .await;
+    }
+
+    let other = sign(&observation("other"), &[&monitor]);
+    let signed = SignedEvent {
+        payload: good.payload.clone(),
+        signatures: other.signatures.clone(),
+    };
+    assert_refused(
+        &node,
+        "signature over another payload",
+        signed,
+        Code::Unauthenticated,
+    )
+    .await;
+
+    // Raw Ed25519 over the payload, without the domain tag.
+    assert_eq!(EVENT_SIGNATURE_DOMAIN, b"ceasefire-ledger:event:v1\n");
+    let raw = monitor.sign(&good.payload).to_bytes();
+    let signed = SignedEvent {
+        payload: good.payload.clone(),
+        signatures: vec![wire(&monitor, raw)],
+    };
+    assert_refused(&node, "no domain tag", signed, Code::Unauthenticated).await;
+
+    let stranger = SigningKey::from_bytes(&[0x5a; 32]);
+    let signed = sign(&observation("by a stranger"), &[&stranger]);
+    assert_refused(&node, "unregistered key", signed, Code::PermissionDenied).await;
+    // A registered key of the wrong party beside the author's.
+    let signed = sign(&observation("co-signed"), &[&monitor, &signatory]);
+    assert_refused(&node, "another party's key", signed, Code::PermissionDenied).await;
+
+    let mut event = observation("elsewhere");
+    event.agreement_id = "another-agreement".into();
+    let signed = sign(&event, &[&monitor]);
+    assert_refused(&node, "wrong agreement", signed, Code::FailedPrecondition).await;
+
+    // Over the 32 KiB payload cap but under the gRPC message limit, and
+    // valid in every other way (evidence URIs are 2 KiB each; the same
+    // observation with fewer of them is accepted below).
+    let signed = sign(&evidence_heavy(17), &[&monitor]);
+    assert!(signed.payload.len() > 32 * 1024);
+    assert!(signed.encoded_len() < ceasefire_ledger::server::MAX_GRPC_MESSAGE_BYTES);
+    assert_refused(&node, "payload over 32 KiB", signed, Code::InvalidArgument).await;
+    let mut event = observation("");
+    with_observation(&mut event, |o| o.narrative = "x".repeat(33 * 1024));
+    let signed = sign(&event, &[&monitor]);
+    assert!(signed.payload.len() > 32 * 1024);
+    assert_refused(
+        &node,
+        "narrative over 32 KiB",
+        signed,
+        Code::InvalidArgument,
+    )
+    .await;
+
+    // Over the gRPC message limit: refused (whatever the code), nothing written.
+    let mut event = observation("");
+    with_observation(&mut event, |o| o.narrative = "x".repeat(100 * 1024));
+    let signed = sign(&event, &[&monitor]);
+    let before = node.checkpoint().await;
+    let status = node.client.clone().submit(signed).await.unwrap_err();
+    assert_ne!(status.code(), Code::Ok);
+    assert_eq!(
+        node.checkpoint().await,
+        before,
+        "oversize message: the log changed"
+    );
+
+    // Over the narrative cap (4 KiB) but under the payload cap.
+    let mut event = observation("");
+    with_observation(&mut event, |o| o.narrative = "x".repeat(5 * 1024));
+    let signed = sign(&event, &[&monitor]);
+    assert_refused(&node, "narrative over 4 KiB", signed, Code::InvalidArgument).await;
+
+    let mut signed = good.clone();
+    signed.signatures.push(signed.signatures[0].clone());
+    assert_refused(&node, "the same key twice", signed, Code::InvalidArgument).await;
+
+    let many: Vec<SigningKey> = (0..33u8)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let many: Vec<&SigningKey> = many.iter().collect();
+    let signed = sign(&observation("33 signatures"), &many);
+    assert_refused(&node, "33 signatures", signed, Code::InvalidArgument).await;
+
+    let mut event = observation("short nonce");
+    event.nonce = vec![1, 2, 3, 4];
+    let signed = sign(&event, &[&monitor]);
+    assert_refused(&node, "4-byte nonce", signed, Code::InvalidArgument).await;
+
+    let mut event = observation("no time");
+    event.created_at = None;
+    let signed = sign(&event, &[&monitor]);
+    assert_refused(&node, "no created_at", signed, Code::InvalidArgument).await;
+
+    let event = observation_event(dev::DEV_SIGNATORY, "not a monitor");
+    let signed = sign(&event, &[&signatory]);
+    assert_refused(
+        &node,
+        "observation by a signatory",
+        signed,
+        Code::PermissionDenied,
+    )
+    .await;
+
+    let mut event = observation("from the future");
+    event.created_at.as_mut().unwrap().seconds += 3600;
+    let future_nonce = event.nonce.clone();
+    let signed = sign(&event, &[&monitor]);
+    assert_refused(
+        &node,
+        "created_at an hour ahead",
+        signed,
+        Code::InvalidArgument,
+    )
+    .await;
+
+    let mut event = observation("ends in the future");
+    with_observation(&mut event, |o| {
+        o.observed_until.as_mut().unwrap().seconds += 3600;
+    });
+    let signed = sign(&event, &[&monitor]);
+    assert_refused(
+        &node,
+        "observed_until an hour ahead",
+        signed,
+        Code::InvalidArgument,
+    )
+    .await;
+
+    let mut event = observation("far away");
+    with_observation(&mut event, |o| {
+        o.location.as_mut().unwrap().point.as_mut().unwrap().lat = 10.0;
+    });
+    let signed = sign(&event, &[&monitor]);
+    assert_refused(&node, "outside every zone", signed, Code::InvalidArgument).await;
+
+    let keys = dev::ensure_dev_keys(node.dir.path()).unwrap();
+    let second_genesis = dev::bootstrap_events(&keys).remove(0);
+    assert!(matches!(
+        Event::decode(second_genesis.payload.as_slice())
+            .unwrap()
+            .body,
+        Some(Body::Genesis(_))
+    ));
+    assert_refused(
+        &node,
+        "a second genesis",
+        second_genesis,
+        Code::InvalidArgument,
+    )
+    .await;
+
+    // A refused event consumed nothing: its nonce is still free, and the
+    // ledger still takes good events, right after the last entry.
+    let size = node.checkpoint().await.tree_size;
+    let mut event = observation("from the present");
+    event.nonce = future_nonce;
+    let mut client = node.client.clone();
+    let receipt = submit_ok(&mut client, &sign(&event, &[&monitor])).await;
+    assert_eq!(receipt.seq, size);
+    let receipt = submit_ok(&mut client, &good).await;
+    assert_eq!(receipt.seq, size + 1);
+    // Just under the payload cap: accepted.
+    let large = sign(&evidence_heavy(15), &[&monitor]);
+    assert!(large.payload.len() > 30 * 1024 && large.payload.len() <= 32 * 1024);
+    let receipt = submit_ok(&mut client, &large).await;
+    assert_eq!(receipt.seq, size + 2);
+    check_receipt(&receipt, &large, &node.operator_key());
+    assert_eq!(node.checkpoint().await.tree_size, size + 3);
+    // Nothing refused reached the log.
+    let entries = node.read_log().await;
+    assert_eq!(entries.len() as u64, BOOTSTRAP_ENTRIES + 3);
+    check_chain(&entries);
+    node.shutdown().await;
+}
