@@ -3,6 +3,9 @@
 //! Used by the CLI, the dev bootstrap and the tests, so there is one way to
 //! turn an `Event` into a `SignedEvent`.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use prost::Message;
 use rand_core::RngCore;
@@ -48,27 +51,88 @@ pub fn now_timestamp() -> prost_types::Timestamp {
     }
 }
 
-/// Opens a channel to a ledger at `url` (e.g. `http://127.0.0.1:50051`).
-pub async fn channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+/// How a client authenticates a TLS server (and itself, for mutual TLS).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ClientTls {
+    /// CA certificate (PEM) to trust for an https:// server.
+    #[arg(long, env = "CEASEFIRE_LEDGER_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that require mutual TLS.
+    #[arg(long, env = "CEASEFIRE_LEDGER_CERT", requires = "cert_key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, env = "CEASEFIRE_LEDGER_CERT_KEY", requires = "cert")]
+    pub cert_key: Option<PathBuf>,
+}
+
+impl ClientTls {
+    fn config(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        if self.ca.is_none() && self.cert.is_none() {
+            return Ok(None);
+        }
+        let mut config = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &self.ca {
+            config = config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.cert_key) {
+            config = config.identity(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ));
+        }
+        Ok(Some(config))
+    }
+}
+
+/// Opens a channel to a ledger at `url` (`http://host:port`, or `https://`
+/// with `tls`).
+pub async fn channel(url: &str, tls: &ClientTls) -> anyhow::Result<tonic::transport::Channel> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|error| anyhow::anyhow!("{url:?} is not a server URL: {error}"))?;
+    if let Some(config) = tls.config()? {
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|error| anyhow::anyhow!("invalid TLS settings: {error}"))?;
+    }
     endpoint
         .connect()
         .await
-        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {error}"))
+        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {}", error_chain(&error)))
 }
 
-/// Connects to the Ledger service at `url`.
+/// An error and its causes on one line (transport errors hide the useful part).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text += &format!(": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// The Ledger service over `channel`.
+pub fn ledger_client(
+    channel: tonic::transport::Channel,
+) -> LedgerClient<tonic::transport::Channel> {
+    LedgerClient::new(channel).max_decoding_message_size(crate::server::MAX_GRPC_MESSAGE_BYTES)
+}
+
+/// Connects to the Ledger service at a plaintext `url`.
 pub async fn connect(url: &str) -> anyhow::Result<LedgerClient<tonic::transport::Channel>> {
-    Ok(LedgerClient::new(channel(url).await?)
-        .max_decoding_message_size(crate::server::MAX_GRPC_MESSAGE_BYTES))
+    Ok(ledger_client(channel(url, &ClientTls::default()).await?))
 }
 
-/// Connects to the Compliance service at `url`.
+/// Connects to the Compliance service at a plaintext `url`.
 pub async fn connect_compliance(
     url: &str,
 ) -> anyhow::Result<ComplianceClient<tonic::transport::Channel>> {
-    Ok(ComplianceClient::new(channel(url).await?))
+    Ok(ComplianceClient::new(
+        channel(url, &ClientTls::default()).await?,
+    ))
 }
 
 /// The proto enum name of a compliance status, without its prefix

@@ -11,9 +11,10 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use tonic::Request;
 
+use crate::metrics::Metrics;
 use crate::proto::{ledger_server::Ledger, SignedEvent};
 use crate::sequencer::{self, SequencerConfig, StartupCheck};
-use crate::server::{self, LedgerService};
+use crate::server::{self, LedgerService, ServerOptions, TlsFiles};
 use crate::storage::Store;
 
 pub struct NodeConfig {
@@ -26,15 +27,47 @@ pub struct NodeConfig {
     pub bootstrap: Vec<SignedEvent>,
     pub sequencer: SequencerConfig,
     pub startup_check: StartupCheck,
+    /// TLS for the gRPC port (plaintext when `None`).
+    pub tls: Option<TlsFiles>,
+    /// Where to serve Prometheus metrics (`None`: not served).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Payload cap for Submit (at most the format's 32 KiB).
+    pub max_payload_bytes: usize,
+}
+
+impl NodeConfig {
+    /// A node with the defaults for everything but what it cannot do without.
+    pub fn new(
+        data_dir: PathBuf,
+        listen: SocketAddr,
+        operator_key: ed25519_dalek::SigningKey,
+    ) -> Self {
+        NodeConfig {
+            data_dir,
+            listen,
+            operator_key,
+            bootstrap: Vec::new(),
+            sequencer: SequencerConfig::default(),
+            startup_check: StartupCheck::Full,
+            tls: None,
+            metrics_listen: None,
+            max_payload_bytes: crate::core::leaf::MAX_PAYLOAD_BYTES,
+        }
+    }
 }
 
 /// A node serving on `local_addr` until [`Node::shutdown`].
 pub struct Node {
     pub local_addr: SocketAddr,
+    /// Where metrics are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    /// Whether clients must use TLS (for [`Node::url`]).
+    tls: bool,
     pub store: Arc<Store>,
     /// Set to true to stop: the server stops accepting and ends streams.
     shutdown: tokio::sync::watch::Sender<bool>,
-    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
     sequencer_thread: std::thread::JoinHandle<()>,
 }
 
@@ -54,6 +87,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         Ok((Arc::new(store), recovered))
     })
     .await??;
+    let metrics = Metrics::new();
+    metrics
+        .verify_on_start_seconds
+        .set(started.elapsed().as_secs_f64());
+    metrics.tree_size.set(recovered.head.size as i64);
     tracing::info!(
         entries = recovered.head.size,
         check = ?config.startup_check,
@@ -73,14 +111,30 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
             config.data_dir.display()
         );
     }
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot serve metrics on {address}"))?,
+        ),
+        None => None,
+    };
     let (handle, sequencer_thread) = sequencer::start(
         store.clone(),
         recovered,
         config.operator_key,
-        config.sequencer,
+        SequencerConfig {
+            metrics: Some(metrics.clone()),
+            ..config.sequencer
+        },
     )
     .map_err(anyhow::Error::msg)?;
-    let service = LedgerService::new(store.clone(), handle.clone());
+    let service = LedgerService::new(
+        store.clone(),
+        handle.clone(),
+        metrics.clone(),
+        config.max_payload_bytes,
+    );
     if empty {
         for (index, event) in config.bootstrap.into_iter().enumerate() {
             service
@@ -90,16 +144,33 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
                 .with_context(|| format!("bootstrap entry {index} was refused"))?;
         }
     }
+    let metrics_addr = match metrics_listener {
+        Some(listener) => {
+            let address = listener.local_addr()?;
+            tokio::spawn(crate::metrics::serve_metrics(listener, metrics.clone()));
+            Some(address)
+        }
+        None => None,
+    };
     let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
+    let options = ServerOptions {
+        tls: config.tls.clone(),
+        metrics: metrics.clone(),
+        max_payload_bytes: config.max_payload_bytes,
+    };
     let server = tokio::spawn(server::serve(
         listener,
         store.clone(),
         handle,
         shutting_down,
+        options,
     ));
     drop(service);
     Ok(Node {
         local_addr,
+        metrics_addr,
+        metrics,
+        tls: config.tls.is_some(),
         store,
         shutdown,
         server,
@@ -110,7 +181,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
 impl Node {
     /// The URL clients use to reach this node.
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     /// Stops accepting calls, lets in-flight ones finish (their batches are

@@ -532,6 +532,9 @@ async fn an_empty_directory_without_a_genesis_is_refused() {
         bootstrap: Vec::new(),
         sequencer: SequencerConfig::default(),
         startup_check: ceasefire_ledger::sequencer::StartupCheck::Full,
+        tls: None,
+        metrics_listen: None,
+        max_payload_bytes: ceasefire_ledger::core::leaf::MAX_PAYLOAD_BYTES,
     })
     .await;
     let error = result

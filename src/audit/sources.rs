@@ -10,6 +10,7 @@ use anyhow::{anyhow, Context};
 use tokio::runtime::Handle;
 
 use super::LogSource;
+use crate::client::ClientTls;
 use crate::core::merkle::Hash;
 use crate::proto::{
     compliance_client::ComplianceClient, ledger_client::LedgerClient, GetCheckpointRequest,
@@ -46,13 +47,12 @@ pub struct ServerSource {
 const ENTRIES_PER_CALL: u64 = 4096;
 
 impl ServerSource {
-    pub async fn connect(url: &str) -> anyhow::Result<ServerSource> {
-        let channel = crate::client::channel(url).await?;
+    pub async fn connect(url: &str, tls: &ClientTls) -> anyhow::Result<ServerSource> {
+        let channel = crate::client::channel(url, tls).await?;
         Ok(ServerSource {
             url: url.to_string(),
             runtime: Handle::current(),
-            ledger: LedgerClient::new(channel.clone())
-                .max_decoding_message_size(crate::server::MAX_GRPC_MESSAGE_BYTES),
+            ledger: crate::client::ledger_client(channel.clone()),
             compliance: ComplianceClient::new(channel),
         })
     }

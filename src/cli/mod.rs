@@ -4,6 +4,7 @@
 //! line and exits non-zero, never with a panic trace.
 
 mod bench;
+mod export;
 mod init;
 mod keygen;
 mod rebuild;
@@ -27,6 +28,37 @@ pub struct Exit {
 /// Where CLI commands find the server unless told otherwise.
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
 
+/// How client commands reach the server.
+#[derive(clap::Args, Clone)]
+pub struct ConnectArgs {
+    /// The ledger's gRPC address (https:// for TLS).
+    #[arg(long, env = "CEASEFIRE_LEDGER_SERVER", default_value = DEFAULT_SERVER_URL)]
+    pub server: String,
+    #[command(flatten)]
+    pub tls: crate::client::ClientTls,
+}
+
+impl ConnectArgs {
+    pub async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        crate::client::channel(&self.server, &self.tls).await
+    }
+
+    pub async fn ledger(
+        &self,
+    ) -> anyhow::Result<crate::proto::ledger_client::LedgerClient<tonic::transport::Channel>> {
+        Ok(crate::client::ledger_client(self.channel().await?))
+    }
+
+    pub async fn compliance(
+        &self,
+    ) -> anyhow::Result<crate::proto::compliance_client::ComplianceClient<tonic::transport::Channel>>
+    {
+        Ok(crate::proto::compliance_client::ComplianceClient::new(
+            self.channel().await?,
+        ))
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "ceasefire-ledger",
@@ -34,8 +66,18 @@ pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
     about = "An append-only, signed, verifiable ledger of ceasefire monitoring reports"
 )]
 pub struct Cli {
+    /// Log format on stderr: human-readable text or JSON lines. The level
+    /// comes from RUST_LOG (default info).
+    #[arg(long, global = true, env = "CEASEFIRE_LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +102,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Measure ingest: N concurrent clients submitting pre-signed observations.
     Bench(bench::BenchArgs),
+    /// Write the log as a C2SP tlog-tiles directory (incremental).
+    Export(export::ExportArgs),
 }
 
 impl Cli {
@@ -75,6 +119,7 @@ impl Cli {
             Command::RebuildProjections(args) => rebuild::run(args),
             Command::Verify(args) => verify::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Export(args) => export::run(args),
         }
     }
 }

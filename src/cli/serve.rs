@@ -1,58 +1,118 @@
 //! `serve`: run the ledger until SIGINT or SIGTERM.
+//!
+//! Every option is a flag, an environment variable (`CEASEFIRE_LEDGER_*`)
+//! and a key of the optional TOML file given with `--config`; a flag or
+//! variable wins over the file, the file over the default.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use serde::Deserialize;
 
 use crate::dev;
 use crate::keyfile::KeyFile;
 use crate::node::{self, NodeConfig};
 use crate::sequencer::{SequencerConfig, StartupCheck};
+use crate::server::TlsFiles;
 use crate::signed_file::SignedEventFile;
 
-#[derive(clap::Args)]
+const DEFAULT_DATA_DIR: &str = "ceasefire-data";
+const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+#[derive(clap::Args, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
-    /// Directory holding the ledger (created if missing).
-    #[arg(
-        long,
-        env = "CEASEFIRE_LEDGER_DATA_DIR",
-        default_value = "ceasefire-data"
-    )]
-    data_dir: PathBuf,
-    /// Address to listen on for gRPC.
-    #[arg(
-        long,
-        env = "CEASEFIRE_LEDGER_LISTEN",
-        default_value = "127.0.0.1:50051"
-    )]
-    listen: SocketAddr,
+    /// A TOML file setting any of the options below by their long names
+    /// (e.g. `data-dir = "/var/lib/ceasefire-ledger"`).
+    #[arg(long, env = "CEASEFIRE_LEDGER_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Directory holding the ledger, created if missing [default: ceasefire-data].
+    #[arg(long, env = "CEASEFIRE_LEDGER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address for gRPC [default: 127.0.0.1:50051].
+    #[arg(long, env = "CEASEFIRE_LEDGER_LISTEN")]
+    listen: Option<SocketAddr>,
     /// Development mode: on an empty data directory, create keys in
     /// DATA_DIR/dev-keys and a development genesis, zone and commitment.
     #[arg(long, env = "CEASEFIRE_LEDGER_DEV")]
+    #[serde(default)]
     dev: bool,
     /// A genesis signed by enough signatories (from `init` + `sign`) to start an empty ledger.
     #[arg(long, env = "CEASEFIRE_LEDGER_GENESIS", conflicts_with = "dev")]
     genesis: Option<PathBuf>,
-    /// The operator's key file, which signs checkpoints (default with --dev:
-    /// DATA_DIR/dev-keys/operator.key).
+    /// The operator's key file, which signs checkpoints [default with --dev:
+    /// DATA_DIR/dev-keys/operator.key].
     #[arg(long, env = "CEASEFIRE_LEDGER_OPERATOR_KEY")]
     operator_key: Option<PathBuf>,
-    /// Most entries committed in one batch (one sync).
-    #[arg(long, env = "CEASEFIRE_LEDGER_MAX_BATCH", default_value_t = SequencerConfig::default().max_batch)]
-    max_batch: usize,
-    /// Milliseconds to wait for more submissions before committing a batch.
-    #[arg(long, env = "CEASEFIRE_LEDGER_BATCH_DELAY_MS", default_value_t = 0)]
-    batch_delay_ms: u64,
-    /// How much of the store to verify before serving it.
-    #[arg(long, env = "CEASEFIRE_LEDGER_STARTUP_CHECK", value_enum, default_value_t = StartupCheck::Full)]
-    startup_check: StartupCheck,
+    /// Most entries committed in one batch, with one sync [default: 4096].
+    #[arg(long, env = "CEASEFIRE_LEDGER_MAX_BATCH")]
+    max_batch: Option<usize>,
+    /// Milliseconds to wait for more submissions before committing a batch [default: 0].
+    #[arg(long, env = "CEASEFIRE_LEDGER_BATCH_DELAY_MS")]
+    batch_delay_ms: Option<u64>,
+    /// How much of the store to verify before serving it [default: full].
+    #[arg(long, env = "CEASEFIRE_LEDGER_STARTUP_CHECK", value_enum)]
+    startup_check: Option<StartupCheck>,
+    /// Largest event payload accepted, in bytes, at most 32768 [default: 32768].
+    #[arg(long, env = "CEASEFIRE_LEDGER_MAX_PAYLOAD_BYTES")]
+    max_payload_bytes: Option<usize>,
+    /// Address for Prometheus metrics (`GET /metrics`) [default: not served].
+    #[arg(long, env = "CEASEFIRE_LEDGER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM) for the gRPC port [default: plaintext].
+    #[arg(long, env = "CEASEFIRE_LEDGER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the gRPC port.
+    #[arg(long, env = "CEASEFIRE_LEDGER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "CEASEFIRE_LEDGER_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Fills what flags and the environment left unset from the config file.
+    fn with_file(self) -> anyhow::Result<ServeArgs> {
+        let Some(path) = &self.config else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        let file: ServeArgs = toml::from_str(&text)
+            .with_context(|| format!("the config file {} is invalid", path.display()))?;
+        Ok(ServeArgs {
+            config: self.config,
+            data_dir: self.data_dir.or(file.data_dir),
+            listen: self.listen.or(file.listen),
+            dev: self.dev || file.dev,
+            genesis: self.genesis.or(file.genesis),
+            operator_key: self.operator_key.or(file.operator_key),
+            max_batch: self.max_batch.or(file.max_batch),
+            batch_delay_ms: self.batch_delay_ms.or(file.batch_delay_ms),
+            startup_check: self.startup_check.or(file.startup_check),
+            max_payload_bytes: self.max_payload_bytes.or(file.max_payload_bytes),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
+        })
+    }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let args = args.with_file()?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    if args.dev && args.genesis.is_some() {
+        bail!("--dev and --genesis exclude each other");
+    }
     let (operator_key, bootstrap) = if args.dev {
-        let keys = dev::ensure_dev_keys(&args.data_dir)?;
+        let keys = dev::ensure_dev_keys(&data_dir)?;
         let operator = match &args.operator_key {
             Some(path) => KeyFile::load(path)?.key,
             None => keys.operator.key.clone(),
@@ -68,25 +128,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         (KeyFile::load(path)?.key, bootstrap)
     };
-    let mut node = node::start(NodeConfig {
-        data_dir: args.data_dir.clone(),
-        listen: args.listen,
-        operator_key,
-        bootstrap,
-        sequencer: SequencerConfig {
-            max_batch: args.max_batch.max(1),
-            batch_delay: Duration::from_millis(args.batch_delay_ms),
-            ..SequencerConfig::default()
-        },
-        startup_check: args.startup_check,
-    })
-    .await?;
-    tracing::info!(address = %node.local_addr, data_dir = %args.data_dir.display(), "serving");
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.tls_client_ca.clone(),
+        }),
+        (None, None) if args.tls_client_ca.is_none() => None,
+        _ => bail!("TLS needs both --tls-cert and --tls-key (and --tls-client-ca only with them)"),
+    };
+    let listen = match args.listen {
+        Some(listen) => listen,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let defaults = SequencerConfig::default();
+    let mut config = NodeConfig::new(data_dir.clone(), listen, operator_key);
+    config.bootstrap = bootstrap;
+    config.sequencer = SequencerConfig {
+        max_batch: args.max_batch.unwrap_or(defaults.max_batch).max(1),
+        batch_delay: Duration::from_millis(args.batch_delay_ms.unwrap_or(0)),
+        ..defaults
+    };
+    config.startup_check = args.startup_check.unwrap_or(StartupCheck::Full);
+    config.tls = tls;
+    config.metrics_listen = args.metrics_listen;
+    if let Some(cap) = args.max_payload_bytes {
+        config.max_payload_bytes = cap;
+    }
+    let mut node = node::start(config).await?;
+    tracing::info!(
+        address = %node.local_addr,
+        metrics = ?node.metrics_addr,
+        data_dir = %data_dir.display(),
+        "serving"
+    );
     if args.dev {
         eprintln!(
             "ceasefire-ledger (dev) listening on {}; keys in {}",
             node.url(),
-            dev::dev_keys_dir(&args.data_dir).display()
+            dev::dev_keys_dir(&data_dir).display()
         );
     }
     tokio::select! {
@@ -94,7 +174,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         () = shutdown_signal() => {}
     }
     tracing::info!("shutting down: finishing in-flight batches");
-    node.shutdown().await
+    node.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -114,4 +196,22 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     interrupt.await.unwrap_or_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ceasefire-ledger.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let args: ServeArgs = toml::from_str(&text).unwrap();
+        assert!(args.data_dir.is_some() && args.operator_key.is_some());
+    }
+
+    #[test]
+    fn an_unknown_config_key_is_an_error() {
+        assert!(toml::from_str::<ServeArgs>("data-dri = \"x\"").is_err());
+    }
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 
-use crate::client::{connect_compliance, status_name};
+use crate::client::status_name;
 use crate::event_json::message_to_json;
 use crate::proto::{ComplianceStatus, ListStatusesRequest, PairStatus, StatusFilter};
 
@@ -18,13 +18,12 @@ pub struct StatusArgs {
     /// Print the answer as proto3 JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// The ledger's gRPC address.
-    #[arg(long, env = "CEASEFIRE_LEDGER_SERVER", default_value = super::DEFAULT_SERVER_URL)]
-    server: String,
+    #[command(flatten)]
+    connection: super::ConnectArgs,
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let mut client = connect_compliance(&args.server).await?;
+    let mut client = args.connection.compliance().await?;
     let response = client
         .list_statuses(ListStatusesRequest {
             filter: Some(StatusFilter {

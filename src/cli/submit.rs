@@ -34,9 +34,8 @@ pub struct SubmitArgs {
     /// Key file to sign bare events with; repeat for several signatures.
     #[arg(long = "key", short = 'k')]
     keys: Vec<PathBuf>,
-    /// The ledger's gRPC address.
-    #[arg(long, env = "CEASEFIRE_LEDGER_SERVER", default_value = super::DEFAULT_SERVER_URL)]
-    server: String,
+    #[command(flatten)]
+    connection: super::ConnectArgs,
 }
 
 /// What the genesis tells a client: which agreement, and who signs checkpoints.
@@ -52,7 +51,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         .map(|path| KeyFile::load(path))
         .collect::<anyhow::Result<_>>()?;
     let events = read_events(&args.file)?;
-    let mut client = client::connect(&args.server).await?;
+    let mut client = args.connection.ledger().await?;
     let identity = fetch_identity(&mut client).await?;
     let signing_keys: Vec<&SigningKey> = keys.iter().map(|file| &file.key).collect();
     for (index, value) in events.into_iter().enumerate() {

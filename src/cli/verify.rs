@@ -35,6 +35,8 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: crate::client::ClientTls,
 }
 
 fn could_not_run(error: impl std::fmt::Display) -> anyhow::Error {
@@ -61,7 +63,11 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         None => None,
     };
     let mut source: Box<dyn LogSource + Send> = if let Some(url) = &args.server {
-        Box::new(ServerSource::connect(url).await.map_err(could_not_run)?)
+        Box::new(
+            ServerSource::connect(url, &args.tls)
+                .await
+                .map_err(could_not_run)?,
+        )
     } else if let Some(dir) = &args.data_dir {
         Box::new(DataDirSource::open(dir).map_err(could_not_run)?)
     } else if let Some(dir) = &args.tiles {

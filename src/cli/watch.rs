@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::client::{connect_compliance, status_name};
+use crate::client::status_name;
 use crate::event_json::message_to_json;
 use crate::proto::{ListStatusesRequest, StatusChange, StatusFilter, SubscribeRequest};
 
@@ -29,9 +29,8 @@ pub struct WatchArgs {
     /// Print each change as proto3 JSON (one per line).
     #[arg(long)]
     json: bool,
-    /// The ledger's gRPC address.
-    #[arg(long, env = "CEASEFIRE_LEDGER_SERVER", default_value = super::DEFAULT_SERVER_URL)]
-    server: String,
+    #[command(flatten)]
+    connection: super::ConnectArgs,
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
@@ -42,12 +41,12 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     };
     let mut cursor = match args.from_seq {
         Some(seq) => (seq, 0),
-        None => (live_position(&args.server).await?, 0),
+        None => (live_position(&args.connection).await?, 0),
     };
     let mut printed = 0u64;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let stream = match connect_compliance(&args.server).await {
+        let stream = match args.connection.compliance().await {
             Ok(mut client) => client
                 .subscribe(SubscribeRequest {
                     filter: Some(filter.clone()),
@@ -101,8 +100,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
 }
 
 /// The seq the next entry will get: where "only new changes" starts.
-async fn live_position(server: &str) -> anyhow::Result<u64> {
-    let mut client = connect_compliance(server).await?;
+async fn live_position(connection: &super::ConnectArgs) -> anyhow::Result<u64> {
+    let mut client = connection.compliance().await?;
     let response = client
         .list_statuses(ListStatusesRequest { filter: None })
         .await

@@ -485,3 +485,741 @@ fn summarise_window(
     } as i32;
     summary
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fold by hand: a small log built entry by entry (real leaves,
+    //! signed, replayed through [`Replay`]), with every status, summary and
+    //! change computed by hand; then determinism and `from_pairs`.
+
+    use ed25519_dalek::SigningKey;
+    use prost::Message;
+
+    use super::*;
+    use crate::core::leaf::Leaf;
+    use crate::core::replay::{Replay, ReplayedEntry};
+    use crate::core::signing::sign_event;
+    use crate::proto::{
+        Amendment, Category, CommitmentKind, DefineCommitment, DefineZone, Dispute, Genesis,
+        LatLon, Location, Party, Polygon, RegisterParty, Role, ZoneKind,
+    };
+
+    const AGREEMENT: &str = "test-agreement";
+    const SIGNATORY: &str = "signatory";
+    const M1: &str = "mission-a";
+    const M2: &str = "mission-b";
+    const ZONE_Z: &str = "zone-z";
+    const ZONE_Y: &str = "zone-y";
+    const LONG: &str = "c-long";
+    const SHORT: &str = "c-short";
+    /// Log time of the bootstrap entries.
+    const T0: i64 = 1_700_000_000_000_000;
+    const SECOND: i64 = 1_000_000;
+
+    const UNSPECIFIED: i32 = ComplianceStatus::Unspecified as i32;
+    const COMPLIANT: i32 = ComplianceStatus::Compliant as i32;
+    const UNOBSERVED: i32 = ComplianceStatus::Unobserved as i32;
+    const OBSTRUCTED: i32 = ComplianceStatus::Obstructed as i32;
+    const REPORTED: i32 = ComplianceStatus::ViolationReported as i32;
+    const CONFIRMED: i32 = ComplianceStatus::ViolationConfirmed as i32;
+
+    const EXPLOSION: i32 = Category::Explosion as i32;
+    const SMALL_ARMS: i32 = Category::SmallArmsFire as i32;
+    const PATROL: i32 = Category::RoutinePatrol as i32;
+    const MOVEMENT: i32 = Category::RestrictionOfMovement as i32;
+
+    fn key(byte: u8) -> SigningKey {
+        SigningKey::from_bytes(&[byte; 32])
+    }
+
+    fn timestamp(micros: i64) -> prost_types::Timestamp {
+        prost_types::Timestamp {
+            seconds: micros.div_euclid(1_000_000),
+            nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
+        }
+    }
+
+    /// A log being written and replayed at once.
+    struct Log {
+        replay: Replay,
+        leaves: Vec<Vec<u8>>,
+        signatory: SigningKey,
+        m1: SigningKey,
+        m2: SigningKey,
+        nonce: u64,
+    }
+
+    /// One change, as compared here.
+    type Change = (u64, u32, &'static str, &'static str, i32, i32, bool, bool);
+
+    fn changes(entry: &ReplayedEntry) -> Vec<(u64, u32, String, String, i32, i32, bool, bool)> {
+        entry
+            .changes
+            .iter()
+            .map(|change| {
+                (
+                    change.seq,
+                    change.index,
+                    change.zone_id.clone(),
+                    change.commitment_id.clone(),
+                    change.old_status,
+                    change.new_status,
+                    change.old_disputed,
+                    change.new_disputed,
+                )
+            })
+            .collect()
+    }
+
+    fn assert_changes(entry: &ReplayedEntry, expected: &[Change]) {
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|&(seq, index, zone, commitment, old, new, old_d, new_d)| {
+                (
+                    seq,
+                    index,
+                    zone.to_string(),
+                    commitment.to_string(),
+                    old,
+                    new,
+                    old_d,
+                    new_d,
+                )
+            })
+            .collect();
+        assert_eq!(changes(entry), expected, "changes of entry {}", entry.seq);
+        // Every change carries the pair as it now is.
+        for change in &entry.changes {
+            assert_eq!(change.pair.status, change.new_status);
+            assert_eq!(change.pair.disputed, change.new_disputed);
+            assert_eq!(change.pair.updated_seq, entry.seq);
+        }
+    }
+
+    fn zone(zone_id: &str, lat: f64) -> Body {
+        let vertex = |lat, lon| LatLon { lat, lon };
+        Body::DefineZone(DefineZone {
+            zone_id: zone_id.into(),
+            version: 1,
+            name: format!("Zone {zone_id}"),
+            kind: ZoneKind::ContactLineSector as i32,
+            boundary: Some(Polygon {
+                vertices: vec![
+                    vertex(lat, 37.0),
+                    vertex(lat, 38.0),
+                    vertex(lat + 1.0, 38.0),
+                    vertex(lat + 1.0, 37.0),
+                ],
+            }),
+        })
+    }
+
+    fn commitment(
+        commitment_id: &str,
+        version: u32,
+        zone_ids: &[&str],
+        window_seconds: u64,
+        quorum: u32,
+    ) -> Body {
+        Body::DefineCommitment(DefineCommitment {
+            commitment_id: commitment_id.into(),
+            version,
+            name: format!("Commitment {commitment_id}"),
+            kind: CommitmentKind::Ceasefire as i32,
+            zone_ids: zone_ids.iter().map(|zone| zone.to_string()).collect(),
+            window_seconds,
+            corroboration_quorum: quorum,
+            effective_from: Some(timestamp(T0)),
+        })
+    }
+
+    fn observation(
+        zone_id: &str,
+        commitment_id: &str,
+        finding: Finding,
+        category: i32,
+        until: i64,
+    ) -> Observation {
+        let lat = if zone_id == ZONE_Z { 48.5 } else { 49.5 };
+        Observation {
+            observed_from: Some(timestamp(until - 60 * SECOND)),
+            observed_until: Some(timestamp(until)),
+            location: Some(Location {
+                point: Some(LatLon { lat, lon: 37.5 }),
+                accuracy_m: 100.0,
+            }),
+            zone_id: zone_id.into(),
+            commitment_id: commitment_id.into(),
+            finding: finding as i32,
+            category,
+            quantity: 1,
+            attributed_side: String::new(),
+            evidence: Vec::new(),
+            narrative: "seen".into(),
+        }
+    }
+
+    fn party(party_id: &str, role: Role, key: &SigningKey) -> Party {
+        Party {
+            party_id: party_id.into(),
+            name: format!("Party {party_id}"),
+            role: role as i32,
+            public_keys: vec![key.verifying_key().to_bytes().to_vec()],
+        }
+    }
+
+    impl Log {
+        /// Genesis, two monitors and two zones, all at T0 (entries 0..=4).
+        fn new() -> Log {
+            let mut log = Log {
+                replay: Replay::new(),
+                leaves: Vec::new(),
+                signatory: key(1),
+                m1: key(2),
+                m2: key(3),
+                nonce: 0,
+            };
+            let operator = key(4);
+            let genesis = Body::Genesis(Genesis {
+                origin: "test.example/log".into(),
+                title: "Test agreement".into(),
+                signatories: vec![party(SIGNATORY, Role::Signatory, &log.signatory)],
+                threshold: 1,
+                operator_public_key: operator.verifying_key().to_bytes().to_vec(),
+                max_clock_skew_seconds: 0,
+            });
+            log.governance(T0, genesis);
+            for (party_id, key) in [(M1, log.m1.clone()), (M2, log.m2.clone())] {
+                let register = Body::RegisterParty(RegisterParty {
+                    party: Some(party(party_id, Role::Monitor, &key)),
+                });
+                log.governance(T0, register);
+            }
+            log.governance(T0, zone(ZONE_Z, 48.0));
+            log.governance(T0, zone(ZONE_Y, 49.0));
+            log
+        }
+
+        fn key_of(&self, author: &str) -> SigningKey {
+            match author {
+                SIGNATORY => self.signatory.clone(),
+                M1 => self.m1.clone(),
+                M2 => self.m2.clone(),
+                other => panic!("no key for {other}"),
+            }
+        }
+
+        /// Appends an event by `author` received at `at`, and replays it.
+        fn push(&mut self, author: &str, at: i64, body: Body) -> ReplayedEntry {
+            self.nonce += 1;
+            let event = Event {
+                agreement_id: AGREEMENT.into(),
+                author: author.into(),
+                created_at: Some(timestamp(at)),
+                nonce: self.nonce.to_be_bytes().repeat(2),
+                body: Some(body),
+            };
+            let payload = event.encode_to_vec();
+            let leaf = Leaf {
+                seq: self.replay.size(),
+                prev_leaf_hash: self.replay.leaf_hashes().last().copied().unwrap_or([0; 32]),
+                received_at_micros: at,
+                signatures: vec![sign_event(&payload, &self.key_of(author))],
+                payload,
+            };
+            let bytes = leaf.encode();
+            let entry = self
+                .replay
+                .apply(&bytes, false)
+                .unwrap_or_else(|error| panic!("the test log is refused: {error}"));
+            self.leaves.push(bytes);
+            entry
+        }
+
+        fn governance(&mut self, at: i64, body: Body) -> ReplayedEntry {
+            self.push(SIGNATORY, at, body)
+        }
+
+        fn observe(&mut self, author: &str, at: i64, observation: Observation) -> ReplayedEntry {
+            self.push(author, at, Body::Observation(observation))
+        }
+
+        fn leaf_hash(&self, seq: u64) -> Vec<u8> {
+            self.replay.leaf_hashes()[seq as usize].to_vec()
+        }
+
+        fn dispute(&mut self, at: i64, target_seq: u64) -> ReplayedEntry {
+            let dispute = Body::Dispute(Dispute {
+                target_seq,
+                target_leaf_hash: self.leaf_hash(target_seq),
+                reason: "contested".into(),
+            });
+            self.push(SIGNATORY, at, dispute)
+        }
+
+        fn amend(
+            &mut self,
+            author: &str,
+            at: i64,
+            target_seq: u64,
+            correction: Option<Observation>,
+        ) -> ReplayedEntry {
+            let kind = if correction.is_some() {
+                AmendmentKind::Correct
+            } else {
+                AmendmentKind::Retract
+            };
+            let amendment = Body::Amendment(Amendment {
+                target_seq,
+                target_leaf_hash: self.leaf_hash(target_seq),
+                kind: kind as i32,
+                correction,
+                reason: "amended".into(),
+            });
+            self.push(author, at, amendment)
+        }
+
+        fn pair(&self, zone_id: &str, commitment_id: &str) -> &PairState {
+            self.replay
+                .projection
+                .pairs
+                .get(&(zone_id.to_string(), commitment_id.to_string()))
+                .unwrap_or_else(|| panic!("no pair ({zone_id}, {commitment_id})"))
+        }
+
+        fn summary(&self, zone_id: &str, commitment_id: &str) -> &PairSummary {
+            &self.pair(zone_id, commitment_id).summary
+        }
+    }
+
+    /// The scripted log, checked by hand at every entry; returns it.
+    fn scripted() -> Log {
+        let mut log = Log::new();
+        let at = |seconds: i64| T0 + seconds * SECOND;
+
+        // 5: a commitment over one zone, quorum 2: one new pair.
+        let entry = log.governance(T0, commitment(LONG, 1, &[ZONE_Z], 3600, 2));
+        assert_eq!(entry.seq, 5);
+        assert_changes(
+            &entry,
+            &[(5, 0, ZONE_Z, LONG, UNSPECIFIED, UNOBSERVED, false, false)],
+        );
+        assert_eq!(*log.summary(ZONE_Z, LONG), PairSummary::unobserved(5));
+
+        // 6: another over two zones, quorum 1: two changes, in pair order.
+        let entry = log.governance(T0, commitment(SHORT, 1, &[ZONE_Z, ZONE_Y], 60, 1));
+        assert_changes(
+            &entry,
+            &[
+                (6, 0, ZONE_Y, SHORT, UNSPECIFIED, UNOBSERVED, false, false),
+                (6, 1, ZONE_Z, SHORT, UNSPECIFIED, UNOBSERVED, false, false),
+            ],
+        );
+
+        // 7: a first violation: reported.
+        let entry = log.observe(
+            M1,
+            at(1),
+            observation(ZONE_Z, LONG, Finding::Violation, EXPLOSION, at(0)),
+        );
+        assert_changes(
+            &entry,
+            &[(7, 0, ZONE_Z, LONG, UNOBSERVED, REPORTED, false, false)],
+        );
+        assert_eq!(
+            *log.summary(ZONE_Z, LONG),
+            PairSummary {
+                status: REPORTED,
+                disputed: false,
+                observations: 1,
+                violations: 1,
+                counts_by_category: vec![(EXPLOSION, 1)],
+                distinct_reporters: 1,
+                distinct_violation_reporters: 1,
+                last_violation_at_micros: Some(at(0)),
+                last_observation_at_micros: Some(at(0)),
+                updated_seq: 7,
+            }
+        );
+
+        // 8: the same mission again: still one reporter, no status change,
+        // but the summary moves on.
+        let entry = log.observe(
+            M1,
+            at(2),
+            observation(ZONE_Z, LONG, Finding::Violation, SMALL_ARMS, at(1)),
+        );
+        assert_changes(&entry, &[]);
+        let summary = log.summary(ZONE_Z, LONG);
+        assert_eq!(summary.status, REPORTED);
+        assert_eq!(summary.violations, 2);
+        assert_eq!(summary.distinct_violation_reporters, 1);
+        assert_eq!(
+            summary.counts_by_category,
+            vec![(EXPLOSION, 1), (SMALL_ARMS, 1)]
+        );
+        assert_eq!(summary.last_violation_at_micros, Some(at(1)));
+        assert_eq!(summary.updated_seq, 8);
+
+        // 9: the other mission reports compliance: two reporters, one of
+        // them of violations; still reported.
+        let entry = log.observe(
+            M2,
+            at(3),
+            observation(ZONE_Z, LONG, Finding::Compliance, PATROL, at(2)),
+        );
+        assert_changes(&entry, &[]);
+        assert_eq!(
+            *log.summary(ZONE_Z, LONG),
+            PairSummary {
+                status: REPORTED,
+                disputed: false,
+                observations: 3,
+                violations: 2,
+                counts_by_category: vec![(EXPLOSION, 1), (SMALL_ARMS, 1), (PATROL, 1)],
+                distinct_reporters: 2,
+                distinct_violation_reporters: 1,
+                last_violation_at_micros: Some(at(1)),
+                last_observation_at_micros: Some(at(2)),
+                updated_seq: 9,
+            }
+        );
+
+        // 10: corroborated by the second mission: confirmed.
+        let entry = log.observe(
+            M2,
+            at(4),
+            observation(ZONE_Z, LONG, Finding::Violation, EXPLOSION, at(3)),
+        );
+        assert_changes(
+            &entry,
+            &[(10, 0, ZONE_Z, LONG, REPORTED, CONFIRMED, false, false)],
+        );
+        assert_eq!(log.summary(ZONE_Z, LONG).distinct_violation_reporters, 2);
+
+        // 11: a signatory disputes the first violation.
+        let entry = log.dispute(at(5), 7);
+        assert_changes(
+            &entry,
+            &[(11, 0, ZONE_Z, LONG, CONFIRMED, CONFIRMED, false, true)],
+        );
+        assert!(log.pair(ZONE_Z, LONG).window[&7].disputed);
+
+        // 12: the corroboration is retracted: reported again, still disputed.
+        let entry = log.amend(M2, at(6), 10, None);
+        assert_changes(
+            &entry,
+            &[(12, 0, ZONE_Z, LONG, CONFIRMED, REPORTED, true, true)],
+        );
+        assert!(!log.pair(ZONE_Z, LONG).window.contains_key(&10));
+        assert_eq!(log.summary(ZONE_Z, LONG).observations, 3);
+
+        // 13: the disputed violation is corrected into a compliance report:
+        // it keeps its dispute, which no longer marks a violation.
+        let entry = log.amend(
+            M1,
+            at(7),
+            7,
+            Some(observation(
+                ZONE_Z,
+                LONG,
+                Finding::Compliance,
+                PATROL,
+                at(0),
+            )),
+        );
+        assert_changes(
+            &entry,
+            &[(13, 0, ZONE_Z, LONG, REPORTED, REPORTED, true, false)],
+        );
+        assert!(log.pair(ZONE_Z, LONG).window[&7].disputed);
+        let summary = log.summary(ZONE_Z, LONG);
+        assert_eq!(summary.violations, 1);
+        assert_eq!(
+            summary.counts_by_category,
+            vec![(SMALL_ARMS, 1), (PATROL, 2)]
+        );
+
+        // 14, 15: access denied only: obstructed (the second changes nothing).
+        let entry = log.observe(
+            M1,
+            at(8),
+            observation(ZONE_Y, SHORT, Finding::AccessDenied, MOVEMENT, at(8)),
+        );
+        assert_changes(
+            &entry,
+            &[(14, 0, ZONE_Y, SHORT, UNOBSERVED, OBSTRUCTED, false, false)],
+        );
+        let entry = log.observe(
+            M2,
+            at(9),
+            observation(ZONE_Y, SHORT, Finding::AccessDenied, MOVEMENT, at(9)),
+        );
+        assert_changes(&entry, &[]);
+
+        // 16: a compliance report among them: compliant.
+        let entry = log.observe(
+            M2,
+            at(10),
+            observation(ZONE_Y, SHORT, Finding::Compliance, PATROL, at(10)),
+        );
+        assert_changes(
+            &entry,
+            &[(16, 0, ZONE_Y, SHORT, OBSTRUCTED, COMPLIANT, false, false)],
+        );
+        assert_eq!(log.summary(ZONE_Y, SHORT).violations, 0);
+        assert_eq!(log.summary(ZONE_Y, SHORT).last_violation_at_micros, None);
+
+        // 17: quorum 1: one violation is confirmed at once.
+        let entry = log.observe(
+            M1,
+            at(11),
+            observation(ZONE_Z, SHORT, Finding::Violation, EXPLOSION, at(11)),
+        );
+        assert_changes(
+            &entry,
+            &[(17, 0, ZONE_Z, SHORT, UNOBSERVED, CONFIRMED, false, false)],
+        );
+
+        // Windows of 60 s: 14 leaves at at(68), 15 at at(69), 16 at at(70),
+        // 17 at at(71). 18, an unrelated entry at exactly at(70): 14 and 15
+        // leave, 16 is still in (the window includes its end).
+        let entry = log.governance(at(70), zone("zone-x", 50.0));
+        assert_changes(&entry, &[]);
+        assert_eq!(log.replay.projection.log_time_micros, at(70));
+        let pair = log.pair(ZONE_Y, SHORT);
+        assert_eq!(pair.window.keys().copied().collect::<Vec<_>>(), vec![16]);
+        assert_eq!(pair.summary.status, COMPLIANT);
+        assert_eq!(pair.summary.updated_seq, 18);
+        assert_eq!(log.summary(ZONE_Z, SHORT).updated_seq, 17);
+
+        // 19, unrelated, at at(72): both remaining short-window reports
+        // leave; two changes at 19, in pair order. The long window holds.
+        let entry = log.governance(at(72), zone("zone-w", 51.0));
+        assert_changes(
+            &entry,
+            &[
+                (19, 0, ZONE_Y, SHORT, COMPLIANT, UNOBSERVED, false, false),
+                (19, 1, ZONE_Z, SHORT, CONFIRMED, UNOBSERVED, false, false),
+            ],
+        );
+        assert_eq!(*log.summary(ZONE_Y, SHORT), PairSummary::unobserved(19));
+        assert_eq!(log.summary(ZONE_Z, LONG).status, REPORTED);
+
+        // 20: a report whose window ended before log time is accepted but
+        // not counted.
+        let entry = log.observe(
+            M1,
+            at(73),
+            observation(ZONE_Y, SHORT, Finding::Violation, EXPLOSION, at(0)),
+        );
+        assert_changes(&entry, &[]);
+        assert_eq!(*log.summary(ZONE_Y, SHORT), PairSummary::unobserved(19));
+
+        // 21: compliance on the long window, then 22: the long commitment
+        // redefined with a 10 s window: everything older leaves at once,
+        // and the quorum no longer matters.
+        let entry = log.observe(
+            M2,
+            at(74),
+            observation(ZONE_Z, LONG, Finding::Compliance, PATROL, at(73)),
+        );
+        assert_changes(&entry, &[]);
+        let entry = log.governance(at(80), commitment(LONG, 2, &[ZONE_Z], 10, 2));
+        assert_changes(
+            &entry,
+            &[(22, 0, ZONE_Z, LONG, REPORTED, COMPLIANT, false, false)],
+        );
+        let pair = log.pair(ZONE_Z, LONG);
+        assert_eq!(pair.window.keys().copied().collect::<Vec<_>>(), vec![21]);
+        assert_eq!(pair.window[&21].expires_at_micros, at(83));
+
+        // 23: the short commitment no longer binds zone-y: that pair is
+        // dropped (touched, no status change), the other is kept.
+        let before = log.replay.projection.pairs.len();
+        let entry = log.governance(at(81), commitment(SHORT, 2, &[ZONE_Z], 60, 1));
+        assert_changes(&entry, &[]);
+        assert_eq!(log.replay.projection.pairs.len(), before - 1);
+        assert!(!log
+            .replay
+            .projection
+            .pairs
+            .contains_key(&(ZONE_Y.to_string(), SHORT.to_string())));
+        assert_eq!(log.summary(ZONE_Z, SHORT).status, UNOBSERVED);
+        assert_eq!(log.replay.projection.as_of_seq, Some(23));
+        log
+    }
+
+    #[test]
+    fn statuses_follow_the_log_as_computed_by_hand() {
+        scripted();
+    }
+
+    #[test]
+    fn a_dropped_pair_is_reported_as_touched() {
+        // The store deletes exactly the touched pairs that are gone.
+        let mut log = scripted();
+        let (event, accepted, context) = {
+            let entry = log.governance(T0 + 90 * SECOND, commitment(SHORT, 3, &[ZONE_Y], 60, 1));
+            let context = EntryContext {
+                seq: entry.seq,
+                received_at_micros: entry.leaf.received_at_micros,
+                leaf_hash: entry.leaf_hash,
+            };
+            (entry.event, entry.accepted, context)
+        };
+        // Folding the same entry into the projection before it (rebuilt
+        // from the replay of every entry but the last) reports the drop.
+        let mut before = Replay::new();
+        for leaf in &log.leaves[..log.leaves.len() - 1] {
+            before.apply(leaf, true).unwrap();
+        }
+        let rules = log.replay.state.as_ref().unwrap();
+        let folded = before
+            .projection
+            .fold(&event, accepted.as_ref(), &context, rules);
+        let key = |zone: &str| (zone.to_string(), SHORT.to_string());
+        assert_eq!(
+            folded.touched,
+            BTreeSet::from([key(ZONE_Y), key(ZONE_Z)]),
+            "the dropped pair and the new one are touched"
+        );
+        assert!(!before.projection.pairs.contains_key(&key(ZONE_Z)));
+        assert_eq!(
+            before.projection.pairs[&key(ZONE_Y)].summary,
+            PairSummary::unobserved(context.seq)
+        );
+        assert_eq!(before.projection.digest(), log.replay.projection.digest());
+    }
+
+    #[test]
+    fn the_same_log_folds_to_the_same_digests_and_changes() {
+        let log = scripted();
+        let fold = || {
+            let mut replay = Replay::new();
+            let mut steps = Vec::new();
+            for leaf in &log.leaves {
+                let entry = replay.apply(leaf, false).expect("the log replays");
+                steps.push((replay.projection.digest(), entry.changes));
+            }
+            (replay.projection, steps)
+        };
+        let (first, first_steps) = fold();
+        let (second, second_steps) = fold();
+        assert_eq!(first_steps, second_steps);
+        assert_eq!(first, second);
+        assert_eq!(first.digest(), second.digest());
+        assert_eq!(first.digest(), log.replay.projection.digest());
+        // Every prefix has its own digest (as_of_seq is part of it).
+        let digests: BTreeSet<Hash> = first_steps.iter().map(|(digest, _)| *digest).collect();
+        assert_eq!(digests.len(), log.leaves.len());
+        // An empty projection has a digest too, and it is not any prefix's.
+        assert!(!digests.contains(&Projection::new().digest()));
+    }
+
+    #[test]
+    fn the_digest_covers_the_window_and_the_summary() {
+        let log = scripted();
+        let projection = &log.replay.projection;
+        let key = (ZONE_Z.to_string(), LONG.to_string());
+
+        let mut disputed = projection.pairs.clone();
+        let observation = disputed.get_mut(&key).unwrap().window.get_mut(&21).unwrap();
+        observation.disputed = !observation.disputed;
+        let mut retimed = projection.pairs.clone();
+        retimed
+            .get_mut(&key)
+            .unwrap()
+            .window
+            .get_mut(&21)
+            .unwrap()
+            .expires_at_micros += 1;
+        let mut bumped = projection.pairs.clone();
+        bumped.get_mut(&key).unwrap().summary.updated_seq += 1;
+        let rebuild =
+            |pairs| Projection::from_pairs(projection.as_of_seq, projection.log_time_micros, pairs);
+        for (what, pairs) in [
+            ("a dispute flag", disputed),
+            ("an expiry", retimed),
+            ("updated_seq", bumped),
+        ] {
+            assert_ne!(
+                rebuild(pairs).digest(),
+                projection.digest(),
+                "the digest ignores {what}"
+            );
+        }
+        let later = Projection::from_pairs(
+            projection.as_of_seq,
+            projection.log_time_micros + 1,
+            projection.pairs.clone(),
+        );
+        assert_ne!(
+            later.digest(),
+            projection.digest(),
+            "the digest ignores log time"
+        );
+    }
+
+    #[test]
+    fn from_pairs_of_a_folded_projection_is_the_same_projection_and_folds_on_alike() {
+        let log = scripted();
+        // Replay once, keeping what folding each entry needs.
+        let mut replay = Replay::new();
+        let mut steps = Vec::new();
+        for leaf in &log.leaves {
+            let entry = replay.apply(leaf, true).expect("the log replays");
+            let context = EntryContext {
+                seq: entry.seq,
+                received_at_micros: entry.leaf.received_at_micros,
+                leaf_hash: entry.leaf_hash,
+            };
+            steps.push((
+                entry,
+                context,
+                replay.state.clone().expect("after the genesis"),
+                replay.projection.clone(),
+            ));
+        }
+        for split in 0..steps.len() {
+            let folded = &steps[split].3;
+            let mut restored = Projection::from_pairs(
+                folded.as_of_seq,
+                folded.log_time_micros,
+                folded.pairs.clone(),
+            );
+            // Equal in every part, indexes included, hence in digest.
+            assert_eq!(restored, *folded, "from_pairs after entry {split}");
+            assert_eq!(restored.digest(), folded.digest());
+            // Folding the rest onto it gives what the replay gave.
+            for (entry, context, rules, expected) in &steps[split + 1..] {
+                let changes = restored
+                    .fold(&entry.event, entry.accepted.as_ref(), context, rules)
+                    .changes;
+                assert_eq!(
+                    changes, entry.changes,
+                    "changes of entry {} after a restore at {split}",
+                    entry.seq
+                );
+                assert_eq!(restored, *expected);
+                assert_eq!(restored.digest(), expected.digest());
+            }
+        }
+    }
+
+    #[test]
+    fn severity_orders_statuses_for_rollups() {
+        let ordered = [
+            UNSPECIFIED,
+            COMPLIANT,
+            UNOBSERVED,
+            OBSTRUCTED,
+            REPORTED,
+            CONFIRMED,
+        ];
+        for pair in ordered.windows(2) {
+            assert!(severity(pair[0]) < severity(pair[1]), "{pair:?}");
+        }
+        assert_eq!(severity(99), 0);
+    }
+}

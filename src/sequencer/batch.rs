@@ -64,6 +64,8 @@ pub(super) struct Batch<'a> {
 
 /// A committed batch, ready to answer its callers.
 pub(super) struct Committed {
+    /// How long making the batch durable took.
+    pub sync_time: std::time::Duration,
     pub projection_head: ProjectionHead,
     pub durable_head: DurableHead,
     pub frontier: Frontier,
@@ -315,9 +317,10 @@ impl<'a> Batch<'a> {
                 changes: &self.changes,
             },
         );
-        if let Err(error) = written {
-            return Err(Box::new((self, error)));
-        }
+        let sync_time = match written {
+            Ok(sync_time) => sync_time,
+            Err(error) => return Err(Box::new((self, error))),
+        };
         let staged = self
             .entries
             .into_iter()
@@ -325,6 +328,7 @@ impl<'a> Batch<'a> {
             .map(|(entry, leaf_hash)| (entry.seq, leaf_hash, entry.leaf))
             .collect::<Vec<_>>();
         Ok(Committed {
+            sync_time,
             projection_head,
             durable_head: self.head,
             frontier: self.frontier,

@@ -43,6 +43,8 @@ pub struct SequencerConfig {
     /// Submissions that may wait for the sequencer; beyond it callers wait
     /// (backpressure) instead of the queue growing.
     pub queue_depth: usize,
+    /// Where batch sizes, sync times and the tree size are counted.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for SequencerConfig {
@@ -51,6 +53,7 @@ impl Default for SequencerConfig {
             max_batch: 4096,
             batch_delay: Duration::ZERO,
             queue_depth: 16_384,
+            metrics: None,
         }
     }
 }
@@ -351,6 +354,13 @@ impl Sequencer {
                     commit_ms = started.elapsed().as_secs_f64() * 1e3,
                     "batch durable"
                 );
+                if let Some(metrics) = &self.config.metrics {
+                    metrics.batch_entries.observe(committed.entries as f64);
+                    metrics
+                        .sync_seconds
+                        .observe(committed.sync_time.as_secs_f64());
+                    metrics.tree_size.set(head.size as i64);
+                }
                 self.durable.head = committed.durable_head;
                 self.durable.frontier = std::mem::take(&mut committed.frontier);
                 if let Some(state) = committed.new_state.take() {

@@ -26,7 +26,8 @@ pub struct Recovered {
 }
 
 /// How much of the store to check before serving it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StartupCheck {
     /// Re-hash every leaf and tree node (time grows with the log): catches any corruption.
     Full,

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use super::store_status;
 use crate::core::projection::{severity, PairSummary, StatusChange as CoreChange};
+use crate::metrics::Metrics;
 use crate::proto::{
     compliance_server::Compliance, CategoryCount, CommitmentStatusResponse, ComplianceStatus,
     GetCommitmentStatusRequest, GetHistoryRequest, GetHistoryResponse, GetPairStatusRequest,
@@ -40,6 +41,8 @@ pub struct ComplianceService {
     /// Turns true when the server is stopping: streams end with UNAVAILABLE
     /// (instead of holding graceful shutdown open forever).
     shutting_down: watch::Receiver<bool>,
+    /// Counts open subscriptions.
+    metrics: Arc<Metrics>,
 }
 
 impl ComplianceService {
@@ -47,11 +50,13 @@ impl ComplianceService {
         store: Arc<Store>,
         sequencer: SequencerHandle,
         shutting_down: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
     ) -> ComplianceService {
         ComplianceService {
             store,
             sequencer,
             shutting_down,
+            metrics,
         }
     }
 
@@ -298,14 +303,20 @@ impl Compliance for ComplianceService {
             )));
         }
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        tokio::spawn(follow_changes(
+        let metrics = self.metrics.clone();
+        metrics.subscribers.inc();
+        let subscription = follow_changes(
             self.store.clone(),
             self.sequencer.watch_projection(),
             self.shutting_down.clone(),
             filter,
             (from_seq, from_index),
             sender,
-        ));
+        );
+        tokio::spawn(async move {
+            subscription.await;
+            metrics.subscribers.dec();
+        });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(receiver),
         )))

@@ -13,6 +13,7 @@ use crate::core::merkle::Hash;
 use crate::core::rejection::Rejection;
 use crate::core::rules::decode_event;
 use crate::core::signing::{canonical_signatures, verify_all};
+use crate::metrics::Metrics;
 use crate::proto::{
     ledger_server::Ledger, Checkpoint, GetCheckpointRequest, GetConsistencyProofRequest,
     GetEntriesRequest, GetInclusionProofRequest, LogEntry, Proof, Receipt, SignedEvent,
@@ -29,11 +30,25 @@ pub struct LedgerService {
     store: Arc<Store>,
     /// Write side: the one writer, and the latest checkpoint it published.
     sequencer: SequencerHandle,
+    /// Counts submissions by outcome.
+    metrics: Arc<Metrics>,
+    /// This server's payload cap (never above the format's).
+    max_payload_bytes: usize,
 }
 
 impl LedgerService {
-    pub fn new(store: Arc<Store>, sequencer: SequencerHandle) -> LedgerService {
-        LedgerService { store, sequencer }
+    pub fn new(
+        store: Arc<Store>,
+        sequencer: SequencerHandle,
+        metrics: Arc<Metrics>,
+        max_payload_bytes: usize,
+    ) -> LedgerService {
+        LedgerService {
+            store,
+            sequencer,
+            metrics,
+            max_payload_bytes: max_payload_bytes.min(MAX_PAYLOAD_BYTES),
+        }
     }
 
     fn current_checkpoint(&self) -> Result<Arc<SignedCheckpoint>, Status> {
@@ -85,17 +100,20 @@ async fn verify_off_reactor(
 
 type EntryStream = Pin<Box<dyn Stream<Item = Result<LogEntry, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl Ledger for LedgerService {
-    async fn submit(&self, request: Request<SignedEvent>) -> Result<Response<Receipt>, Status> {
+impl LedgerService {
+    async fn submit_inner(
+        &self,
+        request: Request<SignedEvent>,
+    ) -> Result<Response<Receipt>, Status> {
         let SignedEvent {
             payload,
             signatures,
         } = request.into_inner();
-        if payload.len() > MAX_PAYLOAD_BYTES {
+        if payload.len() > self.max_payload_bytes {
             return Err(rejection_status(Rejection::invalid(format!(
-                "payload is {} bytes, over the limit of {MAX_PAYLOAD_BYTES}",
-                payload.len()
+                "payload is {} bytes, over the limit of {}",
+                payload.len(),
+                self.max_payload_bytes
             ))));
         }
         let signatures = canonical_signatures(
@@ -147,6 +165,18 @@ impl Ledger for LedgerService {
         }
         .instrument(span)
         .await
+    }
+}
+
+#[tonic::async_trait]
+impl Ledger for LedgerService {
+    async fn submit(&self, request: Request<SignedEvent>) -> Result<Response<Receipt>, Status> {
+        let answer = self.submit_inner(request).await;
+        self.metrics.count_submission(match &answer {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        });
+        answer
     }
 
     async fn get_checkpoint(

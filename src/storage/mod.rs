@@ -363,7 +363,8 @@ impl Store {
     }
 
     /// Writes a batch atomically, with its tree nodes, indexes, new head and
-    /// checkpoint, then makes it durable. Returns only once it is.
+    /// checkpoint, then makes it durable. Returns only once it is, with the
+    /// time the sync took.
     pub fn append(
         &self,
         entries: &[StagedEntry],
@@ -371,7 +372,7 @@ impl Store {
         head: &DurableHead,
         checkpoint_note: &str,
         projection: &ProjectionWrite,
-    ) -> Result<(), StoreError> {
+    ) -> Result<std::time::Duration, StoreError> {
         let mut batch = sled::Batch::default();
         Self::write_projection(&mut batch, projection)?;
         for entry in entries {
@@ -393,7 +394,9 @@ impl Store {
         batch.insert(HEAD_KEY, head.encode());
         batch.insert(CHECKPOINT_KEY, checkpoint_note.as_bytes());
         self.tree.apply_batch(batch)?;
-        self.make_durable()
+        let started = std::time::Instant::now();
+        self.make_durable()?;
+        Ok(started.elapsed())
     }
 
     fn write_projection(

@@ -15,8 +15,9 @@ use ceasefire_ledger::core::merkle::Hash;
 use ceasefire_ledger::dev::{self, DevKeys};
 use ceasefire_ledger::node::{self, Node, NodeConfig};
 use ceasefire_ledger::proto::{
-    event::Body, ledger_client::LedgerClient, Category, Event, Finding, GetCheckpointRequest,
-    GetEntriesRequest, LatLon, Location, LogEntry, Observation, SignedEvent,
+    compliance_client::ComplianceClient, event::Body, ledger_client::LedgerClient, Category, Event,
+    Finding, GetCheckpointRequest, GetEntriesRequest, LatLon, Location, LogEntry, Observation,
+    SignedEvent,
 };
 use ceasefire_ledger::sequencer::{SequencerConfig, StartupCheck};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -101,6 +102,43 @@ impl TestNode {
         connect(&self.node).await
     }
 
+    /// A connection to the node's Compliance service.
+    pub async fn compliance(&self) -> ComplianceClient<Channel> {
+        ComplianceClient::connect(self.node.url())
+            .await
+            .expect("cannot connect to the Compliance service")
+    }
+
+    /// Shuts the node down (checking that it does) and hands back its
+    /// directory and keys, the store closed, for tests that open the store
+    /// themselves; [`TestNode::resume`] starts a node on them again.
+    pub async fn stop(self) -> (TempDir, DevKeys) {
+        let TestNode {
+            node,
+            dir,
+            keys,
+            client,
+        } = self;
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(20), node.shutdown())
+            .await
+            .expect("the node did not shut down within 20 s")
+            .expect("the node failed to shut down");
+        (dir, keys)
+    }
+
+    /// Starts a node on the directory of a node [`TestNode::stop`] stopped.
+    pub async fn resume(dir: TempDir, keys: DevKeys) -> TestNode {
+        let node = start_node(dir.path(), &keys, Vec::new()).await;
+        let client = connect(&node).await;
+        TestNode {
+            node,
+            dir,
+            keys,
+            client,
+        }
+    }
+
     pub fn operator_key(&self) -> VerifyingKey {
         self.keys.operator.key.verifying_key()
     }
@@ -149,6 +187,9 @@ pub async fn start_node_with(
         bootstrap,
         sequencer,
         startup_check: StartupCheck::Full,
+        tls: None,
+        metrics_listen: None,
+        max_payload_bytes: ceasefire_ledger::core::leaf::MAX_PAYLOAD_BYTES,
     })
     .await
     .expect("the node did not start")
@@ -280,4 +321,47 @@ pub fn hash32(bytes: &[u8]) -> Hash {
     bytes
         .try_into()
         .unwrap_or_else(|_| panic!("expected 32 bytes, got {}", bytes.len()))
+}
+
+/// Starts a node for a ledger of its own (not the dev one): `bootstrap`
+/// starts with its signed genesis, which names `operator_key`'s public key.
+pub async fn start_ledger_node(
+    data_dir: &Path,
+    operator_key: SigningKey,
+    bootstrap: Vec<SignedEvent>,
+) -> Node {
+    node::start(NodeConfig {
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        operator_key,
+        bootstrap,
+        sequencer: SequencerConfig::default(),
+        startup_check: StartupCheck::Full,
+        tls: None,
+        metrics_listen: None,
+        max_payload_bytes: ceasefire_ledger::core::leaf::MAX_PAYLOAD_BYTES,
+    })
+    .await
+    .expect("the node did not start")
+}
+
+/// [`checkpoint`] for a ledger whose genesis names `origin`: the note is
+/// verified with `operator` under that name, and its copies checked.
+pub async fn checkpoint_of(
+    client: &mut Client,
+    origin: &str,
+    operator: &VerifyingKey,
+) -> CheckpointBody {
+    let message = client
+        .get_checkpoint(GetCheckpointRequest {})
+        .await
+        .expect("GetCheckpoint failed")
+        .into_inner();
+    let verifier = NoteVerifier::new(origin, operator).expect("the origin is not a key name");
+    let body = open_checkpoint(&message.note, &verifier)
+        .unwrap_or_else(|error| panic!("checkpoint note does not verify: {error}"));
+    assert_eq!(body.origin, origin);
+    assert_eq!(message.tree_size, body.tree_size, "tree_size copy differs");
+    assert_eq!(message.root_hash, body.root_hash, "root_hash copy differs");
+    body
 }
