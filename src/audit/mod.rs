@@ -55,6 +55,15 @@ pub trait LogSource {
     ) -> anyhow::Result<Option<Vec<Hash>>>;
     /// An inclusion proof from the source, if it serves them.
     fn inclusion_proof(&mut self, seq: u64, size: u64) -> anyhow::Result<Option<Vec<Hash>>>;
+    /// Compares tree hashes the source stores with the tree the auditor
+    /// rebuilt from the leaves; returns the first mismatch, if any.
+    fn stored_tree_mismatch(
+        &mut self,
+        _tree: &MemorySource,
+        _size: u64,
+    ) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// What to check beyond the log itself.
@@ -79,6 +88,8 @@ pub enum AuditFailure {
     Projection(String),
     #[error("proof: {0}")]
     Proof(String),
+    #[error("stored tree: {0}")]
+    Tree(String),
     #[error("the log forked: the pinned checkpoint is not a prefix of the current one\n--- pinned\n{pinned}--- current\n{current}")]
     Fork { pinned: String, current: String },
     #[error("the log shrank from {pinned_size} to {current_size} entries\n--- pinned\n{pinned}--- current\n{current}")]
@@ -224,6 +235,14 @@ pub fn audit(
             crate::core::key_text(root)
         ))
         .into());
+    }
+
+    // Stored tree hashes (a tiles export's hash tiles) must be the leaves' too.
+    if let Some(mismatch) = source
+        .stored_tree_mismatch(&tree, size)
+        .map_err(could_not_run)?
+    {
+        return Err(AuditFailure::Tree(mismatch).into());
     }
 
     // The projection digest the source serves must be the one the fold gives.

@@ -4,6 +4,7 @@
 //! line and exits non-zero, never with a panic trace.
 
 mod bench;
+mod demo;
 mod export;
 mod init;
 mod keygen;
@@ -100,6 +101,8 @@ enum Command {
     RebuildProjections(rebuild::RebuildArgs),
     /// Audit a ledger: every entry, signature, rule, root and digest.
     Verify(verify::VerifyArgs),
+    /// Run the example scenario end to end on a temporary ledger, then audit it.
+    Demo(demo::DemoArgs),
     /// Measure ingest: N concurrent clients submitting pre-signed observations.
     Bench(bench::BenchArgs),
     /// Write the log as a C2SP tlog-tiles directory (incremental).
@@ -118,6 +121,7 @@ impl Cli {
             Command::Watch(args) => watch::run(args).await,
             Command::RebuildProjections(args) => rebuild::run(args),
             Command::Verify(args) => verify::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Export(args) => export::run(args),
         }

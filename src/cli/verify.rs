@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
 use super::Exit;
-use crate::audit::sources::{DataDirSource, ServerSource};
+use crate::audit::sources::{DataDirSource, ServerSource, TilesSource};
 use crate::audit::{audit, AuditError, AuditOptions, AuditReport, LogSource};
 
 #[derive(clap::Args)]
@@ -71,7 +71,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     } else if let Some(dir) = &args.data_dir {
         Box::new(DataDirSource::open(dir).map_err(could_not_run)?)
     } else if let Some(dir) = &args.tiles {
-        return Err(could_not_run(format!("TODO-TILES {}", dir.display())));
+        Box::new(TilesSource::open(dir).map_err(could_not_run)?)
     } else {
         return Err(could_not_run("give --server, --data-dir or --tiles"));
     };

@@ -1060,7 +1060,7 @@ mod tests {
         // The store deletes exactly the touched pairs that are gone.
         let mut log = scripted();
         let (event, accepted, context) = {
-            let entry = log.governance(T0 + 90 * SECOND, commitment(SHORT, 3, &[ZONE_Y], 60, 1));
+            let entry = log.governance(T0 + 82 * SECOND, commitment(SHORT, 3, &[ZONE_Y], 60, 1));
             let context = EntryContext {
                 seq: entry.seq,
                 received_at_micros: entry.leaf.received_at_micros,
