@@ -17,6 +17,12 @@ use crate::sequencer::{self, SequencerConfig, StartupCheck};
 use crate::server::{self, LedgerService, ServerOptions, TlsFiles};
 use crate::storage::Store;
 
+/// How long shutdown waits for open calls and streams before cutting them:
+/// long enough for a batch in flight (milliseconds) and for streaming clients
+/// to read their last messages, short enough for a service manager's stop
+/// timeout.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
@@ -136,12 +142,24 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         config.max_payload_bytes,
     );
     if empty {
+        let mut refused = None;
         for (index, event) in config.bootstrap.into_iter().enumerate() {
-            service
-                .submit(Request::new(event))
-                .await
-                .map_err(|status| anyhow::anyhow!("{}", status.message()))
-                .with_context(|| format!("bootstrap entry {index} was refused"))?;
+            if let Err(status) = service.submit(Request::new(event)).await {
+                refused = Some(anyhow::anyhow!(
+                    "bootstrap entry {index} was refused: {}",
+                    status.message()
+                ));
+                break;
+            }
+        }
+        if let Some(error) = refused {
+            // Stop the sequencer and close the store before answering, so
+            // the directory is free for the next attempt.
+            drop(service);
+            drop(handle);
+            drop(store);
+            let _ = tokio::task::spawn_blocking(move || sequencer_thread.join()).await;
+            return Err(error);
         }
     }
     let metrics_addr = match metrics_listener {
@@ -187,9 +205,18 @@ impl Node {
 
     /// Stops accepting calls, lets in-flight ones finish (their batches are
     /// committed and synced first), and waits for the sequencer to stop.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// Connections still open after [`SHUTDOWN_GRACE`] (a client that stopped
+    /// reading its stream) are cut.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        self.server.await??;
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
+            Ok(result) => result??,
+            Err(_) => {
+                tracing::warn!("connections still open after the grace period: closing them");
+                self.server.abort();
+                let _ = (&mut self.server).await;
+            }
+        }
         drop(self.store);
         let thread = self.sequencer_thread;
         tokio::task::spawn_blocking(move || thread.join())

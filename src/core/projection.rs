@@ -8,7 +8,8 @@
 //! call [`Projection::fold`] and compare [`Projection::digest`].
 //!
 //! Per pair, counting observations in the commitment's window (by their
-//! `observed_until`, against log time) and not retracted:
+//! `observed_until`, against log time), not retracted, and not made before
+//! the commitment's `effective_from`:
 //! UNOBSERVED (none), OBSTRUCTED (only ACCESS_DENIED), COMPLIANT (no
 //! violation), VIOLATION_REPORTED (violations from fewer distinct parties
 //! than the quorum), VIOLATION_CONFIRMED (from at least the quorum). The
@@ -176,6 +177,7 @@ impl Projection {
         self.log_time_micros = self.log_time_micros.max(context.received_at_micros);
         let mut touched = BTreeSet::new();
         let mut created = BTreeSet::new();
+        let mut dropped = BTreeMap::new();
         match (accepted, &event.body) {
             (
                 Some(Accepted::Governance(GovernanceChange::DefineCommitment {
@@ -185,7 +187,7 @@ impl Projection {
                 _,
             ) => {
                 // Pairs of zones the commitment no longer binds are dropped.
-                let dropped: Vec<PairKey> = self
+                let unbound: Vec<PairKey> = self
                     .pairs
                     .keys()
                     .filter(|(zone, commitment_of)| {
@@ -193,9 +195,10 @@ impl Projection {
                     })
                     .cloned()
                     .collect();
-                for key in dropped {
+                for key in unbound {
                     touched.insert(key.clone());
                     if let Some(pair) = self.pairs.remove(&key) {
+                        dropped.insert(key.clone(), pair.summary.clone());
                         for (observation_seq, observation) in pair.window {
                             self.expiries
                                 .remove(&(observation.expires_at_micros, observation_seq));
@@ -272,7 +275,7 @@ impl Projection {
         }
         self.expire(&mut touched);
         self.as_of_seq = Some(seq);
-        let changes = self.summarise(seq, &touched, &created, rules);
+        let changes = self.summarise(seq, &touched, &created, &dropped, rules);
         Folded { changes, touched }
     }
 
@@ -351,11 +354,29 @@ impl Projection {
         seq: u64,
         touched: &BTreeSet<PairKey>,
         created: &BTreeSet<PairKey>,
+        dropped: &BTreeMap<PairKey, PairSummary>,
         rules: &LedgerState,
     ) -> Vec<StatusChange> {
         let mut changes = Vec::new();
         for key in touched {
             let Some(pair) = self.pairs.get_mut(key) else {
+                // A pair the commitment no longer binds: its last change.
+                if let Some(old) = dropped.get(key) {
+                    changes.push(StatusChange {
+                        seq,
+                        index: changes.len() as u32,
+                        zone_id: key.0.clone(),
+                        commitment_id: key.1.clone(),
+                        old_status: old.status,
+                        new_status: ComplianceStatus::Unspecified as i32,
+                        old_disputed: old.disputed,
+                        new_disputed: false,
+                        pair: PairSummary {
+                            status: ComplianceStatus::Unspecified as i32,
+                            ..PairSummary::unobserved(seq)
+                        },
+                    });
+                }
                 continue;
             };
             let quorum = rules
@@ -552,7 +573,10 @@ mod tests {
     /// One change, as compared here.
     type Change = (u64, u32, &'static str, &'static str, i32, i32, bool, bool);
 
-    fn changes(entry: &ReplayedEntry) -> Vec<(u64, u32, String, String, i32, i32, bool, bool)> {
+    /// [`Change`] with owned ids.
+    type OwnedChange = (u64, u32, String, String, i32, i32, bool, bool);
+
+    fn changes(entry: &ReplayedEntry) -> Vec<OwnedChange> {
         entry
             .changes
             .iter()
@@ -1035,10 +1059,13 @@ mod tests {
         assert_eq!(pair.window[&21].expires_at_micros, at(83));
 
         // 23: the short commitment no longer binds zone-y: that pair is
-        // dropped (touched, no status change), the other is kept.
+        // dropped (a last change to UNSPECIFIED), the other is kept.
         let before = log.replay.projection.pairs.len();
         let entry = log.governance(at(81), commitment(SHORT, 2, &[ZONE_Z], 60, 1));
-        assert_changes(&entry, &[]);
+        assert_changes(
+            &entry,
+            &[(23, 0, ZONE_Y, SHORT, UNOBSERVED, UNSPECIFIED, false, false)],
+        );
         assert_eq!(log.replay.projection.pairs.len(), before - 1);
         assert!(!log
             .replay

@@ -345,7 +345,7 @@ impl LedgerState {
                 event.author
             )));
         }
-        state.check_governance_signers(signers)?;
+        state.check_governance_signers(&event.author, signers)?;
         Ok(state)
     }
 
@@ -591,7 +591,7 @@ impl LedgerState {
     ) -> Result<(), Rejection> {
         if author.role != role {
             return Err(Rejection::denied(format!(
-                "{what} must come from a {} party; {:?} is a {}",
+                "{what} must come from {}; {:?} is {}",
                 role_name(role),
                 event.author,
                 role_name(author.role)
@@ -607,9 +607,14 @@ impl LedgerState {
         Ok(())
     }
 
-    /// Governance events need `threshold` distinct signatories; every signer
-    /// must be a signatory (two keys of one signatory count once).
-    fn check_governance_signers(&self, signers: &[[u8; 32]]) -> Result<(), Rejection> {
+    /// Governance events need `threshold` distinct signatories, the author
+    /// among them; every signer must be a signatory (two keys of one
+    /// signatory count once).
+    fn check_governance_signers(
+        &self,
+        author: &str,
+        signers: &[[u8; 32]],
+    ) -> Result<(), Rejection> {
         let mut signing_parties = BTreeSet::new();
         for key in signers {
             let party_id = self.key_owners.get(key).ok_or_else(|| {
@@ -620,11 +625,16 @@ impl LedgerState {
             })?;
             if self.parties[party_id].role != Role::Signatory {
                 return Err(Rejection::denied(format!(
-                    "governance events are signed by signatories only; {party_id:?} is a {}",
+                    "governance events are signed by signatories only; {party_id:?} is {}",
                     role_name(self.parties[party_id].role)
                 )));
             }
             signing_parties.insert(party_id.as_str());
+        }
+        if !signing_parties.contains(author) {
+            return Err(Rejection::denied(format!(
+                "the author {author:?} must sign its own event"
+            )));
         }
         if (signing_parties.len() as u32) < self.agreement.threshold {
             return Err(Rejection::denied(format!(
@@ -645,12 +655,12 @@ impl LedgerState {
     ) -> Result<GovernanceChange, Rejection> {
         if author.role != Role::Signatory {
             return Err(Rejection::denied(format!(
-                "governance events are authored by a signatory; {:?} is a {}",
+                "governance events are authored by a signatory; {:?} is {}",
                 event.author,
                 role_name(author.role)
             )));
         }
-        self.check_governance_signers(signers)?;
+        self.check_governance_signers(&event.author, signers)?;
         let seq = context.seq;
         match event.body.as_ref() {
             Some(Body::RegisterParty(register)) => {
@@ -1123,11 +1133,12 @@ fn check_origin(origin: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// A role with its article, for messages ("an observer").
 pub fn role_name(role: Role) -> &'static str {
     match role {
-        Role::Unspecified => "party without a role",
-        Role::Monitor => "monitor",
-        Role::Signatory => "signatory",
-        Role::Observer => "observer",
+        Role::Unspecified => "a party without a role",
+        Role::Monitor => "a monitor",
+        Role::Signatory => "a signatory",
+        Role::Observer => "an observer",
     }
 }

@@ -317,10 +317,36 @@ impl Compliance for ComplianceService {
             subscription.await;
             metrics.subscribers.dec();
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(receiver),
-        )))
+        Ok(Response::new(Box::pin(until_shutdown(
+            receiver,
+            self.shutting_down.clone(),
+        ))))
     }
+}
+
+/// The response stream of a subscription: the changes its task sends, until
+/// the server starts stopping; then one UNAVAILABLE and the end, at once,
+/// even when changes are still buffered for a client that reads slowly.
+fn until_shutdown(
+    receiver: mpsc::Receiver<Result<StatusChange, Status>>,
+    shutting_down: watch::Receiver<bool>,
+) -> impl Stream<Item = Result<StatusChange, Status>> + Send {
+    futures::stream::unfold(
+        Some((receiver, shutting_down)),
+        |state| async move {
+            let (mut receiver, mut shutting_down) = state?;
+            tokio::select! {
+                biased;
+                () = stopping(&mut shutting_down) => Some((
+                    Err(Status::unavailable(
+                        "the server is shutting down; resume after the last change received",
+                    )),
+                    None,
+                )),
+                item = receiver.recv() => item.map(|item| (item, Some((receiver, shutting_down)))),
+            }
+        },
+    )
 }
 
 /// Resolves once the server starts stopping.
