@@ -66,17 +66,23 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    fn config(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    /// The TLS settings for `url`: none for http://; for https://, the given
+    /// CA or else the public web PKI roots, and the client certificate if any.
+    fn config(&self, url: &str) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
         let read = |path: &PathBuf| {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
         };
-        if self.ca.is_none() && self.cert.is_none() {
+        if !url.starts_with("https://") {
+            if self.ca.is_some() || self.cert.is_some() {
+                anyhow::bail!("--ca and --cert need an https:// server URL, not {url}");
+            }
             return Ok(None);
         }
         let mut config = tonic::transport::ClientTlsConfig::new();
-        if let Some(ca) = &self.ca {
-            config = config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
-        }
+        config = match &self.ca {
+            Some(ca) => config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?)),
+            None => config.with_webpki_roots(),
+        };
         if let (Some(cert), Some(key)) = (&self.cert, &self.cert_key) {
             config = config.identity(tonic::transport::Identity::from_pem(
                 read(cert)?,
@@ -92,7 +98,7 @@ impl ClientTls {
 pub async fn channel(url: &str, tls: &ClientTls) -> anyhow::Result<tonic::transport::Channel> {
     let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|error| anyhow::anyhow!("{url:?} is not a server URL: {error}"))?;
-    if let Some(config) = tls.config()? {
+    if let Some(config) = tls.config(url)? {
         endpoint = endpoint
             .tls_config(config)
             .map_err(|error| anyhow::anyhow!("invalid TLS settings: {error}"))?;

@@ -50,7 +50,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("ceasefire_ledger");
         registry.register(
             "submissions",
-            "Submit calls by outcome and gRPC status code",
+            "Submit calls by outcome and gRPC status code (the bootstrap entries included)",
             submissions.clone(),
         );
         registry.register(
@@ -111,14 +111,24 @@ impl Metrics {
 /// Largest request head the metrics endpoint reads: a GET line and headers.
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
+/// How long a metrics client may take to send its request.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves `GET /metrics` on `listener` until the task is aborted.
 pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
+        let mut socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(error) => {
+                // Out of file descriptors, typically: wait instead of spinning.
+                tracing::warn!(%error, "metrics endpoint cannot accept");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, async move {
             let mut request = Vec::with_capacity(1024);
             let mut buffer = [0u8; 1024];
             while !request.windows(4).any(|window| window == b"\r\n\r\n") {
@@ -153,6 +163,8 @@ pub async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>) {
             );
             let _ = socket.write_all(response.as_bytes()).await;
             let _ = socket.shutdown().await;
+            })
+            .await;
         });
     }
 }

@@ -21,7 +21,7 @@ use crate::storage::Store;
 /// long enough for a batch in flight (milliseconds) and for streaming clients
 /// to read their last messages, short enough for a service manager's stop
 /// timeout.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub struct NodeConfig {
     pub data_dir: PathBuf,
@@ -73,6 +73,10 @@ pub struct Node {
     pub store: Arc<Store>,
     /// Set to true to stop: the server stops accepting and ends streams.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Set to true after the grace period: open connections are cut.
+    sever: tokio::sync::watch::Sender<bool>,
+    /// The metrics endpoint, stopped with the node (its port is released).
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     sequencer_thread: std::thread::JoinHandle<()>,
 }
@@ -162,15 +166,20 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
             return Err(error);
         }
     }
+    let mut metrics_task = None;
     let metrics_addr = match metrics_listener {
         Some(listener) => {
             let address = listener.local_addr()?;
-            tokio::spawn(crate::metrics::serve_metrics(listener, metrics.clone()));
+            metrics_task = Some(tokio::spawn(crate::metrics::serve_metrics(
+                listener,
+                metrics.clone(),
+            )));
             Some(address)
         }
         None => None,
     };
     let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
+    let (sever, severed) = tokio::sync::watch::channel(false);
     let options = ServerOptions {
         tls: config.tls.clone(),
         metrics: metrics.clone(),
@@ -181,6 +190,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         store.clone(),
         handle,
         shutting_down,
+        severed,
         options,
     ));
     drop(service);
@@ -191,7 +201,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         tls: config.tls.is_some(),
         store,
         shutdown,
+        sever,
         server,
+        metrics_task,
         sequencer_thread,
     })
 }
@@ -209,13 +221,18 @@ impl Node {
     /// reading its stream) are cut.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
-            Ok(result) => result??,
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
+            Ok(served) => served,
             Err(_) => {
-                tracing::warn!("connections still open after the grace period: closing them");
-                self.server.abort();
-                let _ = (&mut self.server).await;
+                tracing::warn!("connections still open after the grace period: cutting them");
+                let _ = self.sever.send(true);
+                (&mut self.server).await
             }
+        };
+        served??;
+        if let Some(task) = self.metrics_task.take() {
+            task.abort();
+            let _ = task.await;
         }
         drop(self.store);
         let thread = self.sequencer_thread;
@@ -228,6 +245,10 @@ impl Node {
     /// Resolves when the server stops on its own (an error).
     pub async fn wait(&mut self) -> anyhow::Result<()> {
         (&mut self.server).await??;
+        if let Some(task) = self.metrics_task.take() {
+            task.abort();
+            let _ = task.await;
+        }
         Ok(())
     }
 }

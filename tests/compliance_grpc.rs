@@ -1617,7 +1617,13 @@ async fn a_subscriber_that_stops_reading_does_not_hold_shutdown_open() {
             .map_err(|status| (status.code(), status.message().to_string())),
     );
     assert!(changes.len() < ZONES * COMMITMENTS + 1);
+    // Its final status could not reach it through a full window: after the
+    // grace period the connection was cut, which the client sees as a
+    // transport error (or UNAVAILABLE, had the status got through).
     let status = end.expect_err("the stalled stream ended as if complete");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        matches!(status.code(), Code::Unavailable | Code::Unknown),
+        "{status:?}"
+    );
     drop(node.dir);
 }

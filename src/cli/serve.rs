@@ -81,8 +81,19 @@ impl ServeArgs {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the config file {}", path.display()))?;
-        let file: ServeArgs = toml::from_str(&text)
-            .with_context(|| format!("the config file {} is invalid", path.display()))?;
+        let file: ServeArgs = toml::from_str(&text).map_err(|error| {
+            // toml's own rendering spans several lines; keep errors to one.
+            let line = error
+                .span()
+                .map(|span| text[..span.start].lines().count().max(1));
+            anyhow::anyhow!(
+                "the config file {}{} is invalid: {}",
+                path.display(),
+                line.map(|line| format!(" (line {line})"))
+                    .unwrap_or_default(),
+                error.message().trim().replace('\n', " ")
+            )
+        })?;
         Ok(ServeArgs {
             config: self.config,
             data_dir: self.data_dir.or(file.data_dir),
@@ -157,16 +168,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut node = node::start(config).await?;
     tracing::info!(
-        address = %node.local_addr,
-        metrics = ?node.metrics_addr,
+        url = %node.url(),
+        metrics = %node.metrics_addr.map(|address| address.to_string()).unwrap_or_default(),
         data_dir = %data_dir.display(),
         "serving"
     );
     if args.dev {
-        eprintln!(
-            "ceasefire-ledger (dev) listening on {}; keys in {}",
-            node.url(),
-            dev::dev_keys_dir(&data_dir).display()
+        tracing::info!(
+            keys = %dev::dev_keys_dir(&data_dir).display(),
+            "development ledger: keys for the CLI are in the data directory"
         );
     }
     tokio::select! {

@@ -331,22 +331,19 @@ fn until_shutdown(
     receiver: mpsc::Receiver<Result<StatusChange, Status>>,
     shutting_down: watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<StatusChange, Status>> + Send {
-    futures::stream::unfold(
-        Some((receiver, shutting_down)),
-        |state| async move {
-            let (mut receiver, mut shutting_down) = state?;
-            tokio::select! {
-                biased;
-                () = stopping(&mut shutting_down) => Some((
-                    Err(Status::unavailable(
-                        "the server is shutting down; resume after the last change received",
-                    )),
-                    None,
+    futures::stream::unfold(Some((receiver, shutting_down)), |state| async move {
+        let (mut receiver, mut shutting_down) = state?;
+        tokio::select! {
+            biased;
+            () = stopping(&mut shutting_down) => Some((
+                Err(Status::unavailable(
+                    "the server is shutting down; resume after the last change received",
                 )),
-                item = receiver.recv() => item.map(|item| (item, Some((receiver, shutting_down)))),
-            }
-        },
-    )
+                None,
+            )),
+            item = receiver.recv() => item.map(|item| (item, Some((receiver, shutting_down)))),
+        }
+    })
 }
 
 /// Resolves once the server starts stopping.

@@ -6,6 +6,7 @@
 //! maps a [`RejectionKind`] to its one gRPC status code.
 
 mod compliance;
+mod connection;
 mod ledger;
 
 use std::sync::Arc;
@@ -65,12 +66,14 @@ pub struct ServerOptions {
 
 /// Serves the ledger on `listener` until `shutting_down` turns true, then
 /// reports NOT_SERVING, stops accepting, ends streams, lets in-flight calls
-/// finish, and returns.
+/// finish, and returns. Connections still open when `severed` turns true are
+/// cut.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<Store>,
     sequencer: SequencerHandle,
     shutting_down: tokio::sync::watch::Receiver<bool>,
+    severed: tokio::sync::watch::Receiver<bool>,
     options: ServerOptions,
 ) -> anyhow::Result<()> {
     let ledger = LedgerServer::new(LedgerService::new(
@@ -118,7 +121,12 @@ pub async fn serve(
         .add_service(ledger)
         .add_service(compliance)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                move |stream| {
+                    stream.map(|stream| connection::Severable::new(stream, severed.clone()))
+                },
+            ),
             shutdown,
         )
         .await
