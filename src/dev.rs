@@ -121,7 +121,11 @@ pub fn bootstrap_events(keys: &DevKeys) -> Vec<SignedEvent> {
             zone_ids: vec![DEV_ZONE.into()],
             window_seconds: 24 * 3600,
             corroboration_quorum: 2,
-            effective_from: Some(now_timestamp()),
+            // In force for a week already, so recent observations count.
+            effective_from: Some(prost_types::Timestamp {
+                seconds: now_timestamp().seconds - 7 * 24 * 3600,
+                nanos: 0,
+            }),
         }),
     );
     [genesis, monitor, zone, commitment]

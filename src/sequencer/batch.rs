@@ -14,7 +14,7 @@ use super::{checkpoint_signer, Recovered, Sequenced, SignedCheckpoint, Submissio
 use crate::core::checkpoint::NoteSigner;
 use crate::core::leaf::Leaf;
 use crate::core::merkle::{hash_leaf, Frontier, Hash};
-use crate::core::projection::{PairKey, Projection, StatusChange};
+use crate::core::projection::{PairKey, Projection, StatusChange, WindowWrite};
 use crate::core::rejection::Rejection;
 use crate::core::rules::{Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord};
 use crate::proto::event::Body;
@@ -57,8 +57,10 @@ pub(super) struct Batch<'a> {
     /// stops the sequencer, so it is never read in a state that was not
     /// committed.
     projection: &'a mut Projection,
-    /// Pairs the batch changed, and the status changes it caused.
+    /// Pairs the batch changed, their window changes, and the status
+    /// changes it caused.
     touched_pairs: std::collections::BTreeSet<PairKey>,
+    window_writes: Vec<WindowWrite>,
     changes: Vec<StatusChange>,
 }
 
@@ -93,6 +95,7 @@ impl<'a> Batch<'a> {
             frontier: frontier.clone(),
             projection,
             touched_pairs: Default::default(),
+            window_writes: Vec::new(),
             changes: Vec::new(),
             entries: Vec::new(),
             leaf_hashes: Vec::new(),
@@ -265,6 +268,7 @@ impl<'a> Batch<'a> {
             .projection
             .fold(&event, accepted.as_ref(), &context, rules);
         self.touched_pairs.extend(folded.touched);
+        self.window_writes.extend(folded.window_writes);
         self.changes.extend(folded.changes);
         self.nodes.extend(self.frontier.push(context.leaf_hash));
         self.head = DurableHead {
@@ -309,11 +313,17 @@ impl<'a> Batch<'a> {
             checkpoint_note,
             &ProjectionWrite {
                 head: projection_head,
-                pairs: self
+                summaries: self
                     .touched_pairs
                     .iter()
-                    .map(|key| (key, self.projection.pairs.get(key)))
+                    .map(|key| {
+                        (
+                            key,
+                            self.projection.pairs.get(key).map(|pair| &pair.summary),
+                        )
+                    })
                     .collect(),
+                window_writes: &self.window_writes,
                 changes: &self.changes,
             },
         );

@@ -13,7 +13,8 @@
 //! | `o` seq                      | [`ObservationRecord`] of an observation |
 //! | `g` seq                      | empty: seqs of governance events, replayed on open |
 //! | `P`                          | [`ProjectionHead`]: as_of_seq, log time, digest |
-//! | `q` zone 0x00 commitment     | the pair's [`PairState`] (summary and window), JSON |
+//! | `q` zone 0x00 commitment     | the pair's [`PairSummary`], JSON |
+//! | `w` zone 0x00 commitment 0x00 seq | an observation in the pair's window, JSON |
 //! | `s` seq index(u32)           | a [`StatusChange`], JSON: the change log streams read |
 //! | `S` zone 0x00 commitment 0x00 seq index | empty: the change log by pair, for history |
 //!
@@ -32,7 +33,9 @@ pub use durability::Durability;
 
 use crate::core::leaf::Leaf;
 use crate::core::merkle::{self, Frontier, Hash, SubtreeSource};
-use crate::core::projection::{PairKey, PairState, StatusChange};
+use crate::core::projection::{
+    CountedObservation, PairKey, PairState, PairSummary, StatusChange, WindowWrite,
+};
 use crate::core::rules::{EntryIndex, ObservationRecord};
 
 /// Name of the sled directory inside the data directory.
@@ -47,6 +50,7 @@ const OBSERVATION_PREFIX: u8 = b'o';
 const GOVERNANCE_PREFIX: u8 = b'g';
 const PROJECTION_HEAD_KEY: &[u8] = b"P";
 const PAIR_PREFIX: u8 = b'q';
+const WINDOW_PREFIX: u8 = b'w';
 const CHANGE_PREFIX: u8 = b's';
 const PAIR_CHANGE_PREFIX: u8 = b'S';
 
@@ -150,11 +154,14 @@ pub struct StoredProjection {
     pub pairs: std::collections::BTreeMap<PairKey, PairState>,
 }
 
-/// The projection's part of a batch: its new head, the pairs it changed
-/// (`None`: the pair was dropped) and the status changes it caused.
+/// The projection's part of a batch: its new head, the pair summaries it
+/// changed (`None`: the pair was dropped), its window changes in order, and
+/// the status changes it caused. Proportional to what the batch changed,
+/// never to the size of a window.
 pub struct ProjectionWrite<'p> {
     pub head: ProjectionHead,
-    pub pairs: Vec<(&'p PairKey, Option<&'p PairState>)>,
+    pub summaries: Vec<(&'p PairKey, Option<&'p PairSummary>)>,
+    pub window_writes: &'p [WindowWrite],
     pub changes: &'p [StatusChange],
 }
 
@@ -200,6 +207,14 @@ fn pair_key((zone_id, commitment_id): &PairKey) -> Vec<u8> {
     key.extend_from_slice(zone_id.as_bytes());
     key.push(0);
     key.extend_from_slice(commitment_id.as_bytes());
+    key
+}
+
+fn window_key(pair: &PairKey, seq: u64) -> Vec<u8> {
+    let mut key = pair_key(pair);
+    key[0] = WINDOW_PREFIX;
+    key.push(0);
+    key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
@@ -403,13 +418,24 @@ impl Store {
         batch: &mut sled::Batch,
         projection: &ProjectionWrite,
     ) -> Result<(), StoreError> {
-        for (key, pair) in &projection.pairs {
-            match pair {
-                Some(pair) => batch.insert(
+        for (key, summary) in &projection.summaries {
+            match summary {
+                Some(summary) => batch.insert(
                     pair_key(key),
-                    serde_json::to_vec(pair).map_err(std::io::Error::other)?,
+                    serde_json::to_vec(summary).map_err(std::io::Error::other)?,
                 ),
                 None => batch.remove(pair_key(key)),
+            }
+        }
+        // In order: a later write of the same observation wins.
+        for write in projection.window_writes {
+            let key = window_key(&write.pair, write.seq);
+            match &write.observation {
+                Some(observation) => batch.insert(
+                    key,
+                    serde_json::to_vec(observation).map_err(std::io::Error::other)?,
+                ),
+                None => batch.remove(key),
             }
         }
         for change in projection.changes {
@@ -438,9 +464,31 @@ impl Store {
             let (zone_id, commitment_id) = text
                 .split_once('\0')
                 .ok_or_else(|| corrupt_record("pair key"))?;
-            let pair: PairState =
-                serde_json::from_slice(&value).map_err(|_| corrupt_record("pair"))?;
-            pairs.insert((zone_id.to_string(), commitment_id.to_string()), pair);
+            let summary: PairSummary =
+                serde_json::from_slice(&value).map_err(|_| corrupt_record("pair summary"))?;
+            pairs.insert(
+                (zone_id.to_string(), commitment_id.to_string()),
+                PairState {
+                    summary,
+                    window: Default::default(),
+                },
+            );
+        }
+        for item in self.tree.scan_prefix([WINDOW_PREFIX]) {
+            let (key, value) = item?;
+            let malformed = || corrupt_record("window key");
+            let seq_at = key.len().checked_sub(8).ok_or_else(malformed)?;
+            let seq = u64::from_be_bytes(key[seq_at..].try_into().map_err(|_| malformed())?);
+            let names =
+                std::str::from_utf8(&key[1..seq_at.saturating_sub(1)]).map_err(|_| malformed())?;
+            let (zone_id, commitment_id) = names.split_once('\0').ok_or_else(malformed)?;
+            let observation: CountedObservation =
+                serde_json::from_slice(&value).map_err(|_| corrupt_record("window entry"))?;
+            pairs
+                .get_mut(&(zone_id.to_string(), commitment_id.to_string()))
+                .ok_or_else(|| corrupt_record("window entry of an unknown pair"))?
+                .window
+                .insert(seq, observation);
         }
         Ok(Some(StoredProjection { head, pairs }))
     }
@@ -492,8 +540,23 @@ impl Store {
         pairs: &std::collections::BTreeMap<PairKey, PairState>,
         changes: &[StatusChange],
     ) -> Result<(), StoreError> {
+        let window_writes: Vec<WindowWrite> = pairs
+            .iter()
+            .flat_map(|(key, pair)| {
+                pair.window.iter().map(|(seq, observation)| WindowWrite {
+                    pair: key.clone(),
+                    seq: *seq,
+                    observation: Some(observation.clone()),
+                })
+            })
+            .collect();
         let mut batch = sled::Batch::default();
-        for prefix in [PAIR_PREFIX, CHANGE_PREFIX, PAIR_CHANGE_PREFIX] {
+        for prefix in [
+            PAIR_PREFIX,
+            WINDOW_PREFIX,
+            CHANGE_PREFIX,
+            PAIR_CHANGE_PREFIX,
+        ] {
             for item in self.tree.scan_prefix([prefix]) {
                 batch.remove(item?.0);
             }
@@ -502,7 +565,11 @@ impl Store {
             &mut batch,
             &ProjectionWrite {
                 head,
-                pairs: pairs.iter().map(|(key, pair)| (key, Some(pair))).collect(),
+                summaries: pairs
+                    .iter()
+                    .map(|(key, pair)| (key, Some(&pair.summary)))
+                    .collect(),
+                window_writes: &window_writes,
                 changes,
             },
         )?;
