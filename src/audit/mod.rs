@@ -33,6 +33,17 @@ const SIGNATURE_CHUNK: usize = 1024;
 /// Inclusion proofs sampled from a server.
 const SAMPLED_INCLUSION_PROOFS: u64 = 16;
 
+/// A source's finding that the log it holds is wrong (an entry missing, a
+/// bundle malformed), as opposed to a failure to read it at all. Sources
+/// wrap such errors in it; the audit reports them as failures at the entry.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct LogDefect {
+    /// The entry it concerns, when the source knows; else the next one due.
+    pub seq: Option<u64>,
+    pub reason: String,
+}
+
 /// Where the auditor reads a log from.
 pub trait LogSource {
     /// A short description for messages ("server http://...").
@@ -156,12 +167,31 @@ pub fn audit(
     let mut leaves = source.leaves(size).map_err(could_not_run)?;
     let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(SIGNATURE_CHUNK);
     let mut done = 0u64;
+    let mut pending_defect: Option<(Option<u64>, String)> = None;
     loop {
+        if let Some((seq, reason)) = pending_defect.take() {
+            return Err(AuditFailure::Entry {
+                seq: seq.unwrap_or(replay.size()),
+                reason,
+            }
+            .into());
+        }
         chunk.clear();
         for item in leaves.by_ref().take(SIGNATURE_CHUNK) {
-            chunk.push(item.map_err(could_not_run)?);
+            match item {
+                Ok(leaf) => chunk.push(leaf),
+                Err(error) => match error.downcast_ref::<LogDefect>() {
+                    // Entries before the defect are checked first: an
+                    // earlier failure is the one to report.
+                    Some(defect) => {
+                        pending_defect = Some((defect.seq, defect.reason.clone()));
+                        break;
+                    }
+                    None => return Err(could_not_run(error)),
+                },
+            }
         }
-        if chunk.is_empty() {
+        if chunk.is_empty() && pending_defect.is_none() {
             break;
         }
         // Strict verification of every signature, in parallel. A leaf that
@@ -245,6 +275,19 @@ pub fn audit(
         return Err(AuditFailure::Tree(mismatch).into());
     }
 
+    // A pinned checkpoint must be a prefix of this one: checked before
+    // anything else about the new state, so a fork or a shrink is named as such.
+    let mut proofs_checked = 0;
+    let pin_path = options.pin.take();
+    let pin = match &pin_path {
+        Some(path) => {
+            let (outcome, checked) = check_pin(path, source, &verifier, &tree, &note, &body)?;
+            proofs_checked += checked;
+            outcome
+        }
+        None => "none".into(),
+    };
+
     // The projection digest the source serves must be the one the fold gives.
     let projection_checked = match served_projection {
         Some((as_of, served)) => match projection_at_served {
@@ -267,16 +310,11 @@ pub fn audit(
         None => false,
     };
 
-    let mut proofs_checked = sample_proofs(source, &tree, &body)?;
-    let pin = match options.pin.take() {
-        Some(path) => {
-            let (outcome, checked) = check_pin(&path, source, &verifier, &tree, &note, &body)?;
-            proofs_checked += checked;
-            outcome
-        }
-        None => "none".into(),
-    };
-
+    proofs_checked += sample_proofs(source, &tree, &body)?;
+    // Only a log that passed every check replaces the pin.
+    if let Some(path) = &pin_path {
+        write_pin(path, &note)?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     Ok(AuditReport {
         source: source.describe(),
@@ -334,8 +372,8 @@ fn sample_proofs(
     Ok(checked)
 }
 
-/// Compares the pinned checkpoint with the verified one, then pins the new
-/// one. Returns the outcome and how many proofs were checked.
+/// Compares the pinned checkpoint with the verified one. Returns the
+/// outcome and how many proofs were checked.
 fn check_pin(
     path: &std::path::Path,
     source: &mut dyn LogSource,
@@ -396,6 +434,11 @@ fn check_pin(
             "consistent".to_string()
         }
     };
+    Ok((outcome, checked))
+}
+
+/// Pins a verified checkpoint (atomically: write a sibling, rename).
+fn write_pin(path: &std::path::Path, note: &str) -> Result<(), AuditError> {
     let temporary = path.with_extension("tmp");
     std::fs::write(&temporary, note)
         .and_then(|()| std::fs::rename(&temporary, path))
@@ -405,5 +448,5 @@ fn check_pin(
                 path.display()
             ))
         })?;
-    Ok((outcome, checked))
+    Ok(())
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use tokio::runtime::Handle;
 
-use super::LogSource;
+use super::{LogDefect, LogSource};
 use crate::client::ClientTls;
 use crate::core::merkle::Hash;
 use crate::core::merkle::{MemorySource, SubtreeSource};
@@ -18,7 +18,7 @@ use crate::proto::{
     GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest, ListStatusesRequest,
 };
 use crate::storage::Store;
-use crate::tiles::{tiles_for_size, TilesReader, TILE_HEIGHT, TILE_WIDTH};
+use crate::tiles::{tiles_for_size, TilesError, TilesReader, TILE_HEIGHT, TILE_WIDTH};
 
 fn hashes(raw: Vec<Vec<u8>>) -> anyhow::Result<Vec<Hash>> {
     raw.into_iter()
@@ -216,7 +216,11 @@ impl LogSource for DataDirSource {
         Ok(Box::new(self.store.leaves(0, size).map(move |item| {
             let (seq, leaf) = item?;
             if seq != expected {
-                return Err(anyhow!("entry {expected} is missing from the store"));
+                return Err(LogDefect {
+                    seq: Some(expected),
+                    reason: format!("entry {expected} is missing from the store"),
+                }
+                .into());
             }
             expected += 1;
             Ok(leaf)
@@ -264,11 +268,31 @@ impl LogSource for TilesSource {
         &mut self,
         size: u64,
     ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
-        Ok(Box::new(
-            self.reader
-                .leaves(size)
-                .map(|leaf| leaf.map_err(anyhow::Error::from)),
-        ))
+        // Bundles are read whole, so a bad one fails before any of its
+        // entries is yielded: its first entry is the count yielded so far.
+        let mut yielded = 0u64;
+        Ok(Box::new(self.reader.leaves(size).map(move |leaf| {
+            let error = match leaf {
+                Ok(leaf) => {
+                    yielded += 1;
+                    return Ok(leaf);
+                }
+                Err(error) => error,
+            };
+            let seq = match &error {
+                // A file that is there but wrong is a wrong log; one that
+                // cannot be read is an incomplete copy.
+                TilesError::Missing { .. } | TilesError::Io { .. } => return Err(error.into()),
+                TilesError::BadEntry { entry, .. } => yielded + *entry as u64,
+                TilesError::TooFewEntries { found, .. } => yielded + *found as u64,
+                _ => yielded,
+            };
+            Err(LogDefect {
+                seq: Some(seq),
+                reason: error.to_string(),
+            }
+            .into())
+        })))
     }
 
     /// The auditor rebuilds roots itself; tiles serve no proofs.

@@ -121,7 +121,15 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             }
             .into())
         }
-        Err(AuditError::CouldNotRun(error)) => Err(could_not_run(format!("{error:#}"))),
+        Err(AuditError::CouldNotRun(error)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": format!("{error:#}")})
+                );
+            }
+            Err(could_not_run(format!("{error:#}")))
+        }
     }
 }
 

@@ -82,6 +82,132 @@ impl PairSummary {
 pub struct PairState {
     pub summary: PairSummary,
     pub window: BTreeMap<u64, CountedObservation>,
+    /// Running tallies of the window, so a summary costs O(log window) per
+    /// entry, not a scan of the window; derived, rebuilt by `from_pairs`.
+    #[serde(skip)]
+    stats: WindowStats,
+}
+
+impl PairState {
+    fn new(seq: u64) -> PairState {
+        PairState::stored(PairSummary::unobserved(seq), BTreeMap::new())
+    }
+
+    /// A pair as a store keeps it; hand it to [`Projection::from_pairs`],
+    /// which derives the rest.
+    pub fn stored(summary: PairSummary, window: BTreeMap<u64, CountedObservation>) -> PairState {
+        PairState {
+            summary,
+            stats: WindowStats::of(&window),
+            window,
+        }
+    }
+}
+
+/// Multiset tallies of a window: what its summary is computed from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct WindowStats {
+    observations: u32,
+    violations: u32,
+    access_denied: u32,
+    disputed_violations: u32,
+    categories: BTreeMap<i32, u32>,
+    reporters: BTreeMap<String, u32>,
+    violation_reporters: BTreeMap<String, u32>,
+    observation_times: BTreeMap<i64, u32>,
+    violation_times: BTreeMap<i64, u32>,
+}
+
+fn tally<K: Ord>(counts: &mut BTreeMap<K, u32>, key: K, add: bool) {
+    if add {
+        *counts.entry(key).or_default() += 1;
+    } else if let std::collections::btree_map::Entry::Occupied(mut entry) = counts.entry(key) {
+        *entry.get_mut() -= 1;
+        if *entry.get() == 0 {
+            entry.remove();
+        }
+    }
+}
+
+impl WindowStats {
+    fn of(window: &BTreeMap<u64, CountedObservation>) -> WindowStats {
+        let mut stats = WindowStats::default();
+        for observation in window.values() {
+            stats.count(observation, true);
+        }
+        stats
+    }
+
+    /// Adds (`add`) or removes one observation.
+    fn count(&mut self, observation: &CountedObservation, add: bool) {
+        let step = |value: &mut u32| {
+            *value = if add {
+                *value + 1
+            } else {
+                value.saturating_sub(1)
+            };
+        };
+        step(&mut self.observations);
+        tally(&mut self.categories, observation.category, add);
+        tally(&mut self.reporters, observation.reporter.clone(), add);
+        tally(
+            &mut self.observation_times,
+            observation.observed_until_micros,
+            add,
+        );
+        if observation.finding == Finding::Violation as i32 {
+            step(&mut self.violations);
+            if observation.disputed {
+                step(&mut self.disputed_violations);
+            }
+            tally(
+                &mut self.violation_reporters,
+                observation.reporter.clone(),
+                add,
+            );
+            tally(
+                &mut self.violation_times,
+                observation.observed_until_micros,
+                add,
+            );
+        } else if observation.finding == Finding::AccessDenied as i32 {
+            step(&mut self.access_denied);
+        }
+    }
+
+    /// The summary of the window, `updated_seq` carried over (the caller bumps it).
+    fn summary(&self, quorum: u32, updated_seq: u64) -> PairSummary {
+        let distinct_violation_reporters = self.violation_reporters.len() as u32;
+        let status = if self.observations == 0 {
+            ComplianceStatus::Unobserved
+        } else if self.violations > 0 {
+            if distinct_violation_reporters >= quorum {
+                ComplianceStatus::ViolationConfirmed
+            } else {
+                ComplianceStatus::ViolationReported
+            }
+        } else if self.access_denied == self.observations {
+            ComplianceStatus::Obstructed
+        } else {
+            ComplianceStatus::Compliant
+        };
+        PairSummary {
+            status: status as i32,
+            disputed: self.disputed_violations > 0,
+            observations: self.observations,
+            violations: self.violations,
+            counts_by_category: self
+                .categories
+                .iter()
+                .map(|(category, count)| (*category, *count))
+                .collect(),
+            distinct_reporters: self.reporters.len() as u32,
+            distinct_violation_reporters,
+            last_violation_at_micros: self.violation_times.keys().next_back().copied(),
+            last_observation_at_micros: self.observation_times.keys().next_back().copied(),
+            updated_seq,
+        }
+    }
 }
 
 /// One status change of the read model.
@@ -166,7 +292,8 @@ impl Projection {
             pairs,
             ..Projection::default()
         };
-        for (key, pair) in &projection.pairs {
+        for (key, pair) in projection.pairs.iter_mut() {
+            pair.stats = WindowStats::of(&pair.window);
             for (seq, observation) in &pair.window {
                 projection
                     .expiries
@@ -228,13 +355,7 @@ impl Projection {
                 for zone_id in &commitment.zone_ids {
                     let key = (zone_id.clone(), commitment_id.clone());
                     if !self.pairs.contains_key(&key) {
-                        self.pairs.insert(
-                            key.clone(),
-                            PairState {
-                                summary: PairSummary::unobserved(seq),
-                                window: BTreeMap::new(),
-                            },
-                        );
+                        self.pairs.insert(key.clone(), PairState::new(seq));
                         created.insert(key.clone());
                     }
                     // The window may have changed: re-time every counted observation.
@@ -286,17 +407,17 @@ impl Projection {
             }
             (Some(Accepted::Dispute { target_seq }), _) => {
                 if let Some(key) = self.located.get(target_seq).cloned() {
-                    if let Some(observation) = self
-                        .pairs
-                        .get_mut(&key)
-                        .and_then(|pair| pair.window.get_mut(target_seq))
-                    {
-                        observation.disputed = true;
-                        self.window_writes.push(WindowWrite {
-                            pair: key.clone(),
-                            seq: *target_seq,
-                            observation: Some(observation.clone()),
-                        });
+                    if let Some(pair) = self.pairs.get_mut(&key) {
+                        if let Some(observation) = pair.window.get_mut(target_seq) {
+                            pair.stats.count(observation, false);
+                            observation.disputed = true;
+                            pair.stats.count(observation, true);
+                            self.window_writes.push(WindowWrite {
+                                pair: key.clone(),
+                                seq: *target_seq,
+                                observation: Some(observation.clone()),
+                            });
+                        }
                     }
                     touched.insert(key);
                 }
@@ -344,6 +465,7 @@ impl Projection {
             expires_at_micros: expires_at,
             disputed,
         };
+        pair.stats.count(&counted, true);
         pair.window.insert(seq, counted.clone());
         self.window_writes.push(WindowWrite {
             pair: key.clone(),
@@ -360,10 +482,11 @@ impl Projection {
         let Some(key) = self.located.remove(&seq) else {
             return false;
         };
-        let removed = self
-            .pairs
-            .get_mut(&key)
-            .and_then(|pair| pair.window.remove(&seq));
+        let removed = self.pairs.get_mut(&key).and_then(|pair| {
+            let removed = pair.window.remove(&seq)?;
+            pair.stats.count(&removed, false);
+            Some(removed)
+        });
         self.window_writes.push(WindowWrite {
             pair: key.clone(),
             seq,
@@ -387,7 +510,9 @@ impl Projection {
             }
             if let Some(key) = self.expiries.remove(&(expires_at, seq)) {
                 if let Some(pair) = self.pairs.get_mut(&key) {
-                    pair.window.remove(&seq);
+                    if let Some(removed) = pair.window.remove(&seq) {
+                        pair.stats.count(&removed, false);
+                    }
                 }
                 self.located.remove(&seq);
                 self.window_writes.push(WindowWrite {
@@ -434,7 +559,7 @@ impl Projection {
                 .commitments
                 .get(&key.1)
                 .map_or(1, |commitment| commitment.corroboration_quorum);
-            let mut summary = summarise_window(&pair.window, quorum, pair.summary.updated_seq);
+            let mut summary = pair.stats.summary(quorum, pair.summary.updated_seq);
             let old = &pair.summary;
             let is_new = created.contains(key);
             if summary != *old || is_new {
@@ -505,54 +630,6 @@ fn window_micros(window_seconds: u64) -> i64 {
     i64::try_from(window_seconds)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000)
-}
-
-/// The summary of a window, `updated_seq` carried over (the caller bumps it).
-fn summarise_window(
-    window: &BTreeMap<u64, CountedObservation>,
-    quorum: u32,
-    updated_seq: u64,
-) -> PairSummary {
-    let mut counts: BTreeMap<i32, u32> = BTreeMap::new();
-    let mut reporters = BTreeSet::new();
-    let mut violation_reporters = BTreeSet::new();
-    let mut summary = PairSummary::unobserved(updated_seq);
-    let mut access_denied = 0u32;
-    for observation in window.values() {
-        summary.observations += 1;
-        *counts.entry(observation.category).or_default() += 1;
-        reporters.insert(observation.reporter.as_str());
-        summary.last_observation_at_micros = summary
-            .last_observation_at_micros
-            .max(Some(observation.observed_until_micros));
-        if observation.finding == Finding::Violation as i32 {
-            summary.violations += 1;
-            violation_reporters.insert(observation.reporter.as_str());
-            summary.last_violation_at_micros = summary
-                .last_violation_at_micros
-                .max(Some(observation.observed_until_micros));
-            summary.disputed |= observation.disputed;
-        } else if observation.finding == Finding::AccessDenied as i32 {
-            access_denied += 1;
-        }
-    }
-    summary.counts_by_category = counts.into_iter().collect();
-    summary.distinct_reporters = reporters.len() as u32;
-    summary.distinct_violation_reporters = violation_reporters.len() as u32;
-    summary.status = if summary.observations == 0 {
-        ComplianceStatus::Unobserved
-    } else if summary.violations > 0 {
-        if summary.distinct_violation_reporters >= quorum {
-            ComplianceStatus::ViolationConfirmed
-        } else {
-            ComplianceStatus::ViolationReported
-        }
-    } else if access_denied == summary.observations {
-        ComplianceStatus::Obstructed
-    } else {
-        ComplianceStatus::Compliant
-    } as i32;
-    summary
 }
 
 #[cfg(test)]

@@ -124,7 +124,12 @@ pub async fn serve(
             tokio_stream::StreamExt::map(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 move |stream| {
-                    stream.map(|stream| connection::Severable::new(stream, severed.clone()))
+                    stream.map(|stream| {
+                        // Replies are small: without this, Nagle's algorithm
+                        // holds them for the client's delayed ACK (~40 ms).
+                        let _ = stream.set_nodelay(true);
+                        connection::Severable::new(stream, severed.clone())
+                    })
                 },
             ),
             shutdown,

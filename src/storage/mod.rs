@@ -468,10 +468,7 @@ impl Store {
                 serde_json::from_slice(&value).map_err(|_| corrupt_record("pair summary"))?;
             pairs.insert(
                 (zone_id.to_string(), commitment_id.to_string()),
-                PairState {
-                    summary,
-                    window: Default::default(),
-                },
+                PairState::stored(summary, Default::default()),
             );
         }
         for item in self.tree.scan_prefix([WINDOW_PREFIX]) {

@@ -1,0 +1,1139 @@
+//! The auditor (`audit`, `verify`) against real logs.
+//!
+//! An honest log is built once per test process through a real node (the dev
+//! bootstrap, a second monitor, 38 observations, an amendment, a dispute, and
+//! late in the log a revocation of the second monitor's key), the node is
+//! shut down, and the closed data directory and a tiles export of it are
+//! kept. The honest log verifies from a server, the data directory and the
+//! export, and `verify` exits 0 for each.
+//!
+//! Every tampering case edits a private copy of the real store (through sled,
+//! as an attacker with the disk would) or of the real export, and must be
+//! caught by `audit` at the right entry with a precise reason, and by the
+//! `verify` binary with exit code 1. `verify` exits 2 when it cannot run.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ceasefire_ledger::audit::sources::{DataDirSource, ServerSource, TilesSource};
+use ceasefire_ledger::audit::{audit, AuditError, AuditFailure, AuditOptions, AuditReport};
+use ceasefire_ledger::client::{now_timestamp, random_nonce, sign, ClientTls};
+use ceasefire_ledger::core::checkpoint::{
+    parse_unverified, sign_checkpoint, CheckpointBody, NoteSigner,
+};
+use ceasefire_ledger::core::leaf::Leaf;
+use ceasefire_ledger::core::merkle::{self, Hash, MemorySource};
+use ceasefire_ledger::core::replay::Replay;
+use ceasefire_ledger::core::signing::sign_event;
+use ceasefire_ledger::dev::{self, DEV_AGREEMENT_ID, DEV_MONITOR, DEV_ORIGIN, DEV_SIGNATORY};
+use ceasefire_ledger::proto::{
+    event::Body, Amendment, AmendmentKind, Dispute, Event, GetCheckpointRequest, Observation,
+    Party, Receipt, RegisterParty, RevokeKey, Role,
+};
+use ceasefire_ledger::storage::{Store, StoreError, DB_DIR_NAME};
+use ceasefire_ledger::tiles;
+use common::{observation_event, Client, TestNode};
+use ed25519_dalek::SigningKey;
+use prost::Message;
+use tempfile::TempDir;
+
+/// The second monitor, whose key is revoked late in the honest log.
+const MONITOR_B: &str = "monitor-b";
+
+/// The honest log, closed, and what the cases need to know about it.
+struct Honest {
+    /// Data directory: `ledger.sled` (closed) and `dev-keys/`. Never written
+    /// after it is built: every case works on a copy.
+    dir: PathBuf,
+    /// A tiles export of it.
+    tiles: PathBuf,
+    /// Entries (the checkpoint's tree size).
+    size: u64,
+    /// The signed checkpoint note.
+    note: String,
+    root: Hash,
+    /// Every leaf, in order.
+    leaves: Vec<Vec<u8>>,
+    operator: SigningKey,
+    monitor: SigningKey,
+    /// The second monitor's key, revoked at `revoked_at`.
+    monitor_b: SigningKey,
+    revoked_at: u64,
+}
+
+fn honest() -> &'static Honest {
+    static HONEST: OnceLock<Honest> = OnceLock::new();
+    HONEST.get_or_init(|| {
+        // Built on a runtime of its own, on a thread of its own: the tests
+        // asking for it may already run inside a runtime.
+        std::thread::spawn(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("cannot start a runtime")
+                .block_on(build_honest())
+        })
+        .join()
+        .expect("building the honest log failed")
+    })
+}
+
+fn event(author: &str, body: Body) -> Event {
+    Event {
+        agreement_id: DEV_AGREEMENT_ID.into(),
+        author: author.into(),
+        created_at: Some(now_timestamp()),
+        nonce: random_nonce(),
+        body: Some(body),
+    }
+}
+
+async fn submit(client: &mut Client, event: &Event, keys: &[&SigningKey], seq: u64) -> Receipt {
+    let receipt = client
+        .submit(sign(event, keys))
+        .await
+        .unwrap_or_else(|status| panic!("entry {seq} was refused: {status:?}"))
+        .into_inner();
+    assert_eq!(receipt.seq, seq, "seqs are not contiguous");
+    receipt
+}
+
+async fn build_honest() -> Honest {
+    let node = TestNode::start().await;
+    let mut client = node.client.clone();
+    let signatory = node.signatory().clone();
+    let monitor = node.monitor().clone();
+    let monitor_b = SigningKey::from_bytes(&[0xb0; 32]);
+    let mut seq = common::BOOTSTRAP_ENTRIES;
+
+    let register = Body::RegisterParty(RegisterParty {
+        party: Some(Party {
+            party_id: MONITOR_B.into(),
+            name: "Second monitoring mission".into(),
+            role: Role::Monitor as i32,
+            public_keys: vec![monitor_b.verifying_key().to_bytes().to_vec()],
+        }),
+    });
+    submit(
+        &mut client,
+        &event(DEV_SIGNATORY, register),
+        &[&signatory],
+        seq,
+    )
+    .await;
+    seq += 1;
+
+    let mut receipts = Vec::new();
+    for number in 0..36 {
+        let (author, key) = if number % 3 == 2 {
+            (MONITOR_B, &monitor_b)
+        } else {
+            (DEV_MONITOR, &monitor)
+        };
+        let observation = observation_event(author, &format!("report {number}"));
+        let receipt = submit(&mut client, &observation, &[key], seq).await;
+        receipts.push((observation, receipt));
+        seq += 1;
+    }
+
+    // The dev monitor corrects its first report; the signatory disputes
+    // one of the second monitor's.
+    let (first, first_receipt) = &receipts[0];
+    let Some(Body::Observation(original)) = &first.body else {
+        unreachable!("an observation")
+    };
+    let correction = Observation {
+        quantity: 2,
+        narrative: "report 0, corrected".into(),
+        ..original.clone()
+    };
+    let amendment = Body::Amendment(Amendment {
+        target_seq: first_receipt.seq,
+        target_leaf_hash: first_receipt.leaf_hash.clone(),
+        kind: AmendmentKind::Correct as i32,
+        correction: Some(correction),
+        reason: "two explosions, not three".into(),
+    });
+    submit(
+        &mut client,
+        &event(DEV_MONITOR, amendment),
+        &[&monitor],
+        seq,
+    )
+    .await;
+    seq += 1;
+    let (_, disputed) = &receipts[2];
+    let dispute = Body::Dispute(Dispute {
+        target_seq: disputed.seq,
+        target_leaf_hash: disputed.leaf_hash.clone(),
+        reason: "no firing was heard there".into(),
+    });
+    submit(
+        &mut client,
+        &event(DEV_SIGNATORY, dispute),
+        &[&signatory],
+        seq,
+    )
+    .await;
+    seq += 1;
+
+    // Late in the log: the second monitor's key is revoked.
+    let revoke = Body::RevokeKey(RevokeKey {
+        party_id: MONITOR_B.into(),
+        public_key: monitor_b.verifying_key().to_bytes().to_vec(),
+        reason: "the device was lost".into(),
+    });
+    submit(
+        &mut client,
+        &event(DEV_SIGNATORY, revoke),
+        &[&signatory],
+        seq,
+    )
+    .await;
+    let revoked_at = seq;
+    seq += 1;
+    for number in 36..38 {
+        let observation = observation_event(DEV_MONITOR, &format!("report {number}"));
+        submit(&mut client, &observation, &[&monitor], seq).await;
+        seq += 1;
+    }
+
+    let note = client
+        .get_checkpoint(GetCheckpointRequest {})
+        .await
+        .expect("GetCheckpoint failed")
+        .into_inner()
+        .note;
+    let operator = node.keys.operator.key.clone();
+    let (temporary, _keys) = node.stop().await;
+
+    // Kept, closed, under the target directory (integration tests may put
+    // data there); earlier runs' copies are removed once they are stale.
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .is_ok_and(|modified| {
+                    modified.elapsed().unwrap_or_default() > Duration::from_secs(3600)
+                });
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("audit-honest-")
+                && stale
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let kept = base.join(format!("audit-honest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&kept);
+    let dir = kept.join("data");
+    copy_dir(temporary.path(), &dir);
+    drop(temporary);
+
+    let (store, snapshot) = Store::open_snapshot(&dir).expect("cannot open the honest store");
+    let head = store.head().expect("no head");
+    let leaves: Vec<Vec<u8>> = store
+        .leaves(0, head.size)
+        .map(|item| item.expect("cannot read a leaf").1)
+        .collect();
+    let tiles = kept.join("tiles");
+    tiles::export(&store, &tiles).expect("cannot export the honest log");
+    // The stored projection head is the fold of the leaves, in the layout
+    // `projection_head` writes (tampering cases rely on it).
+    let stored_projection = store
+        .load_projection()
+        .expect("cannot read the projection")
+        .expect("no projection");
+    let (encoded, digest) = projection_head(&leaves);
+    let stored = stored_projection.head;
+    assert_eq!(
+        digest, stored.digest,
+        "the stored projection is not the fold of the log"
+    );
+    let mut expected = vec![1u8];
+    expected.extend_from_slice(&stored.as_of_seq.expect("no as_of_seq").to_be_bytes());
+    expected.extend_from_slice(&stored.log_time_micros.to_be_bytes());
+    expected.extend_from_slice(&stored.digest);
+    assert_eq!(
+        encoded, expected,
+        "the projection head is not encoded as stored"
+    );
+    drop(store);
+    drop(snapshot);
+
+    let body = parse_unverified(&note).expect("the checkpoint does not parse");
+    assert_eq!(body.tree_size, seq, "the checkpoint does not cover the log");
+    assert_eq!(leaves.len() as u64, seq);
+    assert_eq!(head.size, seq);
+    Honest {
+        dir,
+        tiles,
+        size: seq,
+        note,
+        root: body.root_hash,
+        leaves,
+        operator,
+        monitor,
+        monitor_b,
+        revoked_at,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Files, stores, leaves, checkpoints.
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A copy of the whole honest data directory (store and dev keys).
+fn honest_copy() -> TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&honest().dir, copy.path());
+    copy
+}
+
+/// A copy of the honest store, edited through sled (the store closed
+/// before and after, as an attacker with the disk would do it).
+fn tampered_store(edit: impl FnOnce(&sled::Tree)) -> TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let path = copy.path().join(DB_DIR_NAME);
+    copy_dir(&honest().dir.join(DB_DIR_NAME), &path);
+    {
+        let db = sled::open(&path).expect("cannot open the copy with sled");
+        let tree = db.open_tree("ledger").expect("no ledger tree");
+        edit(&tree);
+        tree.flush().unwrap();
+        db.flush().unwrap();
+    }
+    copy
+}
+
+/// A copy of the honest tiles export with one file edited.
+fn tampered_tiles(path: &str, edit: impl FnOnce(&mut Vec<u8>)) -> TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&honest().tiles, copy.path());
+    let file = copy.path().join(path);
+    let mut bytes = std::fs::read(&file).unwrap_or_else(|_| panic!("no {path} in the export"));
+    edit(&mut bytes);
+    std::fs::write(&file, bytes).unwrap();
+    copy
+}
+
+fn leaf_key(seq: u64) -> Vec<u8> {
+    let mut key = vec![b'l'];
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn get_leaf(tree: &sled::Tree, seq: u64) -> Vec<u8> {
+    tree.get(leaf_key(seq))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no entry {seq} in the store"))
+        .to_vec()
+}
+
+/// Re-encodes leaf `seq` after `change`.
+fn edit_leaf(tree: &sled::Tree, seq: u64, change: impl FnOnce(&mut Leaf)) {
+    let mut leaf = Leaf::decode(&get_leaf(tree, seq)).unwrap();
+    change(&mut leaf);
+    tree.insert(leaf_key(seq), leaf.encode()).unwrap();
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// The leaf that chains correctly after `previous`: the next seq, its leaf
+/// hash, a later received_at, `event` signed by `keys`.
+fn chained_leaf(previous: &[u8], event: &Event, keys: &[&SigningKey]) -> Vec<u8> {
+    let before = Leaf::decode(previous).unwrap();
+    let payload = event.encode_to_vec();
+    let mut signatures: Vec<_> = keys.iter().map(|key| sign_event(&payload, key)).collect();
+    signatures.sort_by_key(|signature| signature.public_key);
+    Leaf {
+        seq: before.seq + 1,
+        prev_leaf_hash: merkle::hash_leaf(previous),
+        received_at_micros: now_micros().max(before.received_at_micros + 1),
+        payload,
+        signatures,
+    }
+    .encode()
+}
+
+fn root_of(leaves: &[Vec<u8>]) -> Hash {
+    let tree = MemorySource::from_leaf_hashes(leaves.iter().map(|leaf| merkle::hash_leaf(leaf)));
+    merkle::root(&tree, leaves.len() as u64).unwrap()
+}
+
+fn note_for(size: u64, root_hash: Hash, key: &SigningKey) -> String {
+    let body = CheckpointBody {
+        origin: DEV_ORIGIN.into(),
+        tree_size: size,
+        root_hash,
+    };
+    sign_checkpoint(&body, &NoteSigner::new(DEV_ORIGIN, key.clone()).unwrap()).unwrap()
+}
+
+/// A checkpoint of exactly `leaves`, signed by `key`.
+fn checkpoint_of(leaves: &[Vec<u8>], key: &SigningKey) -> String {
+    note_for(leaves.len() as u64, root_of(leaves), key)
+}
+
+/// The stored projection head (`P`) of a store holding `leaves`: replays
+/// them (every rule checked: a crafted log must be valid) and encodes
+/// as_of_seq, log time and digest as the store does (present flag, u64, i64,
+/// 32 bytes). Also returns the digest.
+fn projection_head(leaves: &[Vec<u8>]) -> (Vec<u8>, Hash) {
+    let mut replay = Replay::new();
+    for leaf in leaves {
+        replay
+            .apply(leaf, false)
+            .unwrap_or_else(|error| panic!("the crafted log does not replay: {error}"));
+    }
+    let projection = &replay.projection;
+    let digest = projection.digest();
+    let mut head = vec![1u8];
+    head.extend_from_slice(&projection.as_of_seq.unwrap().to_be_bytes());
+    head.extend_from_slice(&projection.log_time_micros.to_be_bytes());
+    head.extend_from_slice(&digest);
+    (head, digest)
+}
+
+/// Makes the store hold exactly `leaves` (leaves beyond are removed), with a
+/// checkpoint signed by the operator and a matching projection head: a log
+/// that is valid in itself.
+fn rewrite_log(tree: &sled::Tree, leaves: &[Vec<u8>]) {
+    for seq in leaves.len() as u64..honest().size {
+        tree.remove(leaf_key(seq)).unwrap();
+    }
+    for (seq, leaf) in leaves.iter().enumerate() {
+        tree.insert(leaf_key(seq as u64), leaf.as_slice()).unwrap();
+    }
+    tree.insert(b"c", checkpoint_of(leaves, &honest().operator).as_bytes())
+        .unwrap();
+    tree.insert(b"P", projection_head(leaves).0).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Running the auditor.
+
+fn audit_data_dir(dir: &Path, pin: Option<PathBuf>) -> Result<AuditReport, AuditError> {
+    let mut source = DataDirSource::open(dir).expect("cannot open the data directory");
+    audit(
+        &mut source,
+        AuditOptions {
+            pin,
+            ..AuditOptions::default()
+        },
+    )
+}
+
+fn audit_tiles(dir: &Path) -> Result<AuditReport, AuditError> {
+    let mut source = TilesSource::open(dir).expect("cannot open the tiles");
+    audit(&mut source, AuditOptions::default())
+}
+
+/// The `ceasefire-ledger` binary with `args`.
+fn cli<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_ceasefire-ledger"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("cannot run the binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `verify FLAG SOURCE --json`, which must exit 0 with `"ok": true`.
+#[track_caller]
+fn cli_verifies(flag: &str, source: &OsStr) -> serde_json::Value {
+    let output = cli([
+        OsStr::new("verify"),
+        OsStr::new(flag),
+        source,
+        OsStr::new("--json"),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "verify {flag} failed:\n{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("verify --json printed no JSON");
+    assert_eq!(report["ok"], true, "{report}");
+    report
+}
+
+/// `verify FLAG SOURCE --json` must exit 1 with `"ok": false` and a failure
+/// holding every needle.
+#[track_caller]
+fn cli_fails(flag: &str, source: &Path, needles: &[&str]) {
+    let output = cli([
+        OsStr::new("verify"),
+        OsStr::new(flag),
+        source.as_os_str(),
+        OsStr::new("--json"),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "verify {flag} should fail with exit code 1:\n{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("verify --json printed no JSON");
+    assert_eq!(report["ok"], false, "{report}");
+    let failure = report["failure"].as_str().expect("no failure text");
+    for needle in needles {
+        assert!(
+            failure.contains(needle),
+            "the failure {failure:?} does not say {needle:?}"
+        );
+    }
+}
+
+/// The failure of an audit that must fail (not succeed, not fail to run).
+#[track_caller]
+fn failure(result: Result<AuditReport, AuditError>) -> AuditFailure {
+    match result {
+        Err(AuditError::Failed(failure)) => failure,
+        Err(AuditError::CouldNotRun(error)) => {
+            panic!("the audit should fail on the log, but it could not run: {error:#}")
+        }
+        Ok(report) => panic!("the tampered log verified: {report:?}"),
+    }
+}
+
+/// An audit that must fail at entry `seq` with a reason holding `needle`.
+#[track_caller]
+fn expect_entry(result: Result<AuditReport, AuditError>, seq: u64, needle: &str) -> String {
+    match failure(result) {
+        AuditFailure::Entry { seq: at, reason } => {
+            assert_eq!(at, seq, "the failure names the wrong entry: {reason}");
+            assert!(
+                reason.contains(needle),
+                "the reason {reason:?} does not say {needle:?}"
+            );
+            reason
+        }
+        other => panic!("expected a failure at entry {seq} ({needle}), got: {other}"),
+    }
+}
+
+#[track_caller]
+fn expect_checkpoint(result: Result<AuditReport, AuditError>, needle: &str) -> String {
+    match failure(result) {
+        AuditFailure::Checkpoint(message) => {
+            assert!(
+                message.contains(needle),
+                "the checkpoint failure {message:?} does not say {needle:?}"
+            );
+            message
+        }
+        other => panic!("expected a checkpoint failure ({needle}), got: {other}"),
+    }
+}
+
+/// A data-directory audit and `verify --data-dir` must both fail at `seq`.
+#[track_caller]
+fn caught_at(dir: &Path, seq: u64, needle: &str) {
+    expect_entry(audit_data_dir(dir, None), seq, needle);
+    cli_fails("--data-dir", dir, &[&format!("entry {seq}: "), needle]);
+}
+
+// ---------------------------------------------------------------------------
+// The honest log.
+
+#[test]
+fn the_honest_log_verifies_from_its_data_directory_and_a_tiles_export() {
+    let honest = honest();
+    let root = ceasefire_ledger::core::key_text(honest.root);
+    for report in [
+        audit_data_dir(&honest.dir, None).expect("the honest data directory does not verify"),
+        audit_tiles(&honest.tiles).expect("the honest export does not verify"),
+    ] {
+        assert_eq!(report.entries, honest.size, "{}", report.source);
+        assert_eq!(report.checkpoint, honest.note);
+        assert_eq!(report.root_hash, root);
+        assert_eq!(report.agreement_id, DEV_AGREEMENT_ID);
+        assert_eq!(report.origin, DEV_ORIGIN);
+        assert_eq!(report.parties, 3, "signatory and two monitors");
+        assert_eq!(report.observations, 38);
+        assert_eq!(report.projection_as_of_seq, Some(honest.size - 1));
+        assert!(report.projection_checked, "{}", report.source);
+        assert_eq!(report.pin, "none");
+    }
+
+    for (flag, source) in [("--data-dir", &honest.dir), ("--tiles", &honest.tiles)] {
+        let report = cli_verifies(flag, source.as_os_str());
+        assert_eq!(report["entries"], honest.size, "{report}");
+        assert_eq!(report["root_hash"], root.as_str(), "{report}");
+        assert_eq!(report["projection_checked"], true, "{report}");
+    }
+
+    // An export written by the `export` command verifies too (from a copy:
+    // opening a store writes to it).
+    let data = honest_copy();
+    let tiles = tempfile::tempdir().unwrap();
+    let output = cli([
+        OsStr::new("export"),
+        OsStr::new("--tiles"),
+        tiles.path().as_os_str(),
+        OsStr::new("--data-dir"),
+        data.path().as_os_str(),
+    ]);
+    assert!(
+        output.status.success(),
+        "export failed: {}",
+        text(&output.stderr)
+    );
+    let report = cli_verifies("--tiles", tiles.path().as_os_str());
+    assert_eq!(report["entries"], honest.size, "{report}");
+    assert_eq!(report["root_hash"], root.as_str(), "{report}");
+}
+
+/// Runs an audit of a server on a blocking thread, as `verify` does.
+async fn audit_server(url: &str, pin: Option<PathBuf>) -> Result<AuditReport, AuditError> {
+    let mut source = ServerSource::connect(url, &ClientTls::default())
+        .await
+        .expect("cannot connect to the server");
+    tokio::task::spawn_blocking(move || {
+        audit(
+            &mut source,
+            AuditOptions {
+                pin,
+                ..AuditOptions::default()
+            },
+        )
+    })
+    .await
+    .expect("the audit panicked")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_honest_log_verifies_from_a_server_and_stays_consistent_with_its_pin() {
+    let honest = honest();
+    let pins = tempfile::tempdir().unwrap();
+    let pin = pins.path().join("pin");
+    let pinned = audit_data_dir(&honest.dir, Some(pin.clone())).expect("the data dir fails");
+    assert_eq!(pinned.pin, "pinned");
+    assert_eq!(std::fs::read_to_string(&pin).unwrap(), honest.note);
+
+    let data = honest_copy();
+    let keys = dev::ensure_dev_keys(data.path()).expect("cannot load the dev keys");
+    let node = TestNode::resume(data, keys).await;
+    let url = node.node.url();
+
+    let report = audit_server(&url, Some(pin.clone()))
+        .await
+        .expect("the honest server does not verify");
+    assert_eq!(report.entries, honest.size);
+    assert_eq!(report.checkpoint, honest.note);
+    assert_eq!(report.pin, "consistent");
+    assert!(report.projection_checked);
+    assert!(
+        report.proofs_checked > 16,
+        "{} proofs",
+        report.proofs_checked
+    );
+    assert_eq!(report.observations, 38);
+
+    let command_url = url.clone();
+    let report =
+        tokio::task::spawn_blocking(move || cli_verifies("--server", OsStr::new(&command_url)))
+            .await
+            .unwrap();
+    assert_eq!(report["entries"], honest.size, "{report}");
+
+    // The log grows: the pinned checkpoint is a prefix of the new one, and
+    // the server proves it.
+    let mut client = node.client.clone();
+    for number in 0..3 {
+        client
+            .submit(node.signed_observation(&format!("later report {number}")))
+            .await
+            .expect("a later observation was refused");
+    }
+    let report = audit_server(&url, Some(pin.clone()))
+        .await
+        .expect("the grown server does not verify");
+    assert_eq!(report.entries, honest.size + 3);
+    assert_eq!(report.pin, "consistent");
+    assert_ne!(std::fs::read_to_string(&pin).unwrap(), honest.note);
+    node.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Tampered entries.
+
+#[test]
+fn a_flipped_payload_byte_is_caught_at_its_entry() {
+    let dir = tampered_store(|tree| edit_leaf(tree, 20, |leaf| leaf.payload[10] ^= 0x01));
+    caught_at(dir.path(), 20, "does not verify over this payload");
+}
+
+#[test]
+fn a_flipped_signature_byte_is_caught_at_its_entry() {
+    let dir =
+        tampered_store(|tree| edit_leaf(tree, 21, |leaf| leaf.signatures[0].signature[7] ^= 0x80));
+    caught_at(dir.path(), 21, "does not verify over this payload");
+}
+
+#[test]
+fn a_changed_prev_leaf_hash_is_caught_at_its_entry() {
+    let dir = tampered_store(|tree| edit_leaf(tree, 22, |leaf| leaf.prev_leaf_hash[31] ^= 0x01));
+    caught_at(
+        dir.path(),
+        22,
+        "prev_leaf_hash is not the previous entry's leaf hash",
+    );
+}
+
+#[test]
+fn received_at_going_backwards_is_caught_at_its_entry() {
+    let dir = tampered_store(|tree| {
+        let previous = Leaf::decode(&get_leaf(tree, 22)).unwrap();
+        edit_leaf(tree, 23, |leaf| {
+            leaf.received_at_micros = previous.received_at_micros - 1;
+        });
+    });
+    caught_at(dir.path(), 23, "received_at goes backwards");
+}
+
+#[test]
+fn two_swapped_entries_are_caught_at_the_first() {
+    let dir = tampered_store(|tree| {
+        let (first, second) = (get_leaf(tree, 24), get_leaf(tree, 25));
+        tree.insert(leaf_key(24), second).unwrap();
+        tree.insert(leaf_key(25), first).unwrap();
+    });
+    caught_at(dir.path(), 24, "leaf says it is entry 25");
+}
+
+/// A hole in the store is a verdict on the log (exit 1, naming the entry),
+/// not a failure to run: the checkpoint commits to an entry the operator's
+/// store no longer holds.
+#[test]
+fn a_deleted_entry_is_caught_at_its_seq() {
+    let dir = tampered_store(|tree| {
+        tree.remove(leaf_key(26)).unwrap();
+    });
+    caught_at(dir.path(), 26, "missing");
+}
+
+#[test]
+fn a_deleted_last_entry_is_caught_as_a_short_log() {
+    let size = honest().size;
+    let dir = tampered_store(|tree| {
+        tree.remove(leaf_key(size - 1)).unwrap();
+    });
+    let message = format!(
+        "the checkpoint claims {size} entries but the source holds {}",
+        size - 1
+    );
+    expect_checkpoint(audit_data_dir(dir.path(), None), &message);
+    cli_fails("--data-dir", dir.path(), &[&message]);
+}
+
+/// An entry the signed checkpoint does not cover is not part of the log the
+/// operator committed to: the audit verifies exactly the checkpoint's
+/// entries and reports that size (no receipt can name the extra entry: a
+/// receipt carries a checkpoint containing it). The store's own check (the
+/// node's startup verification) does flag it.
+#[test]
+fn an_entry_appended_beyond_the_checkpoint_is_not_part_of_the_audited_log() {
+    let honest = honest();
+    let n = honest.size;
+    let dir = tampered_store(|tree| {
+        let extra = chained_leaf(
+            &get_leaf(tree, n - 1),
+            &observation_event(DEV_MONITOR, "slipped in"),
+            &[&honest.monitor],
+        );
+        tree.insert(leaf_key(n), extra).unwrap();
+    });
+    let report = audit_data_dir(dir.path(), None).expect("the committed log still verifies");
+    assert_eq!(report.entries, n, "the audit went beyond the checkpoint");
+    assert_eq!(report.checkpoint, honest.note);
+    assert_eq!(
+        report.root_hash,
+        ceasefire_ledger::core::key_text(honest.root)
+    );
+    assert_eq!(report.observations, 38);
+    let json = cli_verifies("--data-dir", dir.path().as_os_str());
+    assert_eq!(json["entries"], n, "{json}");
+
+    let store = Store::open(dir.path()).unwrap();
+    match store.verify() {
+        Err(StoreError::Corrupt { seq, reason }) => {
+            assert_eq!(seq, n);
+            assert!(reason.contains("beyond the head"), "{reason}");
+        }
+        other => panic!("the store check missed the extra entry: {other:?}"),
+    }
+}
+
+/// The same extra entry, with the checkpoint rewritten to cover it: the
+/// attacker computes the new root but cannot sign, so the operator's old
+/// signature line is all the note carries.
+#[test]
+fn an_appended_entry_with_an_unsigned_checkpoint_is_caught() {
+    let honest = honest();
+    let n = honest.size;
+    let mut leaves = honest.leaves.clone();
+    leaves.push(chained_leaf(
+        &leaves[n as usize - 1],
+        &observation_event(DEV_MONITOR, "slipped in"),
+        &[&honest.monitor],
+    ));
+    let signature_line = honest.note.split_once("\n\n").unwrap().1;
+    let forged_note = format!(
+        "{}\n{signature_line}",
+        CheckpointBody {
+            origin: DEV_ORIGIN.into(),
+            tree_size: n + 1,
+            root_hash: root_of(&leaves),
+        }
+        .to_text()
+    );
+    assert_eq!(parse_unverified(&forged_note).unwrap().tree_size, n + 1);
+    let dir = tampered_store(|tree| {
+        tree.insert(leaf_key(n), leaves[n as usize].as_slice())
+            .unwrap();
+        tree.insert(b"c", forged_note.as_bytes()).unwrap();
+    });
+    let message = expect_checkpoint(
+        audit_data_dir(dir.path(), None),
+        "not signed by the operator key",
+    );
+    assert!(message.contains(DEV_ORIGIN), "{message}");
+    cli_fails(
+        "--data-dir",
+        dir.path(),
+        &["not signed by the operator key"],
+    );
+}
+
+/// A valid, well-chained leaf signed by the key revoked earlier, covered by
+/// a checkpoint the operator key signed: only the rules can catch it.
+#[test]
+fn an_entry_signed_by_a_revoked_key_is_caught_at_its_entry() {
+    let honest = honest();
+    let n = honest.size;
+    let mut leaves = honest.leaves.clone();
+    leaves.push(chained_leaf(
+        &leaves[n as usize - 1],
+        &observation_event(MONITOR_B, "reported with a lost device"),
+        &[&honest.monitor_b],
+    ));
+    let dir = tampered_store(|tree| {
+        tree.insert(leaf_key(n), leaves[n as usize].as_slice())
+            .unwrap();
+        tree.insert(b"c", checkpoint_of(&leaves, &honest.operator).as_bytes())
+            .unwrap();
+    });
+    let needle = format!("was revoked at entry {}", honest.revoked_at);
+    caught_at(dir.path(), n, &needle);
+}
+
+// ---------------------------------------------------------------------------
+// Tampered checkpoints and pins.
+
+#[test]
+fn a_checkpoint_with_a_wrong_root_is_caught() {
+    let honest = honest();
+    let dir = tampered_store(|tree| {
+        let note = note_for(honest.size, [0x42; 32], &honest.operator);
+        tree.insert(b"c", note.as_bytes()).unwrap();
+    });
+    let message = expect_checkpoint(audit_data_dir(dir.path(), None), "is not the Merkle root");
+    assert!(
+        message.contains(&ceasefire_ledger::core::key_text(honest.root))
+            && message.contains(&format!("of the {} entries", honest.size)),
+        "{message}"
+    );
+    cli_fails("--data-dir", dir.path(), &["is not the Merkle root"]);
+}
+
+#[test]
+fn a_checkpoint_signed_by_another_key_is_caught() {
+    let honest = honest();
+    let dir = tampered_store(|tree| {
+        let impostor = SigningKey::from_bytes(&[0x66; 32]);
+        let note = note_for(honest.size, honest.root, &impostor);
+        tree.insert(b"c", note.as_bytes()).unwrap();
+    });
+    expect_checkpoint(
+        audit_data_dir(dir.path(), None),
+        "not signed by the operator key",
+    );
+    cli_fails(
+        "--data-dir",
+        dir.path(),
+        &["not signed by the operator key"],
+    );
+}
+
+/// A pin of the honest log, in a fresh directory.
+fn honest_pin() -> (TempDir, PathBuf) {
+    let pins = tempfile::tempdir().unwrap();
+    let pin = pins.path().join("pin");
+    let report = audit_data_dir(&honest().dir, Some(pin.clone())).expect("the honest log fails");
+    assert_eq!(report.pin, "pinned");
+    (pins, pin)
+}
+
+fn cli_with_pin(dir: &Path, pin: &Path) -> Output {
+    cli([
+        OsStr::new("verify"),
+        OsStr::new("--data-dir"),
+        dir.as_os_str(),
+        OsStr::new("--pin"),
+        pin.as_os_str(),
+    ])
+}
+
+/// Entries 0..30 are the honest ones; from 30 on, other valid entries, one
+/// more than the pinned log, under a checkpoint the operator signed.
+#[test]
+fn a_fork_is_caught_against_the_pin_with_both_checkpoints() {
+    let honest = honest();
+    let (_pins, pin) = honest_pin();
+    let mut leaves = honest.leaves[..30].to_vec();
+    while leaves.len() as u64 <= honest.size {
+        let number = leaves.len();
+        let next = chained_leaf(
+            leaves.last().unwrap(),
+            &observation_event(DEV_MONITOR, &format!("rewritten report {number}")),
+            &[&honest.monitor],
+        );
+        leaves.push(next);
+    }
+    let forked_note = checkpoint_of(&leaves, &honest.operator);
+    let dir = tampered_store(|tree| rewrite_log(tree, &leaves));
+    // The fork is a valid log on its own.
+    let report = audit_data_dir(dir.path(), None).expect("the fork is not valid on its own");
+    assert_eq!(report.entries, honest.size + 1);
+
+    match failure(audit_data_dir(dir.path(), Some(pin.clone()))) {
+        AuditFailure::Fork { pinned, current } => {
+            assert_eq!(pinned, honest.note);
+            assert_eq!(current, forked_note);
+        }
+        other => panic!("expected a fork, got: {other}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(&pin).unwrap(),
+        honest.note,
+        "a failed audit replaced the pin"
+    );
+    let output = cli_with_pin(dir.path(), &pin);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the log forked"), "{stderr}");
+    assert!(
+        stderr.contains(&honest.note) && stderr.contains(&forked_note),
+        "both checkpoints should be shown:\n{stderr}"
+    );
+}
+
+/// The checkpoint re-signed at 5 entries less than the pin (the leaves
+/// beyond it are left in the store, where the audit does not read them).
+#[test]
+fn a_shrunk_log_is_caught_against_the_pin() {
+    let honest = honest();
+    let (_pins, pin) = honest_pin();
+    let shrunk = &honest.leaves[..honest.leaves.len() - 5];
+    let shrunk_note = checkpoint_of(shrunk, &honest.operator);
+    let dir = tampered_store(|tree| {
+        tree.insert(b"c", shrunk_note.as_bytes()).unwrap();
+        tree.insert(b"P", projection_head(shrunk).0).unwrap();
+    });
+    match failure(audit_data_dir(dir.path(), Some(pin.clone()))) {
+        AuditFailure::Shrank {
+            pinned_size,
+            current_size,
+            pinned,
+            current,
+        } => {
+            assert_eq!((pinned_size, current_size), (honest.size, honest.size - 5));
+            assert_eq!(pinned, honest.note);
+            assert_eq!(current, shrunk_note);
+        }
+        other => panic!("expected a shrink, got: {other}"),
+    }
+    let output = cli_with_pin(dir.path(), &pin);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let message = format!(
+        "the log shrank from {} to {} entries",
+        honest.size,
+        honest.size - 5
+    );
+    assert!(stderr.contains(&message), "{stderr}");
+    assert!(
+        stderr.contains(&honest.note) && stderr.contains(&shrunk_note),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Tampered projections.
+
+#[test]
+fn a_wrong_projection_digest_is_caught_in_a_data_directory() {
+    let honest = honest();
+    let dir = tampered_store(|tree| {
+        let mut head = tree
+            .get(b"P")
+            .unwrap()
+            .expect("no projection head")
+            .to_vec();
+        *head.last_mut().unwrap() ^= 0x01;
+        tree.insert(b"P", head).unwrap();
+    });
+    let needle = format!("the served digest as of entry {} is", honest.size - 1);
+    match failure(audit_data_dir(dir.path(), None)) {
+        AuditFailure::Projection(message) => assert!(message.contains(&needle), "{message}"),
+        other => panic!("expected a projection failure, got: {other}"),
+    }
+    cli_fails("--data-dir", dir.path(), &["projection: ", &needle]);
+}
+
+#[test]
+fn a_wrong_projection_digest_is_caught_in_a_tiles_export() {
+    let honest = honest();
+    let dir = tampered_tiles(tiles::PROJECTION_PATH, |bytes| {
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let at = text.find("\"digest\": \"").expect("no digest") + 11;
+        bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+    });
+    let needle = format!("the served digest as of entry {} is", honest.size - 1);
+    match failure(audit_tiles(dir.path())) {
+        AuditFailure::Projection(message) => assert!(message.contains(&needle), "{message}"),
+        other => panic!("expected a projection failure, got: {other}"),
+    }
+    cli_fails("--tiles", dir.path(), &["projection: ", &needle]);
+}
+
+// ---------------------------------------------------------------------------
+// Tampered tiles.
+
+/// Where each leaf of an entry bundle starts (after its length prefix).
+fn bundle_offsets(bundle: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut offset = 0;
+    while offset < bundle.len() {
+        let length = usize::from(u16::from_be_bytes([bundle[offset], bundle[offset + 1]]));
+        offsets.push(offset + 2);
+        offset += 2 + length;
+    }
+    offsets
+}
+
+fn honest_bundle_path() -> String {
+    tiles::bundle_path(0, honest().size as u16)
+}
+
+/// Bytes of a leaf before its payload (prefix, seq, prev hash, time, length).
+const LEAF_HEADER: usize = 25 + 8 + 32 + 8 + 4;
+
+#[test]
+fn a_flipped_byte_in_an_entry_bundle_is_caught_at_its_entry() {
+    let dir = tampered_tiles(&honest_bundle_path(), |bundle| {
+        let start = bundle_offsets(bundle)[17];
+        bundle[start + LEAF_HEADER + 5] ^= 0x01;
+    });
+    expect_entry(
+        audit_tiles(dir.path()),
+        17,
+        "does not verify over this payload",
+    );
+    cli_fails("--tiles", dir.path(), &["entry 17: ", "does not verify"]);
+}
+
+/// A broken length prefix leaves the bundle unparseable from entry 17 on:
+/// that is a verdict on the export (exit 1), naming the entry, not a failure
+/// to run.
+#[test]
+fn a_broken_length_prefix_in_an_entry_bundle_is_caught_at_its_entry() {
+    let dir = tampered_tiles(&honest_bundle_path(), |bundle| {
+        let start = bundle_offsets(bundle)[17];
+        bundle[start - 2] ^= 0x80;
+    });
+    let bundle = honest_bundle_path();
+    expect_entry(audit_tiles(dir.path()), 17, &bundle);
+    cli_fails("--tiles", dir.path(), &["entry 17", &bundle]);
+}
+
+#[test]
+fn a_flipped_hash_in_a_hash_tile_is_caught_naming_the_tile() {
+    let path = tiles::tile_path(0, 0, honest().size as u16);
+    let dir = tampered_tiles(&path, |tile| tile[10 * 32 + 3] ^= 0x01);
+    let needle = format!("{path}: hash 10 is not the tree's node (level 0, index 10)");
+    match failure(audit_tiles(dir.path())) {
+        AuditFailure::Tree(message) => assert_eq!(message, needle),
+        other => panic!("expected a stored tree failure, got: {other}"),
+    }
+    cli_fails("--tiles", dir.path(), &["stored tree: ", &needle]);
+}
+
+// ---------------------------------------------------------------------------
+// Could not run.
+
+#[test]
+fn verify_exits_2_when_it_cannot_reach_its_source() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let server = format!("http://127.0.0.1:{closed_port}");
+    let nowhere = tempfile::tempdir().unwrap();
+    let missing = nowhere.path().join("missing");
+    let cases: [(&str, &OsStr); 3] = [
+        ("--server", OsStr::new(&server)),
+        ("--data-dir", missing.as_os_str()),
+        ("--tiles", missing.as_os_str()),
+    ];
+    for (flag, source) in cases {
+        let output = cli([OsStr::new("verify"), OsStr::new(flag), source]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "verify {flag}: {stderr}");
+        assert!(
+            stderr.contains("could not verify"),
+            "verify {flag}: {stderr}"
+        );
+    }
+}
