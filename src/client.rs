@@ -35,6 +35,17 @@ pub fn sign(event: &Event, keys: &[&SigningKey]) -> SignedEvent {
     }
 }
 
+/// A new event by `author` for `agreement_id`, created now, with a fresh nonce.
+pub fn new_event(agreement_id: &str, author: &str, body: crate::proto::event::Body) -> Event {
+    Event {
+        agreement_id: agreement_id.into(),
+        author: author.into(),
+        created_at: Some(now_timestamp()),
+        nonce: random_nonce(),
+        body: Some(body),
+    }
+}
+
 /// A fresh random nonce (16 bytes: collisions are not a practical concern).
 pub fn random_nonce() -> Vec<u8> {
     let mut nonce = vec![0u8; 16];

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::client::{now_timestamp, random_nonce, sign};
+use crate::client::{new_event, now_timestamp, sign};
 use crate::keyfile::KeyFile;
 use crate::proto::{
     event::Body, CommitmentKind, DefineCommitment, DefineZone, Event, Genesis, LatLon, Party,
@@ -54,13 +54,7 @@ pub fn ensure_dev_keys(data_dir: &Path) -> anyhow::Result<DevKeys> {
 }
 
 fn event(author: &str, body: Body) -> Event {
-    Event {
-        agreement_id: DEV_AGREEMENT_ID.into(),
-        author: author.into(),
-        created_at: Some(now_timestamp()),
-        nonce: random_nonce(),
-        body: Some(body),
-    }
+    new_event(DEV_AGREEMENT_ID, author, body)
 }
 
 /// The first entries of a development ledger, signed.

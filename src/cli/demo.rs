@@ -16,7 +16,7 @@ use ed25519_dalek::SigningKey;
 
 use crate::audit::sources::ServerSource;
 use crate::audit::{audit, AuditOptions};
-use crate::client::{self, now_timestamp, random_nonce};
+use crate::client::{self, now_timestamp};
 use crate::event_json::event_from_json;
 use crate::node::{self, NodeConfig};
 use crate::proto::{
@@ -244,13 +244,7 @@ async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
 
 /// A header for `body` by `author`, for this agreement, now, with a fresh nonce.
 fn header(author: &str, body: Body) -> Event {
-    Event {
-        agreement_id: AGREEMENT.into(),
-        author: author.into(),
-        created_at: Some(now_timestamp()),
-        nonce: random_nonce(),
-        body: Some(body),
-    }
+    client::new_event(AGREEMENT, author, body)
 }
 
 /// Gives a scenario file's event (a body only) its header.

@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::client::{now_timestamp, random_nonce};
-use crate::proto::{event::Body, Event, Genesis, Party, Role};
+use crate::client::new_event;
+use crate::proto::{event::Body, Genesis, Party, Role};
 use crate::signed_file::SignedEventFile;
 
 #[derive(clap::Args)]
@@ -71,20 +71,18 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         .author
         .clone()
         .unwrap_or_else(|| signatories[0].party_id.clone());
-    let event = Event {
-        agreement_id: args.agreement_id,
-        author,
-        created_at: Some(now_timestamp()),
-        nonce: random_nonce(),
-        body: Some(Body::Genesis(Genesis {
+    let event = new_event(
+        &args.agreement_id,
+        &author,
+        Body::Genesis(Genesis {
             origin: args.origin,
             title: args.title,
             signatories,
             threshold: args.threshold,
             operator_public_key: public_key(&args.operator_public_key, "--operator-public-key")?,
             max_clock_skew_seconds: args.max_clock_skew_seconds,
-        })),
-    };
+        }),
+    );
     if args.out.exists() {
         bail!("{} exists; refusing to overwrite it", args.out.display());
     }
