@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// unlimited, each client submits as soon as its last call returned).
     #[arg(long)]
     rate: Option<f64>,
+    /// Then audit the resulting log (as `verify --data-dir` does) and print
+    /// its entries/s beside this machine's strict-verify rate on all cores.
+    #[arg(long)]
+    audit: bool,
     /// Also print the figures as one JSON object (last line of stdout).
     #[arg(long)]
     json: bool,
@@ -196,12 +200,32 @@ async fn bench(args: &BenchArgs, data_dir: &std::path::Path) -> anyhow::Result<(
     stopped?;
 
     // Measured after the node has stopped, so nothing competes for the core.
-    let (verified, verify_elapsed) = tokio::task::spawn_blocking(move || measure_verify(&sample))
-        .await
-        .context("the verify measurement failed")??;
+    let one_thread_sample = sample.clone();
+    let (verified, verify_elapsed) =
+        tokio::task::spawn_blocking(move || measure_verify(&one_thread_sample))
+            .await
+            .context("the verify measurement failed")??;
     let verify_rate = verified as f64 / verify_elapsed.as_secs_f64();
 
     report(args, &figures, verified, verify_elapsed, verify_rate);
+    if args.audit {
+        let data_dir = data_dir.to_path_buf();
+        let (audit_rate, entries, all_cores_rate) =
+            tokio::task::spawn_blocking(move || audit_throughput(&data_dir, &sample))
+                .await
+                .context("the audit measurement failed")??;
+        println!(
+            "  audit             {entries} entries at {audit_rate:.0} entries/s (verify --data-dir, all checks)"
+        );
+        println!(
+            "  verify_strict     {all_cores_rate:.0} /s on all {} cores",
+            rayon::current_num_threads()
+        );
+        println!(
+            "  audit ratio       {:.2} (audit entries/s / all-core verify/s)",
+            audit_rate / all_cores_rate
+        );
+    }
     if !figures.failures.is_empty() {
         bail!(
             "{} of {} submissions failed",
@@ -423,6 +447,30 @@ fn measure_verify(sample: &SignedEvent) -> anyhow::Result<(u64, Duration)> {
             return Ok((count, elapsed));
         }
     }
+}
+
+/// Audits the log in `data_dir` and measures, right after, the strict
+/// verify rate on all cores: (audit entries/s, entries, verifies/s).
+fn audit_throughput(
+    data_dir: &std::path::Path,
+    sample: &SignedEvent,
+) -> anyhow::Result<(f64, u64, f64)> {
+    let mut source = crate::audit::sources::DataDirSource::open(data_dir)?;
+    let started = Instant::now();
+    let report = crate::audit::audit(&mut source, Default::default())
+        .map_err(|error| anyhow::anyhow!("the audit failed: {error}"))?;
+    let audit_rate = report.entries as f64 / started.elapsed().as_secs_f64();
+    let threads = rayon::current_num_threads();
+    let counts: Vec<anyhow::Result<(u64, Duration)>> = (0..threads)
+        .into_par_iter()
+        .map(|_| measure_verify(sample))
+        .collect();
+    let mut all_cores_rate = 0.0;
+    for count in counts {
+        let (verified, elapsed) = count?;
+        all_cores_rate += verified as f64 / elapsed.as_secs_f64();
+    }
+    Ok((audit_rate, report.entries, all_cores_rate))
 }
 
 /// The nearest-rank percentile of sorted values.
