@@ -469,7 +469,7 @@ async fn roles_keys_thresholds_and_revocation_are_enforced() {
 
     // Wrong role.
     let signed = sign(&report(SIGNATORY_A, 48.5, 37.5), &[a]);
-    let message = "observations must come from a monitor party; \"signatory-a\" is a signatory";
+    let message = "observations must come from a monitor; \"signatory-a\" is a signatory";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     let signed = sign(&report(MONITOR_A, 48.5, 37.5), &[a]);
     let message = "does not belong to the author \"monitor-a\"";
@@ -490,20 +490,20 @@ async fn roles_keys_thresholds_and_revocation_are_enforced() {
         &event(MONITOR_B, dispute(first.seq, &first.leaf_hash)),
         &[monitor_b],
     );
-    let message = "disputes must come from a signatory party; \"monitor-b\" is a monitor";
+    let message = "disputes must come from a signatory; \"monitor-b\" is a monitor";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     // An observer reads; it neither reports nor disputes.
     let observer = key(0x51);
     let body = register(party("observer-x", Role::Observer, &[&observer]));
     ledger.accept(&ledger.govern(body)).await;
     let signed = sign(&report("observer-x", 48.5, 37.5), &[&observer]);
-    let message = "observations must come from a monitor party; \"observer-x\"";
+    let message = "observations must come from a monitor; \"observer-x\"";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     let signed = sign(
         &event("observer-x", dispute(first.seq, &first.leaf_hash)),
         &[&observer],
     );
-    let message = "disputes must come from a signatory party; \"observer-x\"";
+    let message = "disputes must come from a signatory; \"observer-x\"";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     // Contrast: one signatory alone may dispute.
     let signed = sign(
@@ -900,7 +900,7 @@ async fn amendments_and_disputes_name_an_observation_of_their_own() {
     );
     assert_refused(&ledger, signed, Code::PermissionDenied, &message).await;
     let signed = sign(&event(SIGNATORY_A, retract(&first)), &[a]);
-    let message = "amendments must come from a monitor party; \"signatory-a\" is a signatory";
+    let message = "amendments must come from a monitor; \"signatory-a\" is a signatory";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     let signed = sign(&event(MONITOR_A, retract(&first)), &[monitor_b]);
     let message = "does not belong to the author \"monitor-a\"";
@@ -1037,7 +1037,7 @@ async fn amendments_and_disputes_name_an_observation_of_their_own() {
         &event(MONITOR_A, dispute(theirs.seq, &theirs.leaf_hash)),
         &[monitor_a],
     );
-    let message = "disputes must come from a signatory party; \"monitor-a\" is a monitor";
+    let message = "disputes must come from a signatory; \"monitor-a\" is a monitor";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     let receipt = ledger
         .accept(&by_c(dispute(theirs.seq, &theirs.leaf_hash)))
@@ -1146,19 +1146,20 @@ async fn parties_zones_and_commitments_are_validated() {
             polygon(&[(48.0, 37.0), (49.0, 39.0), (48.0, 39.0), (50.0, 37.0)]),
             "define_zone.boundary: the polygon intersects itself (edges 0 and 2)",
         ),
-        // A symmetric bow tie: its lobes' signed areas cancel, so it is
-        // refused as degenerate before the intersection test runs.
+        // A symmetric bow tie: its lobes' signed areas cancel, but the
+        // intersection test runs first and names the crossing edges.
         (
             polygon(&[(48.0, 37.0), (49.0, 38.0), (48.0, 38.0), (49.0, 37.0)]),
-            "define_zone.boundary: the polygon",
+            "define_zone.boundary: the polygon intersects itself (edges 0 and 2)",
         ),
         (
             polygon(&[(48.0, 37.0), (48.5, 37.5), (49.0, 38.0)]),
             "define_zone.boundary: the polygon is degenerate",
         ),
+        // Four points on a line: the closing edge runs back over the others.
         (
             polygon(&[(48.0, 37.0), (48.0, 37.5), (48.0, 38.0), (48.0, 38.5)]),
-            "define_zone.boundary: the polygon is degenerate",
+            "define_zone.boundary: the polygon intersects itself (edges 1 and 3)",
         ),
         (
             polygon(&[(48.0, 37.0), (49.0, 38.0)]),
@@ -1360,6 +1361,11 @@ async fn a_genesis_must_meet_its_own_threshold_and_rules() {
             sign(&genesis(SIGNATORY_A, three(), 2, &key(0x11)), &[&a, &b]),
             "is not the one the genesis names",
         ),
+        (
+            "an author who does not sign",
+            sign(&genesis(SIGNATORY_B, three(), 2, &operator), &[&a, &c]),
+            "the author \"signatory-b\" must sign its own event",
+        ),
     ];
     for (what, signed, message) in cases {
         let (started, _dir) = start_with_genesis(&operator, signed).await;
@@ -1374,8 +1380,11 @@ async fn a_genesis_must_meet_its_own_threshold_and_rules() {
     }
     // Contrast: 3 of 3, with a 2-of-3 threshold, and 2 of 3 by keys of
     // distinct signatories (one of them a second key).
-    for keys in [vec![&a, &b, &c], vec![&a2, &c]] {
-        let signed = sign(&genesis(SIGNATORY_B, three(), 2, &operator), &keys);
+    for (author, keys) in [
+        (SIGNATORY_B, vec![&a, &b, &c]),
+        (SIGNATORY_A, vec![&a2, &c]),
+    ] {
+        let signed = sign(&genesis(author, three(), 2, &operator), &keys);
         let (started, _dir) = start_with_genesis(&operator, signed).await;
         let node = started.expect("a valid genesis was refused");
         let mut client = common::connect(&node).await;
