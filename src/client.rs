@@ -55,11 +55,7 @@ pub fn random_nonce() -> Vec<u8> {
 
 /// The current time as a protobuf timestamp.
 pub fn now_timestamp() -> prost_types::Timestamp {
-    let micros = crate::sequencer::now_micros();
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
-    }
+    crate::core::rules::micros_timestamp(crate::sequencer::now_micros())
 }
 
 /// How a client authenticates a TLS server (and itself, for mutual TLS).

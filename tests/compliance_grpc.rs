@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ceasefire_ledger::client::{now_timestamp, random_nonce, sign};
-use ceasefire_ledger::core::projection::{PairSummary, StatusChange as CoreChange};
+use ceasefire_ledger::core::projection::StatusChange as CoreChange;
 use ceasefire_ledger::core::replay::Replay;
 use ceasefire_ledger::dev::{
     DEV_AGREEMENT_ID, DEV_COMMITMENT, DEV_MONITOR, DEV_SIGNATORY, DEV_ZONE,
@@ -56,12 +56,10 @@ const CONFIRMED: i32 = ComplianceStatus::ViolationConfirmed as i32;
 /// How long any one streamed message may take to arrive.
 const STREAM_WAIT: Duration = Duration::from_secs(10);
 
-fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
-    }
-}
+use ceasefire_ledger::core::rules::micros_timestamp as timestamp;
+// The replayed changes are converted as the service converts them; the
+// conversion itself is pinned by the hand-written statuses below.
+use ceasefire_ledger::server::{change_message, pair_status as pair_message};
 
 fn event(author: &str, body: Body) -> Event {
     Event {
@@ -448,47 +446,6 @@ fn key_of(change: &StatusChange) -> Key {
 
 fn keys(changes: &[StatusChange]) -> Vec<Key> {
     changes.iter().map(key_of).collect()
-}
-
-/// A pair as the service should serve it, built here from a core summary.
-fn pair_message(zone_id: &str, commitment_id: &str, summary: &PairSummary) -> PairStatus {
-    PairStatus {
-        zone_id: zone_id.into(),
-        commitment_id: commitment_id.into(),
-        status: summary.status,
-        disputed: summary.disputed,
-        observations: summary.observations,
-        violations: summary.violations,
-        counts_by_category: summary
-            .counts_by_category
-            .iter()
-            .map(|&(category, count)| CategoryCount { category, count })
-            .collect(),
-        distinct_reporters: summary.distinct_reporters,
-        distinct_violation_reporters: summary.distinct_violation_reporters,
-        last_violation_at: summary.last_violation_at_micros.map(timestamp),
-        last_observation_at: summary.last_observation_at_micros.map(timestamp),
-        updated_seq: summary.updated_seq,
-    }
-}
-
-/// A change as the service should stream it, built from a replayed one.
-fn change_message(change: &CoreChange) -> StatusChange {
-    StatusChange {
-        seq: change.seq,
-        zone_id: change.zone_id.clone(),
-        commitment_id: change.commitment_id.clone(),
-        old_status: change.old_status,
-        new_status: change.new_status,
-        old_disputed: change.old_disputed,
-        new_disputed: change.new_disputed,
-        pair: Some(pair_message(
-            &change.zone_id,
-            &change.commitment_id,
-            &change.pair,
-        )),
-        index: change.index,
-    }
 }
 
 /// Folds the whole log, read with GetEntries, from scratch (every check,

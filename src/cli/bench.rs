@@ -364,10 +364,7 @@ fn head_size(node: &node::Node) -> anyhow::Result<u64> {
 /// this happens before the clock starts).
 fn build_events(count: usize, monitor: &SigningKey) -> Vec<SignedEvent> {
     let now = crate::sequencer::now_micros();
-    let timestamp = |micros: i64| prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
-    };
+    let timestamp = crate::core::rules::micros_timestamp;
     let minute = 60 * 1_000_000;
     // A run-unique prefix and the index: distinct within the run and from
     // any earlier run on the same data directory.

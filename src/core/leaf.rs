@@ -155,13 +155,6 @@ impl Leaf {
     }
 }
 
-/// Reads `seq` from leaf bytes without decoding the rest (for indexes and
-/// error messages about leaves that do not decode).
-pub fn peek_seq(bytes: &[u8]) -> Option<u64> {
-    let seq = bytes.get(LEAF_PREFIX.len()..LEAF_PREFIX.len() + 8)?;
-    Some(u64::from_be_bytes(seq.try_into().ok()?))
-}
-
 struct Reader<'a> {
     bytes: &'a [u8],
 }
@@ -204,7 +197,6 @@ mod tests {
     fn encode_then_decode_round_trips() {
         let leaf = sample();
         assert_eq!(Leaf::decode(&leaf.encode()).unwrap(), leaf);
-        assert_eq!(peek_seq(&leaf.encode()), Some(7));
     }
 
     #[test]

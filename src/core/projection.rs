@@ -678,12 +678,7 @@ mod tests {
         SigningKey::from_bytes(&[byte; 32])
     }
 
-    fn timestamp(micros: i64) -> prost_types::Timestamp {
-        prost_types::Timestamp {
-            seconds: micros.div_euclid(1_000_000),
-            nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
-        }
-    }
+    use crate::core::rules::micros_timestamp as timestamp;
 
     /// A log being written and replayed at once.
     struct Log {

@@ -80,7 +80,6 @@ pub struct EntryContext {
 /// A key a party has held.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyState {
-    pub added_seq: u64,
     /// Seq of the RevokeKey event; the key signs nothing after it.
     pub revoked_seq: Option<u64>,
 }
@@ -90,7 +89,6 @@ pub struct PartyState {
     pub name: String,
     pub role: Role,
     pub keys: BTreeMap<[u8; 32], KeyState>,
-    pub registered_seq: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -99,7 +97,6 @@ pub struct ZoneState {
     pub name: String,
     pub kind: ZoneKind,
     pub boundary: Vec<Point>,
-    pub defined_seq: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +108,6 @@ pub struct CommitmentState {
     pub window_seconds: u64,
     pub corroboration_quorum: u32,
     pub effective_from_micros: i64,
-    pub defined_seq: u64,
 }
 
 /// The agreement as fixed by the genesis.
@@ -164,7 +160,6 @@ pub enum GovernanceChange {
     AddKey {
         party_id: String,
         key: [u8; 32],
-        seq: u64,
     },
     RevokeKey {
         party_id: String,
@@ -208,6 +203,15 @@ pub fn timestamp_micros(
         )));
     }
     Ok(timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1_000))
+}
+
+/// A protobuf timestamp of microseconds since the epoch (the inverse of
+/// [`timestamp_micros`]).
+pub fn micros_timestamp(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
+    }
 }
 
 fn check_identifier(field: &str, value: &str) -> Result<(), Rejection> {
@@ -337,7 +341,7 @@ impl LedgerState {
         };
         check_identifier("agreement_id", &event.agreement_id)?;
         check_header(event)?;
-        let state = Self::found(&event.agreement_id, genesis, context.seq)?;
+        let state = Self::found(&event.agreement_id, genesis)?;
         state.check_time(event, context)?;
         if !state.parties.contains_key(&event.author) {
             return Err(Rejection::denied(format!(
@@ -349,7 +353,7 @@ impl LedgerState {
         Ok(state)
     }
 
-    fn found(agreement_id: &str, genesis: &Genesis, seq: u64) -> Result<LedgerState, Rejection> {
+    fn found(agreement_id: &str, genesis: &Genesis) -> Result<LedgerState, Rejection> {
         check_origin(&genesis.origin)?;
         check_text("genesis.title", &genesis.title, MAX_NAME_BYTES, false)?;
         if genesis.signatories.is_empty() {
@@ -385,7 +389,7 @@ impl LedgerState {
         for (index, party) in genesis.signatories.iter().enumerate() {
             let field = format!("genesis.signatories[{index}]");
             let keys = check_party(&field, party)?;
-            let change = state.register(&field, party, Role::Signatory, keys, seq)?;
+            let change = state.register(&field, party, Role::Signatory, keys)?;
             state.apply_governance(change);
         }
         Ok(state)
@@ -514,15 +518,9 @@ impl LedgerState {
                 }
                 self.parties.insert(party_id, party);
             }
-            GovernanceChange::AddKey { party_id, key, seq } => {
+            GovernanceChange::AddKey { party_id, key } => {
                 if let Some(party) = self.parties.get_mut(&party_id) {
-                    party.keys.insert(
-                        key,
-                        KeyState {
-                            added_seq: seq,
-                            revoked_seq: None,
-                        },
-                    );
+                    party.keys.insert(key, KeyState { revoked_seq: None });
                 }
                 self.key_owners.insert(key, party_id);
             }
@@ -670,7 +668,7 @@ impl LedgerState {
                     .ok_or_else(|| Rejection::invalid("register_party.party is required"))?;
                 let keys = check_party("register_party.party", party)?;
                 let role = check_enum::<Role>("register_party.party.role", party.role)?;
-                self.register("register_party.party", party, role, keys, seq)
+                self.register("register_party.party", party, role, keys)
             }
             Some(Body::AddKey(add)) => {
                 self.existing_party("add_key.party_id", &add.party_id)?;
@@ -684,7 +682,6 @@ impl LedgerState {
                 Ok(GovernanceChange::AddKey {
                     party_id: add.party_id.clone(),
                     key,
-                    seq,
                 })
             }
             Some(Body::RevokeKey(revoke)) => {
@@ -747,7 +744,6 @@ impl LedgerState {
                         name: define.name.clone(),
                         kind,
                         boundary,
-                        defined_seq: seq,
                     },
                 })
             }
@@ -805,7 +801,6 @@ impl LedgerState {
                         window_seconds: define.window_seconds,
                         corroboration_quorum: define.corroboration_quorum,
                         effective_from_micros,
-                        defined_seq: seq,
                     },
                 })
             }
@@ -819,7 +814,6 @@ impl LedgerState {
         party: &Party,
         role: Role,
         keys: Vec<[u8; 32]>,
-        seq: u64,
     ) -> Result<GovernanceChange, Rejection> {
         if self.parties.contains_key(&party.party_id) {
             return Err(Rejection::invalid(format!(
@@ -842,17 +836,8 @@ impl LedgerState {
                 role,
                 keys: keys
                     .into_iter()
-                    .map(|key| {
-                        (
-                            key,
-                            KeyState {
-                                added_seq: seq,
-                                revoked_seq: None,
-                            },
-                        )
-                    })
+                    .map(|key| (key, KeyState { revoked_seq: None }))
                     .collect(),
-                registered_seq: seq,
             },
         })
     }

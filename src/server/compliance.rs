@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use super::store_status;
 use crate::core::projection::{severity, PairSummary, StatusChange as CoreChange};
+use crate::core::rules::micros_timestamp as timestamp;
 use crate::metrics::Metrics;
 use crate::proto::{
     compliance_server::Compliance, CategoryCount, CommitmentStatusResponse, ComplianceStatus,
@@ -69,13 +70,6 @@ impl ComplianceService {
     }
 }
 
-fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
-    }
-}
-
 fn version(view: &ProjectionView) -> Option<ProjectionVersion> {
     Some(ProjectionVersion {
         as_of_seq: view.head.as_of_seq.unwrap_or_default(),
@@ -84,7 +78,7 @@ fn version(view: &ProjectionView) -> Option<ProjectionVersion> {
     })
 }
 
-pub(crate) fn pair_status(zone_id: &str, commitment_id: &str, summary: &PairSummary) -> PairStatus {
+pub fn pair_status(zone_id: &str, commitment_id: &str, summary: &PairSummary) -> PairStatus {
     PairStatus {
         zone_id: zone_id.to_string(),
         commitment_id: commitment_id.to_string(),
@@ -108,7 +102,7 @@ pub(crate) fn pair_status(zone_id: &str, commitment_id: &str, summary: &PairSumm
     }
 }
 
-fn change_message(change: &CoreChange) -> StatusChange {
+pub fn change_message(change: &CoreChange) -> StatusChange {
     StatusChange {
         seq: change.seq,
         zone_id: change.zone_id.clone(),

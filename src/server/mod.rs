@@ -22,7 +22,7 @@ use crate::proto::compliance_server::ComplianceServer;
 use crate::proto::ledger_server::LedgerServer;
 use crate::sequencer::{SequencerHandle, SubmitError};
 use crate::storage::{Store, StoreError};
-pub use compliance::ComplianceService;
+pub use compliance::{change_message, pair_status, ComplianceService};
 pub use ledger::LedgerService;
 
 /// Largest gRPC message accepted: room for the largest legal event (payload

@@ -26,7 +26,7 @@
 mod durability;
 mod records;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 pub use durability::Durability;
@@ -180,10 +180,9 @@ pub struct StagedEntry {
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
-    /// `None` for a read-only view (an auditor reading a live server's store
-    /// never syncs it). A mutex because syncing is a writer-only, one-at-a-time act.
-    durability: Option<Mutex<Durability>>,
-    path: PathBuf,
+    /// Syncs sled's files after each commit. A mutex because syncing is a
+    /// writer-only, one-at-a-time act.
+    durability: Mutex<Durability>,
 }
 
 fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
@@ -267,8 +266,7 @@ impl Store {
         Ok(Store {
             db,
             tree,
-            durability: Some(Mutex::new(durability)),
-            path,
+            durability: Mutex::new(durability),
         })
     }
 
@@ -289,10 +287,6 @@ impl Store {
         copy_dir(&source, &copy.path().join(DB_DIR_NAME))?;
         let store = Store::open(copy.path())?;
         Ok((store, copy))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The durable head; an empty head for a new store.
@@ -575,15 +569,11 @@ impl Store {
     }
 
     fn make_durable(&self) -> Result<(), StoreError> {
-        match &self.durability {
-            Some(durability) => {
-                let mut durability = durability
-                    .lock()
-                    .map_err(|_| std::io::Error::other("durability lock poisoned"))?;
-                Ok(durability.make_durable(&self.db)?)
-            }
-            None => Ok(()),
-        }
+        let mut durability = self
+            .durability
+            .lock()
+            .map_err(|_| std::io::Error::other("durability lock poisoned"))?;
+        Ok(durability.make_durable(&self.db)?)
     }
 
     /// Checks the whole store against itself: every leaf decodes, sits at
