@@ -5,6 +5,8 @@
 //! the same way. The mapping is the standard one, driven by the compiled
 //! descriptors, so it can never drift from the schema.
 
+use std::sync::OnceLock;
+
 use anyhow::{anyhow, Context};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
@@ -12,8 +14,13 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Serialize
 use crate::proto::{Event, FILE_DESCRIPTOR_SET};
 
 fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {
-    let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET)
-        .context("the built-in proto descriptors are unreadable")?;
+    // Decoded once: building the pool costs far more than a message, and
+    // `watch` renders every status change, the fuzzer every input.
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    let pool = POOL
+        .get_or_init(|| DescriptorPool::decode(FILE_DESCRIPTOR_SET).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|error| anyhow!("the built-in proto descriptors are unreadable: {error}"))?;
     pool.get_message_by_name(name)
         .ok_or_else(|| anyhow!("no message {name} in the built-in descriptors"))
 }
@@ -22,6 +29,20 @@ fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {
 /// must not silently drop what the author meant to sign.
 pub fn event_from_json(json: &str) -> anyhow::Result<Event> {
     parse("ceasefire.v1.Event", json)
+}
+
+/// Splits a file's text into the JSON values it holds, in order: one value
+/// (a pretty-printed event), or one after another (NDJSON, one per line).
+/// This is how `submit` reads its input; the values are events or
+/// signed-event files. Text holding no value gives an empty list.
+pub fn json_values(text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<serde_json::Value>()
+        .enumerate()
+        .map(|(index, value)| {
+            value.with_context(|| format!("event {} is not valid JSON", index + 1))
+        })
+        .collect()
 }
 
 fn parse<M: Message + Default>(name: &str, json: &str) -> anyhow::Result<M> {

@@ -9,6 +9,7 @@
 //! - [`node`]: all of the above wired into a running service.
 //! - [`audit`]: the auditor, on the core alone.
 //! - [`cli`], [`client`], [`keyfile`], [`signed_file`], [`event_json`], [`dev`]: the edge people touch.
+//! - [`fuzzing`]: the bodies of the fuzz targets in `fuzz/`, also run as tests.
 
 pub mod audit;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod client;
 pub mod core;
 pub mod dev;
 pub mod event_json;
+pub mod fuzzing;
 pub mod keyfile;
 pub mod metrics;
 pub mod node;

@@ -139,11 +139,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         },
     )
     .map_err(anyhow::Error::msg)?;
+    let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
     let service = LedgerService::new(
         store.clone(),
         handle.clone(),
         metrics.clone(),
         config.max_payload_bytes,
+        shutting_down.clone(),
     );
     if empty {
         let mut refused = None;
@@ -178,7 +180,6 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         }
         None => None,
     };
-    let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
     let (sever, severed) = tokio::sync::watch::channel(false);
     let options = ServerOptions {
         tls: config.tls.clone(),

@@ -13,6 +13,8 @@
 //! `verify` binary with exit code 1. `verify` exits 2 when it cannot run.
 
 mod common;
+#[path = "common/store_edit.rs"]
+mod store_edit;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -339,24 +341,13 @@ fn tampered_tiles(path: &str, edit: impl FnOnce(&mut Vec<u8>)) -> TempDir {
     copy
 }
 
-fn leaf_key(seq: u64) -> Vec<u8> {
-    let mut key = vec![b'l'];
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn get_leaf(tree: &sled::Tree, seq: u64) -> Vec<u8> {
-    tree.get(leaf_key(seq))
-        .unwrap()
-        .unwrap_or_else(|| panic!("no entry {seq} in the store"))
-        .to_vec()
-}
+use store_edit::leaf as get_leaf;
 
 /// Re-encodes leaf `seq` after `change`.
 fn edit_leaf(tree: &sled::Tree, seq: u64, change: impl FnOnce(&mut Leaf)) {
     let mut leaf = Leaf::decode(&get_leaf(tree, seq)).unwrap();
     change(&mut leaf);
-    tree.insert(leaf_key(seq), leaf.encode()).unwrap();
+    store_edit::set_leaf(tree, seq, &leaf.encode());
 }
 
 fn now_micros() -> i64 {
@@ -426,12 +417,7 @@ fn projection_head(leaves: &[Vec<u8>]) -> (Vec<u8>, Hash) {
 /// checkpoint signed by the operator and a matching projection head: a log
 /// that is valid in itself.
 fn rewrite_log(tree: &sled::Tree, leaves: &[Vec<u8>]) {
-    for seq in leaves.len() as u64..honest().size {
-        tree.remove(leaf_key(seq)).unwrap();
-    }
-    for (seq, leaf) in leaves.iter().enumerate() {
-        tree.insert(leaf_key(seq as u64), leaf.as_slice()).unwrap();
-    }
+    store_edit::replace_all_leaves(tree, leaves);
     tree.insert(b"c", checkpoint_of(leaves, &honest().operator).as_bytes())
         .unwrap();
     tree.insert(b"P", projection_head(leaves).0).unwrap();
@@ -736,8 +722,8 @@ fn received_at_going_backwards_is_caught_at_its_entry() {
 fn two_swapped_entries_are_caught_at_the_first() {
     let dir = tampered_store(|tree| {
         let (first, second) = (get_leaf(tree, 24), get_leaf(tree, 25));
-        tree.insert(leaf_key(24), second).unwrap();
-        tree.insert(leaf_key(25), first).unwrap();
+        store_edit::set_leaf(tree, 24, &second);
+        store_edit::set_leaf(tree, 25, &first);
     });
     caught_at(dir.path(), 24, "leaf says it is entry 25");
 }
@@ -748,7 +734,7 @@ fn two_swapped_entries_are_caught_at_the_first() {
 #[test]
 fn a_deleted_entry_is_caught_at_its_seq() {
     let dir = tampered_store(|tree| {
-        tree.remove(leaf_key(26)).unwrap();
+        store_edit::remove_leaf(tree, 26);
     });
     caught_at(dir.path(), 26, "missing");
 }
@@ -757,7 +743,7 @@ fn a_deleted_entry_is_caught_at_its_seq() {
 fn a_deleted_last_entry_is_caught_as_a_short_log() {
     let size = honest().size;
     let dir = tampered_store(|tree| {
-        tree.remove(leaf_key(size - 1)).unwrap();
+        store_edit::remove_leaf(tree, size - 1);
     });
     let message = format!(
         "the checkpoint claims {size} entries but the source holds {}",
@@ -782,7 +768,7 @@ fn an_entry_appended_beyond_the_checkpoint_is_not_part_of_the_audited_log() {
             &observation_event(DEV_MONITOR, "slipped in"),
             &[&honest.monitor],
         );
-        tree.insert(leaf_key(n), extra).unwrap();
+        store_edit::set_leaf(tree, n, &extra);
     });
     let report = audit_data_dir(dir.path(), None).expect("the committed log still verifies");
     assert_eq!(report.entries, n, "the audit went beyond the checkpoint");
@@ -830,8 +816,7 @@ fn an_appended_entry_with_an_unsigned_checkpoint_is_caught() {
     );
     assert_eq!(parse_unverified(&forged_note).unwrap().tree_size, n + 1);
     let dir = tampered_store(|tree| {
-        tree.insert(leaf_key(n), leaves[n as usize].as_slice())
-            .unwrap();
+        store_edit::set_leaf(tree, n, &leaves[n as usize]);
         tree.insert(b"c", forged_note.as_bytes()).unwrap();
     });
     let message = expect_checkpoint(
@@ -859,8 +844,7 @@ fn an_entry_signed_by_a_revoked_key_is_caught_at_its_entry() {
         &[&honest.monitor_b],
     ));
     let dir = tampered_store(|tree| {
-        tree.insert(leaf_key(n), leaves[n as usize].as_slice())
-            .unwrap();
+        store_edit::set_leaf(tree, n, &leaves[n as usize]);
         tree.insert(b"c", checkpoint_of(&leaves, &honest.operator).as_bytes())
             .unwrap();
     });

@@ -16,8 +16,8 @@ use ceasefire_ledger::core::merkle::{self, verify_consistency, verify_inclusion,
 use ceasefire_ledger::core::signing::{sign_event, EVENT_SIGNATURE_DOMAIN};
 use ceasefire_ledger::dev;
 use ceasefire_ledger::proto::{
-    event::Body, Event, Evidence, GetConsistencyProofRequest, GetInclusionProofRequest, Receipt,
-    Signature, SignedEvent,
+    event::Body, submit_result::Outcome, Event, Evidence, GetConsistencyProofRequest,
+    GetInclusionProofRequest, Receipt, Signature, SignedEvent, SubmitResult,
 };
 use ceasefire_ledger::sequencer::SequencerConfig;
 use common::{
@@ -1065,5 +1065,145 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     let entries = node.read_log().await;
     assert_eq!(entries.len() as u64, BOOTSTRAP_ENTRIES + 3);
     check_chain(&entries);
+    node.shutdown().await;
+}
+
+/// Sends `events` on one SubmitStream and collects every answer, then the
+/// status that ended the stream (`Ok(())` for a clean end).
+async fn submit_stream(
+    client: &mut Client,
+    events: Vec<SignedEvent>,
+) -> (Vec<SubmitResult>, Result<(), tonic::Status>) {
+    let mut answers = client
+        .submit_stream(futures::stream::iter(events))
+        .await
+        .expect("SubmitStream refused")
+        .into_inner();
+    let mut results = Vec::new();
+    loop {
+        match answers.message().await {
+            Ok(Some(answer)) => results.push(answer),
+            Ok(None) => return (results, Ok(())),
+            Err(status) => return (results, Err(status)),
+        }
+    }
+}
+
+/// The receipt of a stream answer, or a panic naming the refusal.
+fn streamed_receipt(answer: &SubmitResult) -> &Receipt {
+    match &answer.outcome {
+        Some(Outcome::Receipt(receipt)) => receipt,
+        other => panic!("event {}: expected a receipt, got {other:?}", answer.index),
+    }
+}
+
+fn streamed_refusal(answer: &SubmitResult) -> Code {
+    match &answer.outcome {
+        Some(Outcome::Refusal(refusal)) => Code::from_i32(refusal.code),
+        other => panic!("event {}: expected a refusal, got {other:?}", answer.index),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_stream_answers_every_event_in_order_and_goes_on_after_refusals() {
+    let node = TestNode::start().await;
+    let operator = node.operator_key();
+    let monitor = node.monitor().clone();
+    let before = node.checkpoint().await.tree_size;
+
+    let fresh: Vec<SignedEvent> = (0..300)
+        .map(|i| sign(&observation(&format!("bulk report {i}")), &[&monitor]))
+        .collect();
+    let mut forged = fresh[7].clone();
+    forged.signatures[0].signature[5] ^= 0x01;
+    let by_signatory = sign(&observation("not a monitor"), &[node.signatory()]);
+    let mut replayed_nonce = Event::decode(fresh[3].payload.as_slice()).unwrap();
+    with_observation(&mut replayed_nonce, |o| o.narrative = "other bytes".into());
+    let replayed_nonce = sign(&replayed_nonce, &[&monitor]);
+
+    // 0..100 fresh, then four refusals and one identical resubmission, then
+    // 200 more fresh: the stream goes on after each refusal.
+    let mut events: Vec<SignedEvent> = fresh[..100].to_vec();
+    let refused_at = events.len();
+    events.push(SignedEvent {
+        payload: vec![0xff; 8],
+        ..fresh[0].clone()
+    });
+    events.push(forged);
+    events.push(by_signatory);
+    events.push(replayed_nonce);
+    let resubmitted_at = events.len();
+    events.push(fresh[3].clone());
+    events.extend(fresh[100..].iter().cloned());
+
+    let mut client = node.client.clone();
+    let (answers, end) = submit_stream(&mut client, events.clone()).await;
+    end.expect("the stream ended with an error");
+    assert_eq!(answers.len(), events.len(), "not every event was answered");
+    for (position, answer) in answers.iter().enumerate() {
+        assert_eq!(answer.index, position as u64, "answers out of order");
+    }
+    let refusals: Vec<Code> = answers[refused_at..resubmitted_at]
+        .iter()
+        .map(streamed_refusal)
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::AlreadyExists
+        ]
+    );
+    let original = streamed_receipt(&answers[3]);
+    let again = streamed_receipt(&answers[resubmitted_at]);
+    assert_eq!((again.seq, &again.leaf), (original.seq, &original.leaf));
+
+    // Every fresh event got its receipt, in the order sent, contiguous.
+    let fresh_answers = answers[..refused_at]
+        .iter()
+        .chain(&answers[resubmitted_at + 1..]);
+    for (expected_seq, (answer, signed)) in (before..).zip(fresh_answers.zip(&fresh)) {
+        let receipt = streamed_receipt(answer);
+        check_receipt(receipt, signed, &operator);
+        assert_eq!(receipt.seq, expected_seq);
+    }
+    let after = node.checkpoint().await.tree_size;
+    assert_eq!(
+        after,
+        before + fresh.len() as u64,
+        "refused events were written"
+    );
+    check_chain(&node.read_log().await);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_ends_a_submit_stream_after_answering_what_came_before() {
+    let node = TestNode::start().await;
+    let monitor = node.monitor().clone();
+    let before = node.checkpoint().await.tree_size;
+    let mut huge = observation("");
+    with_observation(&mut huge, |o| o.narrative = "x".repeat(100 * 1024));
+    let events = vec![
+        sign(&observation("first"), &[&monitor]),
+        sign(&observation("second"), &[&monitor]),
+        sign(&huge, &[&monitor]),
+        sign(&observation("never read"), &[&monitor]),
+    ];
+    let mut client = node.client.clone();
+    let (answers, end) = submit_stream(&mut client, events).await;
+    let status = end.expect_err("an oversized message did not end the stream");
+    assert_ne!(status.code(), Code::Ok);
+    assert!(
+        status.message().contains("message length too large"),
+        "{status:?}"
+    );
+    assert_eq!(answers.len(), 2, "the events before it were not answered");
+    for answer in &answers {
+        streamed_receipt(answer);
+    }
+    assert_eq!(node.checkpoint().await.tree_size, before + 2);
     node.shutdown().await;
 }

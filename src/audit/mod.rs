@@ -13,23 +13,16 @@
 //! Nothing here uses the server's code paths: an auditor trusts the core,
 //! which is small and specified (docs/spec.md), not the operator's service.
 
+mod pipeline;
 pub mod sources;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
-
 use crate::core::checkpoint::{open_checkpoint, parse_unverified, CheckpointBody, NoteVerifier};
-use crate::core::leaf::Leaf;
 use crate::core::merkle::{self, Hash, MemorySource, SubtreeSource};
-use crate::core::replay::Replay;
-use crate::core::rules::Accepted;
-use crate::core::signing::verify_all;
+use pipeline::Replayed;
 
-/// Leaves whose signatures are checked together: enough to keep every core
-/// busy, few enough (~36 MiB worst case) to hold in memory.
-const SIGNATURE_CHUNK: usize = 1024;
 /// Inclusion proofs sampled from a server.
 const SAMPLED_INCLUSION_PROOFS: u64 = 16;
 
@@ -161,74 +154,17 @@ pub fn audit(
         .map_err(|error| AuditFailure::Checkpoint(format!("unreadable: {error}")))?;
     let size = claimed.tree_size;
 
-    let mut replay = Replay::new();
-    let mut observations = 0u64;
-    let mut projection_at_served: Option<Hash> = None;
-    let mut leaves = source.leaves(size).map_err(could_not_run)?;
-    let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(SIGNATURE_CHUNK);
-    let mut done = 0u64;
-    let mut pending_defect: Option<(Option<u64>, String)> = None;
-    loop {
-        if let Some((seq, reason)) = pending_defect.take() {
-            return Err(AuditFailure::Entry {
-                seq: seq.unwrap_or(replay.size()),
-                reason,
-            }
-            .into());
-        }
-        chunk.clear();
-        for item in leaves.by_ref().take(SIGNATURE_CHUNK) {
-            match item {
-                Ok(leaf) => chunk.push(leaf),
-                Err(error) => match error.downcast_ref::<LogDefect>() {
-                    // Entries before the defect are checked first: an
-                    // earlier failure is the one to report.
-                    Some(defect) => {
-                        pending_defect = Some((defect.seq, defect.reason.clone()));
-                        break;
-                    }
-                    None => return Err(could_not_run(error)),
-                },
-            }
-        }
-        if chunk.is_empty() && pending_defect.is_none() {
-            break;
-        }
-        // Strict verification of every signature, in parallel. A leaf that
-        // does not even decode is left to the replay, which names the error.
-        let verdicts: Vec<Option<String>> = chunk
-            .par_iter()
-            .map(|bytes| match Leaf::decode(bytes) {
-                Ok(leaf) => verify_all(&leaf.payload, &leaf.signatures)
-                    .err()
-                    .map(|rejection| rejection.message),
-                Err(_) => None,
-            })
-            .collect();
-        for (bytes, verdict) in chunk.iter().zip(verdicts) {
-            let seq = replay.size();
-            if let Some(reason) = verdict {
-                return Err(AuditFailure::Entry { seq, reason }.into());
-            }
-            let entry = replay
-                .apply(bytes, true)
-                .map_err(|error| AuditFailure::Entry {
-                    seq: error.seq,
-                    reason: error.reason,
-                })?;
-            if matches!(entry.accepted, Some(Accepted::Observation(_))) {
-                observations += 1;
-            }
-            if served_projection.is_some_and(|(as_of, _)| as_of == seq) {
-                projection_at_served = Some(replay.projection.digest());
-            }
-        }
-        done = replay.size();
-        if let Some(progress) = options.progress.as_mut() {
-            progress(done, size);
-        }
-    }
-    drop(leaves);
+    let Replayed {
+        replay,
+        entries: done,
+        observations,
+        projection_at_served,
+    } = pipeline::replay_log(
+        source,
+        size,
+        served_projection.map(|(as_of, _)| as_of),
+        options.progress.as_mut(),
+    )?;
     if done != size {
         return Err(AuditFailure::Checkpoint(format!(
             "the checkpoint claims {size} entries but the source holds {done}"

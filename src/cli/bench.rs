@@ -3,9 +3,10 @@
 //! Every event is built and signed before the clock starts (observations by
 //! the dev monitor, distinct nonces, times in the past, inside the dev zone),
 //! and every client has its own gRPC connection, opened before the clock too.
-//! Each client then submits its share one call at a time (unary Submit), as
-//! fast as it can or, with `--rate`, at a steady share of the offered load,
-//! and records each call's latency from send to receipt.
+//! Each client then submits its share as fast as it can or, with `--rate`,
+//! at a steady share of the offered load, and records each event's latency
+//! from send to receipt: one unary Submit call at a time, or, with
+//! `--stream`, on one SubmitStream with up to `--window` events in flight.
 //!
 //! Batches are counted from the receipts: each carries the checkpoint
 //! committed with its batch, so the distinct checkpoint sizes are the batches
@@ -64,6 +65,12 @@ pub struct BenchArgs {
     /// unlimited, each client submits as soon as its last call returned).
     #[arg(long)]
     rate: Option<f64>,
+    /// Submit on one SubmitStream per client instead of unary calls.
+    #[arg(long)]
+    stream: bool,
+    /// With --stream: events each client keeps in flight on its stream.
+    #[arg(long, default_value_t = 32, requires = "stream")]
+    window: usize,
     /// Then audit the resulting log (as `verify --data-dir` does) and print
     /// its entries/s beside this machine's strict-verify rate on all cores.
     #[arg(long)]
@@ -82,6 +89,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.max_batch == 0 {
         bail!("--max-batch must be at least 1");
+    }
+    if args.window == 0 {
+        bail!("--window must be at least 1");
     }
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
@@ -269,48 +279,18 @@ async fn drive(
     let interval = args.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
     let start = tokio::time::Instant::now() + Duration::from_millis(5);
     let mut tasks = Vec::with_capacity(clients);
-    for (index, (mut connection, share)) in connections.into_iter().zip(shares).enumerate() {
-        tasks.push(tokio::spawn(async move {
-            let mut result = ClientResult {
-                latencies_us: Vec::with_capacity(share.len()),
-                checkpoint_sizes: Vec::with_capacity(share.len()),
-                ..ClientResult::default()
-            };
-            tokio::time::sleep_until(start).await;
-            for (k, event) in share.into_iter().enumerate() {
-                if let Some(interval) = interval {
-                    let due = start + interval.mul_f64((k * clients + index) as f64);
-                    tokio::time::sleep_until(due).await;
-                    let lag = tokio::time::Instant::now().saturating_duration_since(due);
-                    result.max_lag = result.max_lag.max(lag);
-                    if lag > Duration::from_millis(1) {
-                        result.late_sends += 1;
-                    }
-                }
-                let sent = Instant::now();
-                match connection.submit(event).await {
-                    Ok(response) => {
-                        let latency = sent.elapsed();
-                        let receipt = response.into_inner();
-                        match receipt.checkpoint {
-                            Some(checkpoint) if receipt.seq < checkpoint.tree_size => {
-                                result.latencies_us.push(latency.as_micros() as u64);
-                                result.checkpoint_sizes.push(checkpoint.tree_size);
-                            }
-                            _ => result
-                                .failures
-                                .push("a receipt without a checkpoint covering it".into()),
-                        }
-                    }
-                    Err(status) => {
-                        result
-                            .failures
-                            .push(format!("{:?}: {}", status.code(), status.message()))
-                    }
-                }
-            }
-            result
-        }));
+    for (index, (connection, share)) in connections.into_iter().zip(shares).enumerate() {
+        let schedule = Schedule {
+            start,
+            interval,
+            client: index,
+            clients,
+        };
+        tasks.push(if args.stream {
+            tokio::spawn(stream_client(connection, share, schedule, args.window))
+        } else {
+            tokio::spawn(unary_client(connection, share, schedule))
+        });
     }
     let mut results = Vec::with_capacity(clients);
     for task in tasks {
@@ -350,6 +330,164 @@ async fn drive(
         },
         sample,
     ))
+}
+
+/// When a client's events are due under `--rate`.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: tokio::time::Instant,
+    /// Between consecutive sends of all clients; `None`: as fast as possible.
+    interval: Option<Duration>,
+    client: usize,
+    clients: usize,
+}
+
+impl Schedule {
+    /// Waits until event `k` of this client is due and notes how late it is.
+    async fn wait_for(&self, k: usize, result: &mut ClientResult) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let due = self.start + interval.mul_f64((k * self.clients + self.client) as f64);
+        tokio::time::sleep_until(due).await;
+        let lag = tokio::time::Instant::now().saturating_duration_since(due);
+        result.max_lag = result.max_lag.max(lag);
+        if lag > Duration::from_millis(1) {
+            result.late_sends += 1;
+        }
+    }
+}
+
+type LedgerConnection = crate::proto::ledger_client::LedgerClient<tonic::transport::Channel>;
+
+impl ClientResult {
+    fn with_capacity(events: usize) -> ClientResult {
+        ClientResult {
+            latencies_us: Vec::with_capacity(events),
+            checkpoint_sizes: Vec::with_capacity(events),
+            ..ClientResult::default()
+        }
+    }
+
+    /// Records one event's answer, `sent` being when it left the client.
+    fn record(&mut self, sent: Instant, answer: Result<crate::proto::Receipt, String>) {
+        let latency = sent.elapsed();
+        match answer {
+            Ok(receipt) => match receipt.checkpoint {
+                Some(checkpoint) if receipt.seq < checkpoint.tree_size => {
+                    self.latencies_us.push(latency.as_micros() as u64);
+                    self.checkpoint_sizes.push(checkpoint.tree_size);
+                }
+                _ => self
+                    .failures
+                    .push("a receipt without a checkpoint covering it".into()),
+            },
+            Err(message) => self.failures.push(message),
+        }
+    }
+}
+
+/// One unary Submit at a time.
+async fn unary_client(
+    mut connection: LedgerConnection,
+    share: Vec<SignedEvent>,
+    schedule: Schedule,
+) -> ClientResult {
+    let mut result = ClientResult::with_capacity(share.len());
+    tokio::time::sleep_until(schedule.start).await;
+    for (k, event) in share.into_iter().enumerate() {
+        schedule.wait_for(k, &mut result).await;
+        let sent = Instant::now();
+        let answer = connection
+            .submit(event)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| format!("{:?}: {}", status.code(), status.message()));
+        result.record(sent, answer);
+    }
+    result
+}
+
+/// One SubmitStream with up to `window` events in flight; answers come back
+/// in the order sent, so each is matched with the oldest send time.
+async fn stream_client(
+    mut connection: LedgerConnection,
+    share: Vec<SignedEvent>,
+    schedule: Schedule,
+    window: usize,
+) -> ClientResult {
+    use crate::proto::submit_result::Outcome;
+    let mut result = ClientResult::with_capacity(share.len());
+    let expected = share.len();
+    let (events, outgoing) = tokio::sync::mpsc::channel::<SignedEvent>(window);
+    let (sent_times, mut send_order) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let credit = std::sync::Arc::new(tokio::sync::Semaphore::new(window));
+    let answers = connection
+        .submit_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+        .await;
+    let mut answers = match answers {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            result.failures = vec![format!("SubmitStream: {status}"); expected];
+            return result;
+        }
+    };
+    let sender_credit = credit.clone();
+    let sender = tokio::spawn(async move {
+        let mut lag = ClientResult::default();
+        tokio::time::sleep_until(schedule.start).await;
+        for (k, event) in share.into_iter().enumerate() {
+            schedule.wait_for(k, &mut lag).await;
+            let Ok(permit) = sender_credit.acquire().await else {
+                break;
+            };
+            permit.forget();
+            let _ = sent_times.send(Instant::now());
+            if events.send(event).await.is_err() {
+                break;
+            }
+        }
+        lag
+    });
+    while result.latencies_us.len() + result.failures.len() < expected {
+        let answer = match answers.message().await {
+            Ok(Some(answer)) => answer,
+            Ok(None) => break,
+            Err(status) => {
+                result
+                    .failures
+                    .push(format!("{:?}: {}", status.code(), status.message()));
+                break;
+            }
+        };
+        let Some(sent) = send_order.recv().await else {
+            break;
+        };
+        credit.add_permits(1);
+        result.record(
+            sent,
+            match answer.outcome {
+                Some(Outcome::Receipt(receipt)) => Ok(receipt),
+                Some(Outcome::Refusal(refusal)) => Err(format!(
+                    "{:?}: {}",
+                    tonic::Code::from_i32(refusal.code),
+                    refusal.message
+                )),
+                None => Err("an answer with neither receipt nor refusal".into()),
+            },
+        );
+    }
+    credit.close();
+    if let Ok(lag) = sender.await {
+        result.max_lag = lag.max_lag;
+        result.late_sends = lag.late_sends;
+    }
+    let answered = result.latencies_us.len() + result.failures.len();
+    result.failures.extend(std::iter::repeat_n(
+        "never answered".to_string(),
+        expected - answered,
+    ));
+    result
 }
 
 fn head_size(node: &node::Node) -> anyhow::Result<u64> {
@@ -522,6 +660,14 @@ fn report(
         "  node              max batch {}, batch delay {} ms",
         args.max_batch, args.batch_delay_ms
     );
+    if args.stream {
+        println!(
+            "  submission        SubmitStream, {} events in flight per client",
+            args.window
+        );
+    } else {
+        println!("  submission        unary Submit, one call in flight per client");
+    }
     match args.rate {
         Some(rate) => println!(
             "  offered load      {rate:.0} events/s ({} sends more than 1 ms behind schedule, worst {:.1} ms)",
@@ -571,6 +717,8 @@ fn report(
             "max_batch": args.max_batch,
             "batch_delay_ms": args.batch_delay_ms,
             "rate": args.rate,
+            "stream": args.stream,
+            "window": args.stream.then_some(args.window),
             "late_sends": figures.late_sends,
             "max_schedule_lag_ms": figures.max_lag.as_secs_f64() * 1e3,
             "wall_seconds": wall,

@@ -22,7 +22,7 @@ use crate::core::checkpoint::{open_checkpoint, NoteVerifier};
 use crate::core::leaf::Leaf;
 use crate::core::merkle::{hash_leaf, verify_inclusion, Hash};
 use crate::core::rules::decode_event;
-use crate::event_json::{event_from_json, message_to_json};
+use crate::event_json::{event_from_json, json_values, message_to_json};
 use crate::keyfile::KeyFile;
 use crate::proto::{event::Body, ledger_client::LedgerClient, GetEntriesRequest, Receipt};
 use crate::signed_file::SignedEventFile;
@@ -108,13 +108,7 @@ fn read_events(path: &PathBuf) -> anyhow::Result<Vec<serde_json::Value>> {
         text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
     }
-    let values = serde_json::Deserializer::from_str(&text)
-        .into_iter::<serde_json::Value>()
-        .enumerate()
-        .map(|(index, value)| {
-            value.with_context(|| format!("event {} is not valid JSON", index + 1))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let values = json_values(&text)?;
     if values.is_empty() {
         bail!("{} holds no events", path.display());
     }

@@ -547,6 +547,80 @@ impl Frontier {
     }
 }
 
+/// What proves one batch of appends: the [`Frontier`] the batch started
+/// from and every complete subtree its appends completed.
+///
+/// That is all an inclusion proof of a batch entry needs in the tree that
+/// ends with the batch. Walking down from the root, a sibling on the right of
+/// the path lies wholly inside the batch; one on the left is a complete
+/// aligned subtree that either holds batch leaves (so the batch completed it)
+/// or ends at or before the batch's first leaf, in which case it is exactly
+/// one of the starting frontier's subtrees. So a sequencer can hand every
+/// caller of a batch its proof without reading a stored node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchSubtrees {
+    /// The first leaf of the batch (the tree size it started from).
+    first: u64,
+    /// One past its last leaf: the size of the tree the proofs are for.
+    end: u64,
+    nodes: std::collections::HashMap<(u8, u64), Hash>,
+}
+
+impl BatchSubtrees {
+    /// A batch about to extend the tree whose right edge is `before`.
+    pub fn starting_from(before: &Frontier) -> Self {
+        let nodes = tiles(0, before.size())
+            .zip(before.subtree_roots())
+            .map(|((level, first_leaf), hash)| ((level, first_leaf >> level), *hash))
+            .collect();
+        Self {
+            first: before.size(),
+            end: before.size(),
+            nodes,
+        }
+    }
+
+    /// Records what one [`Frontier::push`] of the batch completed.
+    pub fn record(&mut self, completed: &[(u8, u64, Hash)]) {
+        for &(level, index, hash) in completed {
+            if level == 0 {
+                self.end = self.end.max(index + 1);
+            }
+            self.nodes.insert((level, index), hash);
+        }
+    }
+
+    /// Whether leaf `index` was appended by this batch.
+    pub fn covers(&self, index: u64) -> bool {
+        (self.first..self.end).contains(&index)
+    }
+
+    /// The size of the tree that ends with this batch.
+    pub fn tree_size(&self) -> u64 {
+        self.end
+    }
+
+    /// The inclusion proof of batch leaf `index` in the tree of
+    /// [`BatchSubtrees::tree_size`] leaves; `None` for a leaf outside the batch.
+    pub fn inclusion_proof(&self, index: u64) -> Option<Vec<Hash>> {
+        if !self.covers(index) {
+            return None;
+        }
+        inclusion_proof(self, index, self.end).ok()
+    }
+}
+
+impl SubtreeSource for BatchSubtrees {
+    type Error = MissingSubtree;
+
+    fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, MissingSubtree> {
+        self.nodes
+            .get(&(level, index))
+            .copied()
+            .ok_or(MissingSubtree { level, index })
+    }
+}
+
 /// A [`MemorySource`] was asked for a subtree it does not hold, i.e. one
 /// beyond the leaves it has been given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1796,6 +1870,30 @@ mod tests {
                 let other_root = fixture.roots[other_size as usize];
                 prop_assert!(
                     verify_inclusion(&leaf, index, other_size, &proof, &other_root).is_err()
+                );
+            }
+        }
+
+        #[test]
+        fn a_batch_proves_its_own_entries_without_the_store(
+            (first, end) in old_and_new_size(),
+        ) {
+            let fixture = fixture();
+            let mut frontier = Frontier::new();
+            for leaf in &fixture.leaves[..first as usize] {
+                frontier.push(*leaf);
+            }
+            let mut batch = BatchSubtrees::starting_from(&frontier);
+            for leaf in &fixture.leaves[first as usize..end as usize] {
+                batch.record(&frontier.push(*leaf));
+            }
+            prop_assert_eq!(batch.tree_size(), end);
+            prop_assert_eq!(batch.inclusion_proof(first - 1), None);
+            prop_assert_eq!(batch.inclusion_proof(end), None);
+            for index in first..end {
+                prop_assert_eq!(
+                    batch.inclusion_proof(index),
+                    Some(reference_path(index as usize, &fixture.leaves[..end as usize]))
                 );
             }
         }

@@ -7,6 +7,12 @@
 //! The auditor runs it over a downloaded log; the server runs it to rebuild
 //! its projection. Both therefore reach the same verdicts and digests.
 //!
+//! The work that needs no earlier entry (decoding the leaf and the event,
+//! hashing, signatures) is [`PreparedEntry`]: a caller may prepare many
+//! entries in parallel, ahead of the replay, and hand them to
+//! [`Replay::apply_prepared`] in order. The checks are the same and come in
+//! the same order either way, so the first failure named is too.
+//!
 //! What it remembers grows with the log (nonces, observation records): that
 //! is the price of checking everything from the bytes alone.
 
@@ -68,6 +74,44 @@ impl EntryIndex for MemoryIndex {
     }
 }
 
+/// One leaf with everything computed that does not depend on earlier
+/// entries. Its failures are kept, not reported: [`Replay::apply_prepared`]
+/// reports them in the order `apply` checks them.
+pub struct PreparedEntry {
+    leaf_hash: Hash,
+    /// The leaf, or why it does not decode.
+    decoded: Result<DecodedLeaf, String>,
+}
+
+struct DecodedLeaf {
+    leaf: Leaf,
+    /// `Ok` as well when the caller has already checked them.
+    signatures: Result<(), String>,
+    event: Result<Event, String>,
+}
+
+impl PreparedEntry {
+    /// Decodes and hashes `leaf_bytes`, and verifies its signatures unless
+    /// `signatures_checked` says the caller has.
+    pub fn new(leaf_bytes: &[u8], signatures_checked: bool) -> PreparedEntry {
+        let decoded = Leaf::decode(leaf_bytes)
+            .map_err(|error| error.to_string())
+            .map(|leaf| DecodedLeaf {
+                signatures: if signatures_checked {
+                    Ok(())
+                } else {
+                    verify_all(&leaf.payload, &leaf.signatures).map_err(|r| r.message)
+                },
+                event: decode_event(&leaf.payload).map_err(|r| r.message),
+                leaf,
+            });
+        PreparedEntry {
+            leaf_hash: hash_leaf(leaf_bytes),
+            decoded,
+        }
+    }
+}
+
 /// A log being replayed from entry 0.
 #[derive(Default)]
 pub struct Replay {
@@ -95,16 +139,29 @@ impl Replay {
     }
 
     /// Checks and folds the next entry. `signatures_checked` says the caller
-    /// has already verified this leaf's signatures (e.g. in parallel);
-    /// otherwise they are verified here.
+    /// has already verified this leaf's signatures; otherwise they are
+    /// verified here.
     pub fn apply(
         &mut self,
         leaf_bytes: &[u8],
         signatures_checked: bool,
     ) -> Result<ReplayedEntry, ReplayError> {
+        self.apply_prepared(PreparedEntry::new(leaf_bytes, signatures_checked))
+    }
+
+    /// Checks and folds the next entry, prepared in advance.
+    pub fn apply_prepared(
+        &mut self,
+        prepared: PreparedEntry,
+    ) -> Result<ReplayedEntry, ReplayError> {
         let seq = self.size();
         let fail = |reason: String| ReplayError { seq, reason };
-        let leaf = Leaf::decode(leaf_bytes).map_err(|error| fail(error.to_string()))?;
+        let PreparedEntry { leaf_hash, decoded } = prepared;
+        let DecodedLeaf {
+            leaf,
+            signatures,
+            event,
+        } = decoded.map_err(fail)?;
         if leaf.seq != seq {
             return Err(fail(format!("leaf says it is entry {}", leaf.seq)));
         }
@@ -117,10 +174,8 @@ impl Replay {
         if seq > 0 && leaf.received_at_micros < self.last_received_at_micros {
             return Err(fail("received_at goes backwards".into()));
         }
-        if !signatures_checked {
-            verify_all(&leaf.payload, &leaf.signatures).map_err(|r| fail(r.message))?;
-        }
-        let event = decode_event(&leaf.payload).map_err(|r| fail(r.message))?;
+        signatures.map_err(fail)?;
+        let event = event.map_err(fail)?;
         if !self
             .nonces
             .insert((event.author.clone(), event.nonce.clone()))
@@ -130,7 +185,6 @@ impl Replay {
                 event.author
             )));
         }
-        let leaf_hash = hash_leaf(leaf_bytes);
         let context = EntryContext {
             seq,
             received_at_micros: leaf.received_at_micros,

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::{checkpoint_signer, Recovered, Sequenced, SignedCheckpoint, Submission, SubmitError};
 use crate::core::checkpoint::NoteSigner;
 use crate::core::leaf::Leaf;
-use crate::core::merkle::{hash_leaf, Frontier, Hash};
+use crate::core::merkle::{hash_leaf, BatchSubtrees, Frontier, Hash};
 use crate::core::projection::{PairKey, Projection, StatusChange, WindowWrite};
 use crate::core::rejection::Rejection;
 use crate::core::rules::{Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord};
@@ -43,7 +43,10 @@ pub(super) struct Batch<'a> {
     frontier: Frontier,
     entries: Vec<StagedEntry>,
     leaf_hashes: Vec<Hash>,
-    nodes: Vec<(u8, u64, Hash)>,
+    /// The tree nodes the batch completed and the frontier it started from:
+    /// what proves the batch's entries to their callers without reading
+    /// the store.
+    subtrees: BatchSubtrees,
     waiters: Vec<Waiter>,
     /// (author, nonce) of entries in this batch, to their index.
     nonces: HashMap<(String, Vec<u8>), usize>,
@@ -76,6 +79,7 @@ pub(super) struct Committed {
     pub entries: usize,
     waiters: Vec<Waiter>,
     staged: Vec<(u64, Hash, Vec<u8>)>,
+    subtrees: Arc<BatchSubtrees>,
 }
 
 impl<'a> Batch<'a> {
@@ -92,6 +96,7 @@ impl<'a> Batch<'a> {
             durable_state: state.as_ref(),
             working_state: None,
             head: *head,
+            subtrees: BatchSubtrees::starting_from(frontier),
             frontier: frontier.clone(),
             projection,
             touched_pairs: Default::default(),
@@ -99,7 +104,6 @@ impl<'a> Batch<'a> {
             changes: Vec::new(),
             entries: Vec::new(),
             leaf_hashes: Vec::new(),
-            nodes: Vec::new(),
             waiters: Vec::new(),
             nonces: HashMap::new(),
             observations: HashMap::new(),
@@ -270,7 +274,8 @@ impl<'a> Batch<'a> {
         self.touched_pairs.extend(folded.touched);
         self.window_writes.extend(folded.window_writes);
         self.changes.extend(folded.changes);
-        self.nodes.extend(self.frontier.push(context.leaf_hash));
+        let completed = self.frontier.push(context.leaf_hash);
+        self.subtrees.record(&completed);
         self.head = DurableHead {
             size: seq + 1,
             root: self.frontier.root(),
@@ -285,6 +290,7 @@ impl<'a> Batch<'a> {
         self.entries.push(StagedEntry {
             seq,
             leaf: leaf_bytes,
+            completed: completed.into_iter().map(|(_, _, hash)| hash).collect(),
             author: event.author,
             nonce: event.nonce,
             observation_records,
@@ -308,7 +314,6 @@ impl<'a> Batch<'a> {
         };
         let written = store.append(
             &self.entries,
-            &self.nodes,
             &self.head,
             checkpoint_note,
             &ProjectionWrite {
@@ -346,6 +351,7 @@ impl<'a> Batch<'a> {
             entries: staged.len(),
             waiters: self.waiters,
             staged,
+            subtrees: Arc::new(self.subtrees),
         })
     }
 
@@ -372,6 +378,7 @@ impl Committed {
                         leaf_hash: *leaf_hash,
                         leaf: leaf.clone(),
                         checkpoint: checkpoint.clone(),
+                        batch: self.subtrees.clone(),
                     }));
                 }
                 Waiter::Existing { reply, seq } => {
@@ -381,6 +388,7 @@ impl Committed {
                             leaf_hash: hash_leaf(&leaf),
                             leaf,
                             checkpoint: checkpoint.clone(),
+                            batch: self.subtrees.clone(),
                         }),
                         Ok(None) => Err(SubmitError::Unavailable(format!(
                             "entry {seq} vanished from the store"

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::core::checkpoint::{sign_checkpoint, CheckpointBody, NoteSigner};
-use crate::core::merkle::Hash;
+use crate::core::merkle::{BatchSubtrees, Hash};
 use crate::core::projection::{PairKey, PairSummary, Projection};
 use crate::core::rejection::Rejection;
 use crate::core::signing::EventSignature;
@@ -74,6 +74,10 @@ pub struct Sequenced {
     pub leaf: Vec<u8>,
     /// A checkpoint covering the entry (the one committed with its batch).
     pub checkpoint: Arc<SignedCheckpoint>,
+    /// What proves the entries of the batch that answered, against
+    /// `checkpoint`, from memory. An identical resubmission of an older
+    /// entry is not among them: its proof is read from the store.
+    pub batch: Arc<BatchSubtrees>,
 }
 
 /// A checkpoint and the note that signs it.
@@ -116,6 +120,29 @@ pub enum SubmitError {
     Unavailable(String),
 }
 
+/// A queued submission's answer: resolves once its batch is durable (or
+/// it was refused).
+pub struct Pending {
+    answer: oneshot::Receiver<Result<Sequenced, SubmitError>>,
+}
+
+impl std::future::Future for Pending {
+    type Output = Result<Sequenced, SubmitError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.answer)
+            .poll(context)
+            .map(|answer| {
+                answer
+                    .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))
+                    .and_then(|answer| answer)
+            })
+    }
+}
+
 /// The handle the server holds: where to send submissions, where to read
 /// the latest checkpoint.
 #[derive(Clone)]
@@ -130,13 +157,15 @@ pub struct SequencerHandle {
 }
 
 impl SequencerHandle {
-    /// Queues a submission and waits for its durable answer.
-    pub async fn submit(
+    /// Queues a submission (waiting while the queue is full) and returns
+    /// its durable answer to come. Submissions are sequenced in the order
+    /// they were queued.
+    pub async fn enqueue(
         &self,
         payload: Vec<u8>,
         signatures: Vec<EventSignature>,
         event: Event,
-    ) -> Result<Sequenced, SubmitError> {
+    ) -> Result<Pending, SubmitError> {
         let (reply, answer) = oneshot::channel();
         self.submissions
             .send(Submission {
@@ -147,9 +176,7 @@ impl SequencerHandle {
             })
             .await
             .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?
+        Ok(Pending { answer })
     }
 
     /// The ledger's agreement id; `None` before the genesis.
@@ -316,6 +343,7 @@ impl Sequencer {
     }
 
     fn sequence(&mut self, submissions: Vec<Submission>) {
+        let staging = std::time::Instant::now();
         let received_at = now_micros().max(self.durable.head.last_received_at_micros);
         let mut batch = Batch::new(&mut self.durable, received_at);
         let mut genesis_signer = None;
@@ -351,7 +379,9 @@ impl Sequencer {
                 tracing::debug!(
                     entries = committed.entries,
                     size = head.size,
+                    stage_ms = (started - staging).as_secs_f64() * 1e3,
                     commit_ms = started.elapsed().as_secs_f64() * 1e3,
+                    sync_ms = committed.sync_time.as_secs_f64() * 1e3,
                     "batch durable"
                 );
                 if let Some(metrics) = &self.config.metrics {

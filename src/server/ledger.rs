@@ -1,30 +1,49 @@
-//! The `ceasefire.v1.Ledger` service: Submit and the read API of docs/spec.md.
+//! The `ceasefire.v1.Ledger` service: Submit, SubmitStream and the read API
+//! of docs/spec.md.
+//!
+//! Both submit calls run the same per-event path ([`LedgerService::submit_event`]):
+//! size limit, canonical signature list, decoding, agreement, strict
+//! signature checks on the rayon pool, the sequencer, and a receipt whose
+//! proof comes from the answering batch (memory) or, for an identical
+//! resubmission of an older entry, from the store.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
-use tonic::{Request, Response, Status};
+use futures::{Stream, StreamExt};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::compliance::stopping;
 use super::{rejection_status, store_status, submit_status};
 use crate::core::leaf::MAX_PAYLOAD_BYTES;
 use crate::core::merkle::Hash;
 use crate::core::rejection::Rejection;
 use crate::core::rules::decode_event;
-use crate::core::signing::{canonical_signatures, verify_all};
+use crate::core::signing::{canonical_signatures, verify_all, EventSignature};
 use crate::metrics::Metrics;
+use crate::proto::Event;
 use crate::proto::{
-    ledger_server::Ledger, Checkpoint, GetCheckpointRequest, GetConsistencyProofRequest,
-    GetEntriesRequest, GetInclusionProofRequest, LogEntry, Proof, Receipt, SignedEvent,
+    ledger_server::Ledger, submit_result::Outcome, Checkpoint, GetCheckpointRequest,
+    GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest, LogEntry, Proof,
+    Receipt, Refusal, SignedEvent, SubmitResult,
 };
-use crate::sequencer::{SequencerHandle, SignedCheckpoint};
+use crate::sequencer::{Pending, Sequenced, SequencerHandle, SignedCheckpoint};
 use crate::storage::Store;
 
 /// Entries a GetEntries stream reads ahead of a slow reader; bounds the
 /// memory one reader can hold (~64 x 36 KiB worst case).
 const ENTRY_STREAM_BUFFER: usize = 64;
 
+/// Events of one SubmitStream in flight at once (read, being verified or
+/// waiting for their batch). Enough to keep batches full from a single bulk
+/// submitter (a batch syncs in about a millisecond); beyond it the stream's
+/// HTTP/2 flow control holds the client back. Bounds one stream's memory to
+/// 256 events (about 100 KiB for typical observations, 16 MiB at the payload cap).
+const SUBMIT_STREAM_WINDOW: usize = 256;
+
+#[derive(Clone)]
 pub struct LedgerService {
     /// Read side: leaves and tree nodes for the read API and proofs.
     store: Arc<Store>,
@@ -34,6 +53,8 @@ pub struct LedgerService {
     metrics: Arc<Metrics>,
     /// This server's payload cap (never above the format's).
     max_payload_bytes: usize,
+    /// Turns true when the server stops: submit streams stop reading.
+    shutting_down: watch::Receiver<bool>,
 }
 
 impl LedgerService {
@@ -42,12 +63,14 @@ impl LedgerService {
         sequencer: SequencerHandle,
         metrics: Arc<Metrics>,
         max_payload_bytes: usize,
+        shutting_down: watch::Receiver<bool>,
     ) -> LedgerService {
         LedgerService {
             store,
             sequencer,
             metrics,
             max_payload_bytes: max_payload_bytes.min(MAX_PAYLOAD_BYTES),
+            shutting_down,
         }
     }
 
@@ -86,7 +109,7 @@ fn hashes(proof: Vec<Hash>) -> Vec<Vec<u8>> {
 /// one thread per core busy however many calls arrive at once.
 async fn verify_off_reactor(
     payload: Arc<Vec<u8>>,
-    signatures: Arc<Vec<crate::core::signing::EventSignature>>,
+    signatures: Arc<Vec<EventSignature>>,
 ) -> Result<(), Status> {
     let (done, verdict) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
@@ -99,16 +122,41 @@ async fn verify_off_reactor(
 }
 
 type EntryStream = Pin<Box<dyn Stream<Item = Result<LogEntry, Status>> + Send>>;
+type SubmitResultStream = Pin<Box<dyn Stream<Item = Result<SubmitResult, Status>> + Send>>;
+
+/// An event whose signatures verified, ready for the sequencer.
+struct VerifiedEvent {
+    payload: Vec<u8>,
+    signatures: Vec<EventSignature>,
+    event: Event,
+    /// The event's span (its author), for the stages after verification.
+    span: tracing::Span,
+}
+
+/// An event queued at the sequencer: its durable answer, once it comes.
+struct QueuedEvent {
+    answer: Pending,
+    span: tracing::Span,
+}
 
 impl LedgerService {
-    async fn submit_inner(
-        &self,
-        request: Request<SignedEvent>,
-    ) -> Result<Response<Receipt>, Status> {
+    /// One event, from arrival to receipt, counted by outcome.
+    async fn submit_event(&self, event: SignedEvent) -> Result<Receipt, Status> {
+        let queued = match self.verify_event(event).await {
+            Ok(verified) => self.enqueue(verified).await,
+            Err(status) => Err(status),
+        };
+        self.receipt(queued).await
+    }
+
+    /// The stateless checks, in parallel with every other call: size,
+    /// canonical signature list, decoding, agreement, and strict signature
+    /// verification on the rayon pool.
+    async fn verify_event(&self, event: SignedEvent) -> Result<VerifiedEvent, Status> {
         let SignedEvent {
             payload,
             signatures,
-        } = request.into_inner();
+        } = event;
         if payload.len() > self.max_payload_bytes {
             return Err(rejection_status(Rejection::invalid(format!(
                 "payload is {} bytes, over the limit of {}",
@@ -133,50 +181,160 @@ impl LedgerService {
             }
         }
         let span = tracing::info_span!("submit", author = %event.author);
-        async move {
-            let payload = Arc::new(payload);
-            let signatures = Arc::new(signatures);
-            verify_off_reactor(payload.clone(), signatures.clone()).await?;
-            let payload = Arc::try_unwrap(payload).unwrap_or_else(|shared| (*shared).clone());
-            let signatures = Arc::try_unwrap(signatures).unwrap_or_else(|shared| (*shared).clone());
-            let sequenced = self
-                .sequencer
-                .submit(payload, signatures, event)
+        let payload = Arc::new(payload);
+        let signatures = Arc::new(signatures);
+        verify_off_reactor(payload.clone(), signatures.clone())
+            .instrument(span.clone())
+            .await?;
+        Ok(VerifiedEvent {
+            payload: Arc::try_unwrap(payload).unwrap_or_else(|shared| (*shared).clone()),
+            signatures: Arc::try_unwrap(signatures).unwrap_or_else(|shared| (*shared).clone()),
+            event,
+            span,
+        })
+    }
+
+    /// Queues a verified event at the sequencer. Events queued in some
+    /// order are sequenced in that order.
+    async fn enqueue(&self, verified: VerifiedEvent) -> Result<QueuedEvent, Status> {
+        let VerifiedEvent {
+            payload,
+            signatures,
+            event,
+            span,
+        } = verified;
+        let answer = self
+            .sequencer
+            .enqueue(payload, signatures, event)
+            .await
+            .map_err(submit_status)?;
+        Ok(QueuedEvent { answer, span })
+    }
+
+    /// Waits for a queued event's durable entry and builds its receipt;
+    /// counts the outcome, whatever stage it came from.
+    async fn receipt(&self, queued: Result<QueuedEvent, Status>) -> Result<Receipt, Status> {
+        let answer = match queued {
+            Ok(QueuedEvent { answer, span }) => {
+                async {
+                    let sequenced = answer.await.map_err(submit_status)?;
+                    self.receipt_for(sequenced).await
+                }
+                .instrument(span)
                 .await
-                .map_err(submit_status)?;
-            let tree_size = sequenced.checkpoint.body.tree_size;
-            let seq = sequenced.seq;
-            let proof = self
-                .read(move |store| store.inclusion_proof(seq, tree_size))
-                .await?;
-            tracing::debug!(seq, "receipt");
-            Ok(Response::new(Receipt {
-                seq,
-                leaf_hash: sequenced.leaf_hash.to_vec(),
-                checkpoint: Some(checkpoint_message(&sequenced.checkpoint)),
-                inclusion_proof: Some(Proof {
-                    hashes: hashes(proof),
-                    tree_size,
-                    leaf_index: seq,
-                    old_size: 0,
-                }),
-                leaf: sequenced.leaf,
-            }))
-        }
-        .instrument(span)
-        .await
+            }
+            Err(status) => Err(status),
+        };
+        self.metrics.count_submission(match &answer {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        });
+        answer
+    }
+
+    /// The receipt of a durable entry. Its proof comes from the batch that
+    /// answered when the entry is one of its own, else from the store.
+    async fn receipt_for(&self, sequenced: Sequenced) -> Result<Receipt, Status> {
+        let tree_size = sequenced.checkpoint.body.tree_size;
+        let seq = sequenced.seq;
+        let proof = match sequenced.batch.inclusion_proof(seq) {
+            Some(proof) => proof,
+            None => {
+                self.read(move |store| store.inclusion_proof(seq, tree_size))
+                    .await?
+            }
+        };
+        tracing::debug!(seq, "receipt");
+        Ok(Receipt {
+            seq,
+            leaf_hash: sequenced.leaf_hash.to_vec(),
+            checkpoint: Some(checkpoint_message(&sequenced.checkpoint)),
+            inclusion_proof: Some(Proof {
+                hashes: hashes(proof),
+                tree_size,
+                leaf_index: seq,
+                old_size: 0,
+            }),
+            leaf: sequenced.leaf,
+        })
+    }
+}
+
+/// The stream's answer for the event at `index`: its receipt or its refusal.
+fn submit_result(index: usize, answer: Result<Receipt, Status>) -> SubmitResult {
+    SubmitResult {
+        index: index as u64,
+        outcome: Some(match answer {
+            Ok(receipt) => Outcome::Receipt(receipt),
+            Err(status) => Outcome::Refusal(Refusal {
+                code: status.code() as i32,
+                message: status.message().to_string(),
+            }),
+        }),
     }
 }
 
 #[tonic::async_trait]
 impl Ledger for LedgerService {
     async fn submit(&self, request: Request<SignedEvent>) -> Result<Response<Receipt>, Status> {
-        let answer = self.submit_inner(request).await;
-        self.metrics.count_submission(match &answer {
-            Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
-        });
-        answer
+        self.submit_event(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type SubmitStreamStream = SubmitResultStream;
+
+    /// Reads events while fewer than [`SUBMIT_STREAM_WINDOW`] are in flight,
+    /// verifies them in parallel, queues them at the sequencer in the order
+    /// sent (so a stream's events are sequenced in that order: an amendment
+    /// may follow its observation), and answers them in that order. A broken
+    /// or oversized message ends the stream with its status. When the server
+    /// stops, no further event is read: those in flight are answered, then
+    /// the stream ends with UNAVAILABLE.
+    async fn submit_stream(
+        &self,
+        request: Request<Streaming<SignedEvent>>,
+    ) -> Result<Response<SubmitResultStream>, Status> {
+        let (verifier, queuer, answerer) = (self.clone(), self.clone(), self.clone());
+        let mut stop = self.shutting_down.clone();
+        let shutting_down = self.shutting_down.clone();
+        let events = request
+            .into_inner()
+            .take_until(Box::pin(async move { stopping(&mut stop).await }));
+        // Each stage passes a broken message's status along, which ends the
+        // answers there; everything else becomes the event's own answer.
+        let answers = events
+            .map(move |event| {
+                let service = verifier.clone();
+                async move { Ok(service.verify_event(event?).await) }
+            })
+            .buffered(SUBMIT_STREAM_WINDOW)
+            .then(move |verified: Result<_, Status>| {
+                let service = queuer.clone();
+                async move {
+                    Ok(match verified? {
+                        Ok(verified) => service.enqueue(verified).await,
+                        Err(refused) => Err(refused),
+                    })
+                }
+            })
+            .map(move |queued: Result<_, Status>| {
+                let service = answerer.clone();
+                async move { Ok(service.receipt(queued?).await) }
+            })
+            .buffered(SUBMIT_STREAM_WINDOW)
+            .enumerate()
+            .map(|(index, answer)| answer.map(|answer| submit_result(index, answer)));
+        let ending = futures::stream::once(async move {
+            (*shutting_down.borrow()).then(|| {
+                Err(Status::unavailable(
+                    "the server is shutting down: events after the last answer were not \
+                     read; submit them again (identical resubmission is idempotent)",
+                ))
+            })
+        })
+        .filter_map(futures::future::ready);
+        Ok(Response::new(Box::pin(answers.chain(ending))))
     }
 
     async fn get_checkpoint(

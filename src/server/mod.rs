@@ -81,6 +81,7 @@ pub async fn serve(
         sequencer.clone(),
         options.metrics.clone(),
         options.max_payload_bytes,
+        shutting_down.clone(),
     ))
     .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let compliance = ComplianceServer::new(ComplianceService::new(

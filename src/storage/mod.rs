@@ -5,12 +5,12 @@
 //!
 //! | key                          | value                                   |
 //! |------------------------------|-----------------------------------------|
+//! | `v`                          | the layout version, [`STORE_LAYOUT`]    |
 //! | `h`                          | [`DurableHead`]: size, root, last leaf hash, last received_at |
 //! | `c`                          | the signed checkpoint note for the head |
-//! | `l` seq                      | leaf bytes (docs/spec.md), verbatim     |
-//! | `n` level index              | hash of the complete subtree at (level, index) |
+//! | `e` first seq                | an entry chunk (`chunks.rs`): consecutive entries' leaf bytes (verbatim), the tree nodes each completed, their observation records |
 //! | `a` author 0x00 nonce        | seq of the author's event with that nonce |
-//! | `o` seq                      | [`ObservationRecord`] of an observation |
+//! | `o` seq                      | the corrected [`ObservationRecord`] of an amended observation (overrides its chunk's) |
 //! | `g` seq                      | empty: seqs of governance events, replayed on open |
 //! | `P`                          | [`ProjectionHead`]: as_of_seq, log time, digest |
 //! | `q` zone 0x00 commitment     | the pair's [`PairSummary`], JSON |
@@ -18,18 +18,28 @@
 //! | `s` seq index(u32)           | a [`StatusChange`], JSON: the change log streams read |
 //! | `S` zone 0x00 commitment 0x00 seq index | empty: the change log by pair, for history |
 //!
-//! Invariants: the head names exactly the leaves `0..size`; every complete
-//! subtree of those leaves is stored; nothing of a batch is visible unless
-//! all of it is. A batch is acknowledged only after [`Durability`] has synced it.
+//! Invariants: the head names exactly the leaves `0..size`, held by chunks
+//! that follow each other without gap or overlap; every complete subtree of
+//! those leaves is stored (in the chunk of the entry that completed it);
+//! nothing of a batch is visible unless
+//! all of it is. A batch is acknowledged only after [`Durability`] has synced it
+//! and the head record (`head_record.rs`, a file beside the sled directory)
+//! has recorded it; a store whose sled head does not extend that record (sled
+//! silently recovered an older state from a damaged log) is refused on open.
 //! Proofs read O(log n) stored nodes; nothing here holds the log in memory.
 
+pub mod chunks;
 mod durability;
+mod head_record;
 mod records;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use chunks::{Chunk, ChunkEntry, CHUNK_TARGET_BYTES};
 pub use durability::Durability;
+pub use head_record::RECORD_FILE_NAME;
+use head_record::{HeadRecord, Recorded};
 
 use crate::core::leaf::Leaf;
 use crate::core::merkle::{self, Frontier, Hash, SubtreeSource};
@@ -41,10 +51,13 @@ use crate::core::rules::{EntryIndex, ObservationRecord};
 /// Name of the sled directory inside the data directory.
 pub const DB_DIR_NAME: &str = "ledger.sled";
 
+/// The layout this code reads and writes. A store in another layout is
+/// refused on open rather than misread.
+pub const STORE_LAYOUT: &[u8] = b"entry-chunks-1";
+
+const LAYOUT_KEY: &[u8] = b"v";
 const HEAD_KEY: &[u8] = b"h";
 const CHECKPOINT_KEY: &[u8] = b"c";
-const LEAF_PREFIX: u8 = b'l';
-const NODE_PREFIX: u8 = b'n';
 const NONCE_PREFIX: u8 = b'a';
 const OBSERVATION_PREFIX: u8 = b'o';
 const GOVERNANCE_PREFIX: u8 = b'g';
@@ -53,6 +66,9 @@ const PAIR_PREFIX: u8 = b'q';
 const WINDOW_PREFIX: u8 = b'w';
 const CHANGE_PREFIX: u8 = b's';
 const PAIR_CHANGE_PREFIX: u8 = b'S';
+
+/// Stored entries read lazily, in seq order.
+pub type EntryIter<T> = Box<dyn Iterator<Item = Result<(u64, T), StoreError>> + Send + 'static>;
 
 /// Errors a caller must tell apart: an I/O failure may go away on retry; a
 /// corrupt store never does and must not be served.
@@ -68,6 +84,111 @@ pub enum StoreError {
     BadHead(String),
     #[error("entry {seq} is not in the log (size {size})")]
     OutOfRange { seq: u64, size: u64 },
+    /// The store was written in another layout (by another version).
+    #[error(
+        "{} holds a ledger in storage layout {found:?}, this version reads {:?}: \
+         open it with the version that wrote it and export it",
+        path.display(),
+        String::from_utf8_lossy(STORE_LAYOUT)
+    )]
+    OtherLayout { path: PathBuf, found: String },
+    /// sled refused (or panicked while) recovering its files.
+    #[error("sled cannot open {}: {reason}", path.display())]
+    Unopenable { path: PathBuf, reason: String },
+    /// The head record outside sled cannot be read.
+    #[error("{}: {reason}", path.display())]
+    BadRecord { path: PathBuf, reason: String },
+    /// sled holds fewer entries than were durable and acknowledged.
+    #[error(
+        "{} records {recorded} durable entries but the store holds {found}: \
+         entries from {found} on were lost (sled recovered an older state from a damaged log); \
+         restore the data directory from a backup",
+        path.display()
+    )]
+    LostEntries {
+        path: PathBuf,
+        recorded: u64,
+        found: u64,
+    },
+    /// sled's first `size` entries are not the ones that were durable.
+    #[error(
+        "{} records root {recorded} for the first {size} entries, the store has root {found} \
+         (its log holds {store_size}): the store is not the log that was acknowledged",
+        path.display()
+    )]
+    RecordMismatch {
+        path: PathBuf,
+        size: u64,
+        store_size: u64,
+        recorded: String,
+        found: String,
+    },
+}
+
+impl StoreError {
+    /// The same error with paths under `from` named under `to` instead (for
+    /// errors found in a private copy of a data directory).
+    fn relocated(self, from: &Path, to: &Path) -> StoreError {
+        let relocate = |path: PathBuf| match path.strip_prefix(from) {
+            Ok(rest) => to.join(rest),
+            Err(_) => path,
+        };
+        match self {
+            StoreError::Unopenable { path, reason } => StoreError::Unopenable {
+                path: relocate(path),
+                reason,
+            },
+            StoreError::BadRecord { path, reason } => StoreError::BadRecord {
+                path: relocate(path),
+                reason,
+            },
+            StoreError::LostEntries {
+                path,
+                recorded,
+                found,
+            } => StoreError::LostEntries {
+                path: relocate(path),
+                recorded,
+                found,
+            },
+            StoreError::RecordMismatch {
+                path,
+                size,
+                store_size,
+                recorded,
+                found,
+            } => StoreError::RecordMismatch {
+                path: relocate(path),
+                size,
+                store_size,
+                recorded,
+                found,
+            },
+            other => other,
+        }
+    }
+}
+
+/// A sled error for a person: its corruption error names no file and
+/// prints an empty backtrace.
+fn sled_error_text(error: &sled::Error) -> String {
+    match error {
+        sled::Error::Corruption { at, .. } => format!(
+            "sled found a damaged record{} (it does not say in which of its files: \
+             conf, db, snap.*, blobs/*)",
+            at.map(|at| format!(" at {at}")).unwrap_or_default()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// What a panic carried, as text.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// What is on disk after the last durable batch.
@@ -169,6 +290,9 @@ pub struct ProjectionWrite<'p> {
 pub struct StagedEntry {
     pub seq: u64,
     pub leaf: Vec<u8>,
+    /// The complete subtrees its append completed, level 0 (its leaf hash)
+    /// first: what `Frontier::push` returned for it.
+    pub completed: Vec<Hash>,
     pub author: String,
     pub nonce: Vec<u8>,
     /// Observation records written by this entry: its own, or an amended target's.
@@ -183,20 +307,15 @@ pub struct Store {
     /// Syncs sled's files after each commit. A mutex because syncing is a
     /// writer-only, one-at-a-time act.
     durability: Mutex<Durability>,
+    /// The last durable (size, root), recorded outside sled after each
+    /// commit (see `head_record.rs`).
+    record: Mutex<HeadRecord>,
 }
 
 fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = prefix;
     key[1..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn node_key(level: u8, index: u64) -> [u8; 10] {
-    let mut key = [0u8; 10];
-    key[0] = NODE_PREFIX;
-    key[1] = level;
-    key[2..].copy_from_slice(&index.to_be_bytes());
     key
 }
 
@@ -234,6 +353,13 @@ fn pair_change_key(change: &StatusChange) -> Vec<u8> {
     key
 }
 
+fn malformed(seq: u64, error: chunks::Malformed) -> StoreError {
+    StoreError::Corrupt {
+        seq,
+        reason: format!("its stored chunk is damaged: {}", error.0),
+    }
+}
+
 fn corrupt_record(what: &str) -> StoreError {
     StoreError::Corrupt {
         seq: 0,
@@ -252,22 +378,136 @@ fn nonce_key(author: &str, nonce: &[u8]) -> Vec<u8> {
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`, for writing.
+    ///
+    /// Refuses a store sled cannot recover (naming its directory, also when
+    /// sled panics on a damaged file) and one whose head does not extend the
+    /// head record (see `head_record.rs`): sled silently recovered an older
+    /// state, and serving it would lose acknowledged entries.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let path = data_dir.join(DB_DIR_NAME);
         std::fs::create_dir_all(&path)?;
-        let db = sled::Config::new()
-            .path(&path)
-            // Durability is ours to decide (see durability.rs); sled's
-            // background flusher would only add unsynced writes.
-            .flush_every_ms(None)
-            .open()?;
-        let tree = db.open_tree("ledger")?;
+        let unopenable = |reason: String| StoreError::Unopenable {
+            path: path.clone(),
+            reason,
+        };
+        // sled 0.34 panics on some damaged logs instead of returning an
+        // error (e.g. "tried to serialize Uninitialized" while writing the
+        // snapshot of a log cut short by a bad message).
+        let opened = std::panic::catch_unwind(|| -> sled::Result<(sled::Db, sled::Tree)> {
+            let db = sled::Config::new()
+                .path(&path)
+                // Durability is ours to decide (see durability.rs); sled's
+                // background flusher would only add unsynced writes.
+                .flush_every_ms(None)
+                .open()?;
+            let tree = db.open_tree("ledger")?;
+            Ok((db, tree))
+        });
+        let (db, tree) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(error)) => return Err(unopenable(sled_error_text(&error))),
+            Err(panic) => {
+                return Err(unopenable(format!(
+                    "sled panicked while recovering it ({}): a file in it is damaged",
+                    panic_text(panic.as_ref())
+                )))
+            }
+        };
         let durability = Durability::new(&path)?;
-        Ok(Store {
+        let head = match tree.get(HEAD_KEY) {
+            Ok(Some(bytes)) => DurableHead::decode(&bytes)?,
+            Ok(None) => DurableHead::empty(),
+            Err(error) => {
+                return Err(unopenable(format!(
+                    "its head is unreadable: {}",
+                    sled_error_text(&error)
+                )))
+            }
+        };
+        match tree.get(LAYOUT_KEY) {
+            Ok(Some(layout)) if layout.as_ref() == STORE_LAYOUT => {}
+            // A new store takes this layout; it is synced with its first batch.
+            Ok(None) if head.size == 0 => {
+                tree.insert(LAYOUT_KEY, STORE_LAYOUT)?;
+            }
+            Ok(found) => {
+                return Err(StoreError::OtherLayout {
+                    path: path.clone(),
+                    found: found.map_or("(none: the first one)".into(), |layout| {
+                        String::from_utf8_lossy(&layout).into_owned()
+                    }),
+                })
+            }
+            Err(error) => {
+                return Err(unopenable(format!(
+                    "its layout is unreadable: {}",
+                    sled_error_text(&error)
+                )))
+            }
+        }
+        let current = Recorded {
+            size: head.size,
+            root: head.root,
+        };
+        let (record, recorded) = match HeadRecord::read(data_dir) {
+            Ok(Some((record, recorded))) => (record, Some(recorded)),
+            Ok(None) => (HeadRecord::create(data_dir, &current)?, None),
+            Err(error) => {
+                return Err(StoreError::BadRecord {
+                    path: data_dir.join(RECORD_FILE_NAME),
+                    reason: match error {
+                        head_record::ReadError::Io(error) => format!("unreadable: {error}"),
+                        head_record::ReadError::Unreadable => {
+                            "neither slot of the head record reads (damaged file): \
+                             cannot tell which entries were acknowledged"
+                                .into()
+                        }
+                    },
+                })
+            }
+        };
+        let store = Store {
             db,
             tree,
             durability: Mutex::new(durability),
-        })
+            record: Mutex::new(record),
+        };
+        if let Some(recorded) = recorded {
+            store.check_record(&head, &recorded)?;
+        }
+        Ok(store)
+    }
+
+    /// Refuses the store unless its log extends the recorded durable head.
+    fn check_record(&self, head: &DurableHead, recorded: &Recorded) -> Result<(), StoreError> {
+        let path = self
+            .record
+            .lock()
+            .map_err(|_| std::io::Error::other("head record lock poisoned"))?
+            .path()
+            .to_path_buf();
+        if head.size < recorded.size {
+            return Err(StoreError::LostEntries {
+                path,
+                recorded: recorded.size,
+                found: head.size,
+            });
+        }
+        let root = if head.size == recorded.size {
+            head.root
+        } else {
+            merkle::root(self, recorded.size)?
+        };
+        if root != recorded.root {
+            return Err(StoreError::RecordMismatch {
+                path,
+                size: recorded.size,
+                store_size: head.size,
+                recorded: crate::core::key_text(recorded.root),
+                found: crate::core::key_text(root),
+            });
+        }
+        Ok(())
     }
 
     /// Opens a private copy of the store in `data_dir`, for readers that
@@ -284,8 +524,20 @@ impl Store {
             )));
         }
         let copy = tempfile::tempdir()?;
+        // The record first: a server running on `data_dir` writes it after
+        // each sled sync, so a record copied before sled's files never names
+        // more than those files hold.
+        match std::fs::copy(
+            data_dir.join(RECORD_FILE_NAME),
+            copy.path().join(RECORD_FILE_NAME),
+        ) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error.into()),
+        }
         copy_dir(&source, &copy.path().join(DB_DIR_NAME))?;
-        let store = Store::open(copy.path())?;
+        let store =
+            Store::open(copy.path()).map_err(|error| error.relocated(copy.path(), data_dir))?;
         Ok((store, copy))
     }
 
@@ -305,27 +557,82 @@ impl Store {
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     }
 
-    /// Leaf bytes of entry `seq`.
-    pub fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree
-            .get(seq_key(LEAF_PREFIX, seq))?
-            .map(|v| v.to_vec()))
+    /// The chunk holding entry `seq`: the last chunk starting at or before
+    /// it, if it reaches that far.
+    fn chunk_holding(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        let Some(item) = self.tree.range(..=chunks::key(seq)).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = item?;
+        let Some(first_seq) = chunks::first_seq_of(&key) else {
+            return Ok(None);
+        };
+        let chunk = Chunk::parse(first_seq, &value).map_err(|error| malformed(first_seq, error))?;
+        Ok((seq < chunk.end_seq()).then_some((first_seq, value)))
     }
 
-    /// Leaves `start..end` in order, read lazily.
-    pub fn leaves(
+    /// Reads one stored entry with `read`; `None` if the log lacks it.
+    fn with_entry<T>(
+        &self,
+        seq: u64,
+        read: impl FnOnce(&chunks::StoredEntry) -> Result<T, chunks::Malformed>,
+    ) -> Result<Option<T>, StoreError> {
+        let Some((first_seq, bytes)) = self.chunk_holding(seq)? else {
+            return Ok(None);
+        };
+        let malformed = |error| malformed(seq, error);
+        let chunk = Chunk::parse(first_seq, &bytes).map_err(malformed)?;
+        let entry = chunk.entry(seq).map_err(malformed)?;
+        read(&entry).map(Some).map_err(malformed)
+    }
+
+    /// Leaf bytes of entry `seq`.
+    pub fn leaf(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_entry(seq, |entry| Ok(entry.leaf.to_vec()))
+    }
+
+    /// Leaves `start..end` in order, read lazily, a chunk at a time.
+    pub fn leaves(&self, start: u64, end: u64) -> EntryIter<Vec<u8>> {
+        self.read_entries(start, end, |entry| Ok(entry.leaf.to_vec()))
+    }
+
+    /// Entries `start..end` in order, each read with `read`, a chunk at a time.
+    fn read_entries<T: Send + 'static>(
         &self,
         start: u64,
         end: u64,
-    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + Send + 'static {
-        self.tree
-            .range(seq_key(LEAF_PREFIX, start)..seq_key(LEAF_PREFIX, end.max(start)))
-            .map(|item| {
-                let (key, value) = item?;
-                let seq = u64::from_be_bytes(key[1..9].try_into().unwrap_or_default());
-                Ok((seq, value.to_vec()))
-            })
+        read: fn(&chunks::StoredEntry) -> Result<T, chunks::Malformed>,
+    ) -> EntryIter<T> {
+        let end = end.max(start);
+        let from = match self.chunk_holding(start) {
+            Ok(Some((first_seq, _))) => first_seq,
+            Ok(None) => start,
+            Err(error) => return Box::new(std::iter::once(Err(error))),
+        };
+        let entries = self
+            .tree
+            .range(chunks::key(from)..chunks::key(end))
+            .flat_map(move |item| -> Vec<Result<(u64, T), StoreError>> {
+                let (key, bytes) = match item {
+                    Ok(item) => item,
+                    Err(error) => return vec![Err(error.into())],
+                };
+                let first_seq = chunks::first_seq_of(&key).unwrap_or(from);
+                let chunk = match Chunk::parse(first_seq, &bytes) {
+                    Ok(chunk) => chunk,
+                    Err(error) => return vec![Err(malformed(first_seq, error))],
+                };
+                (first_seq.max(start)..chunk.end_seq().min(end))
+                    .map(|seq| {
+                        chunk
+                            .entry(seq)
+                            .and_then(|entry| read(&entry))
+                            .map(|value| (seq, value))
+                            .map_err(|error| malformed(seq, error))
+                    })
+                    .collect()
+            });
+        Box::new(entries)
     }
 
     /// Seq of the event by `author` with `nonce`, if any.
@@ -372,39 +679,61 @@ impl Store {
     }
 
     /// Writes a batch atomically, with its tree nodes, indexes, new head and
-    /// checkpoint, then makes it durable. Returns only once it is, with the
-    /// time the sync took.
+    /// checkpoint, then makes it durable and records the new head outside
+    /// sled (`head_record.rs`). Returns only once both are on stable storage,
+    /// with the time that took.
     pub fn append(
         &self,
         entries: &[StagedEntry],
-        nodes: &[(u8, u64, Hash)],
         head: &DurableHead,
         checkpoint_note: &str,
         projection: &ProjectionWrite,
     ) -> Result<std::time::Duration, StoreError> {
         let mut batch = sled::Batch::default();
         Self::write_projection(&mut batch, projection)?;
-        for entry in entries {
-            batch.insert(&seq_key(LEAF_PREFIX, entry.seq), entry.leaf.as_slice());
+        let mut chunk: Vec<ChunkEntry> = Vec::new();
+        let mut chunk_bytes = 0;
+        for (position, entry) in entries.iter().enumerate() {
             batch.insert(
                 nonce_key(&entry.author, &entry.nonce),
                 &entry.seq.to_be_bytes(),
             );
+            let mut own_record = None;
             for (seq, record) in &entry.observation_records {
-                batch.insert(&seq_key(OBSERVATION_PREFIX, *seq), records::encode(record));
+                if *seq == entry.seq {
+                    own_record = Some(record);
+                } else {
+                    batch.insert(&seq_key(OBSERVATION_PREFIX, *seq), records::encode(record));
+                }
             }
             if entry.is_governance {
                 batch.insert(&seq_key(GOVERNANCE_PREFIX, entry.seq), &[]);
             }
-        }
-        for (level, index, hash) in nodes {
-            batch.insert(&node_key(*level, *index), hash);
+            chunk.push(ChunkEntry {
+                leaf: &entry.leaf,
+                completed: &entry.completed,
+                record: own_record,
+            });
+            chunk_bytes += entry.leaf.len();
+            if chunk_bytes >= CHUNK_TARGET_BYTES || position + 1 == entries.len() {
+                let first_seq = entry.seq + 1 - chunk.len() as u64;
+                batch.insert(&chunks::key(first_seq), chunks::encode(&chunk));
+                chunk.clear();
+                chunk_bytes = 0;
+            }
         }
         batch.insert(HEAD_KEY, head.encode());
         batch.insert(CHECKPOINT_KEY, checkpoint_note.as_bytes());
         self.tree.apply_batch(batch)?;
         let started = std::time::Instant::now();
         self.make_durable()?;
+        self.record
+            .lock()
+            .map_err(|_| std::io::Error::other("head record lock poisoned"))?
+            .write(&Recorded {
+                size: head.size,
+                root: head.root,
+            })?;
         Ok(started.elapsed())
     }
 
@@ -586,8 +915,26 @@ impl Store {
         let mut prev_leaf_hash = [0u8; 32];
         let mut last_received_at = i64::MIN;
         let mut expected_seq = 0u64;
-        for item in self.leaves(0, u64::MAX) {
-            let (seq, bytes) = item?;
+        // sled reports a damaged page it reads as an error: name the entry.
+        let unreadable = |seq: u64, error: StoreError| StoreError::Corrupt {
+            seq,
+            reason: match error {
+                StoreError::Sled(error) => {
+                    format!("unreadable in {}: {}", DB_DIR_NAME, sled_error_text(&error))
+                }
+                other => format!("unreadable: {other}"),
+            },
+        };
+        let entries = self.read_entries(0, u64::MAX, |entry| {
+            entry.record()?;
+            Ok((
+                entry.leaf.to_vec(),
+                entry.all_completed().collect::<Vec<_>>(),
+            ))
+        });
+        for item in entries {
+            let (seq, (bytes, stored_nodes)) =
+                item.map_err(|error| unreadable(expected_seq, error))?;
             let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
             if seq != expected_seq {
                 return Err(StoreError::Corrupt {
@@ -614,14 +961,19 @@ impl Store {
                 return Err(corrupt("received_at goes backwards".into()));
             }
             let leaf_hash = merkle::hash_leaf(&bytes);
-            for (level, index, hash) in frontier.push(leaf_hash) {
-                match self.tree.get(node_key(level, index))? {
-                    Some(stored) if stored.as_ref() == hash => {}
-                    _ => {
-                        return Err(corrupt(format!(
+            let completed = frontier.push(leaf_hash);
+            if completed.len() != stored_nodes.len() {
+                return Err(corrupt(format!(
+                    "it stores {} tree nodes, its append completes {}",
+                    stored_nodes.len(),
+                    completed.len()
+                )));
+            }
+            for ((level, index, hash), stored) in completed.into_iter().zip(stored_nodes) {
+                if stored != hash {
+                    return Err(corrupt(format!(
                         "stored tree node (level {level}, index {index}) does not match the leaves"
-                    )))
-                    }
+                    )));
                 }
             }
             prev_leaf_hash = leaf_hash;
@@ -672,17 +1024,24 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 impl SubtreeSource for Store {
     type Error = StoreError;
 
+    /// Subtree `(level, index)` is stored with the entry that completed
+    /// it, its last leaf.
     fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        match self.tree.get(node_key(level, index))? {
-            Some(bytes) => bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-                seq: index << level,
-                reason: format!("tree node (level {level}, index {index}) is not 32 bytes"),
-            }),
-            None => Err(StoreError::Corrupt {
-                seq: index << level,
-                reason: format!("tree node (level {level}, index {index}) is missing"),
-            }),
-        }
+        let missing = || StoreError::Corrupt {
+            seq: index << level,
+            reason: format!("tree node (level {level}, index {index}) is missing"),
+        };
+        let completed_by = index
+            .checked_add(1)
+            .and_then(|next| {
+                let width = 1u64.checked_shl(u32::from(level))?;
+                next.checked_mul(width)
+            })
+            .map(|end| end - 1)
+            .ok_or_else(missing)?;
+        self.with_entry(completed_by, |entry| Ok(entry.completed(level)))?
+            .flatten()
+            .ok_or_else(missing)
     }
 }
 
@@ -696,6 +1055,8 @@ impl EntryIndex for Store {
         self.subtree_hash(0, seq).map(Some)
     }
 
+    /// The corrected record of an amended observation, else the record
+    /// its chunk holds.
     fn observation(&self, seq: u64) -> Result<Option<ObservationRecord>, StoreError> {
         match self.tree.get(seq_key(OBSERVATION_PREFIX, seq))? {
             Some(bytes) => records::decode(&bytes)
@@ -704,7 +1065,162 @@ impl EntryIndex for Store {
                     seq,
                     reason: "observation record is unreadable".into(),
                 }),
-            None => Ok(None),
+            None => Ok(self.with_entry(seq, |entry| entry.record())?.flatten()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The chunked layout read back through every accessor: leaves, ranges,
+    //! complete subtrees, records and their amendments, the full check.
+
+    use super::*;
+    use crate::core::merkle::MemorySource;
+    use crate::core::signing::EventSignature;
+
+    fn record(seq: u64) -> ObservationRecord {
+        ObservationRecord {
+            author: format!("mission-{}", seq % 3),
+            leaf_hash: [seq as u8; 32],
+            commitment_id: "ceasefire".into(),
+            zone_id: "sector".into(),
+            retracted: false,
+        }
+    }
+
+    /// Appends `batches` (their sizes) of leaves with large and small
+    /// payloads; every third entry is an observation, every seventh amends
+    /// the entry before it. Returns the leaves.
+    fn write_log(store: &Store, batches: &[usize]) -> Vec<Vec<u8>> {
+        let mut frontier = Frontier::new();
+        let mut leaves = Vec::new();
+        let mut prev_leaf_hash = [0u8; 32];
+        for (batch, &size) in batches.iter().enumerate() {
+            let mut entries = Vec::new();
+            for _ in 0..size {
+                let seq = frontier.size();
+                let leaf = Leaf {
+                    seq,
+                    prev_leaf_hash,
+                    received_at_micros: 1_000 + batch as i64,
+                    payload: vec![seq as u8; if seq.is_multiple_of(5) { 3_000 } else { 200 }],
+                    signatures: vec![EventSignature {
+                        public_key: [1; 32],
+                        signature: [2; 64],
+                    }],
+                }
+                .encode();
+                prev_leaf_hash = merkle::hash_leaf(&leaf);
+                let completed = frontier.push(prev_leaf_hash);
+                let mut observation_records = Vec::new();
+                if seq.is_multiple_of(3) {
+                    observation_records.push((seq, record(seq)));
+                }
+                if seq.is_multiple_of(7) && seq > 0 {
+                    let mut corrected = record(seq - 1);
+                    corrected.retracted = true;
+                    observation_records.push((seq - 1, corrected));
+                }
+                entries.push(StagedEntry {
+                    seq,
+                    leaf: leaf.clone(),
+                    completed: completed.into_iter().map(|(_, _, hash)| hash).collect(),
+                    author: "mission".into(),
+                    nonce: seq.to_be_bytes().to_vec(),
+                    observation_records,
+                    is_governance: false,
+                });
+                leaves.push(leaf);
+            }
+            let head = DurableHead {
+                size: frontier.size(),
+                root: frontier.root(),
+                last_leaf_hash: prev_leaf_hash,
+                last_received_at_micros: 1_000 + batch as i64,
+            };
+            let projection = ProjectionWrite {
+                head: ProjectionHead {
+                    as_of_seq: head.size.checked_sub(1),
+                    log_time_micros: head.last_received_at_micros,
+                    digest: [0; 32],
+                },
+                summaries: Vec::new(),
+                window_writes: &[],
+                changes: &[],
+            };
+            store.append(&entries, &head, "note", &projection).unwrap();
+        }
+        leaves
+    }
+
+    #[test]
+    fn a_chunked_log_reads_back_every_leaf_subtree_and_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let leaves = write_log(&store, &[1, 3, 40, 1, 2, 97, 5]);
+        let size = leaves.len() as u64;
+        assert_eq!(store.verify().unwrap().size, size);
+
+        for (seq, leaf) in leaves.iter().enumerate() {
+            assert_eq!(store.leaf(seq as u64).unwrap().as_ref(), Some(leaf));
+        }
+        assert_eq!(store.leaf(size).unwrap(), None);
+        for (start, end) in [(0, size), (5, 6), (3, 44), (44, 200), (140, 149)] {
+            let read: Vec<(u64, Vec<u8>)> = store.leaves(start, end).map(Result::unwrap).collect();
+            let expected: Vec<(u64, Vec<u8>)> = (start..end.min(size))
+                .map(|seq| (seq, leaves[seq as usize].clone()))
+                .collect();
+            assert_eq!(read, expected, "leaves({start}, {end})");
+        }
+
+        let tree =
+            MemorySource::from_leaf_hashes(leaves.iter().map(|leaf| merkle::hash_leaf(leaf)));
+        for (level, row) in tree.levels().iter().enumerate() {
+            for (index, hash) in row.iter().enumerate() {
+                assert_eq!(
+                    store.subtree_hash(level as u8, index as u64).unwrap(),
+                    *hash,
+                    "subtree ({level}, {index})"
+                );
+            }
+        }
+        assert!(store.subtree_hash(0, size).is_err());
+        assert!(store.subtree_hash(63, u64::MAX).is_err());
+        for tree_size in [1, 2, 7, 64, size] {
+            assert_eq!(store.frontier(tree_size).unwrap().size(), tree_size);
+        }
+
+        for seq in 0..size {
+            let expected = if (seq + 1) % 7 == 0 {
+                // Amended by the entry after it.
+                Some(ObservationRecord {
+                    retracted: true,
+                    ..record(seq)
+                })
+            } else if seq.is_multiple_of(3) {
+                Some(record(seq))
+            } else {
+                None
+            };
+            assert_eq!(store.observation(seq).unwrap(), expected, "record of {seq}");
+        }
+    }
+
+    #[test]
+    fn a_store_in_another_layout_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        write_log(&store, &[2]);
+        store
+            .tree
+            .insert(LAYOUT_KEY, b"one-key-per-leaf".as_slice())
+            .unwrap();
+        store.make_durable().unwrap();
+        drop(store);
+        match Store::open(dir.path()) {
+            Err(StoreError::OtherLayout { found, .. }) => assert_eq!(found, "one-key-per-leaf"),
+            other => panic!("another layout was opened: {:?}", other.err()),
         }
     }
 }

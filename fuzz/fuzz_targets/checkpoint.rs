@@ -1,0 +1,6 @@
+#![no_main]
+
+// The body and its properties: ceasefire_ledger::fuzzing::checkpoint.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ceasefire_ledger::fuzzing::checkpoint(data);
+});

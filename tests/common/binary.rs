@@ -1,0 +1,304 @@
+//! The real binary, for the tests that start, kill and restart it
+//! (`tests/crash.rs`, `tests/corruption.rs`): a `serve` process that is
+//! killed if a test leaves it running, commands with a bounded run time,
+//! free loopback ports, and a small seeded generator so a failing run can be
+//! replayed from the seed it prints.
+//!
+//! Included with `#[path = "common/binary.rs"] mod binary;` by the tests
+//! that need it (the other test binaries do not compile it).
+#![allow(dead_code)]
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use ceasefire_ledger::client::{self, ClientTls};
+
+/// The binary cargo built for this test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ceasefire-ledger")
+}
+
+/// A free local port (bound, read and released; a small race is accepted).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("cannot bind a loopback port")
+        .local_addr()
+        .expect("a bound socket has an address")
+        .port()
+}
+
+/// A command for the binary with no `CEASEFIRE_LEDGER_*` settings inherited.
+pub fn command(args: &[&dyn AsRef<OsStr>]) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .args(args.iter().map(|arg| arg.as_ref().to_os_string()))
+        .env("RUST_LOG", "info");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CEASEFIRE_LEDGER_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// What a command printed and how it ended.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The last non-empty line of stderr: where the binary puts its error.
+    pub fn last_stderr_line(&self) -> &str {
+        last_line(&self.stderr)
+    }
+}
+
+pub fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("")
+}
+
+/// Runs `command` to its end, its output in files under `scratch`; kills it
+/// and panics if it runs longer than `bound`.
+pub fn run_bounded(mut command: Command, scratch: &Path, bound: Duration) -> Output {
+    let stdout_path = scratch.join("command.stdout");
+    let stderr_path = scratch.join("command.stderr");
+    let mut child = Killed(
+        command
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).expect("cannot create a scratch file"))
+            .stderr(std::fs::File::create(&stderr_path).expect("cannot create a scratch file"))
+            .spawn()
+            .expect("cannot run the binary"),
+    );
+    let deadline = Instant::now() + bound;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("cannot wait for a child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // Killed on drop.
+            panic!(
+                "{command:?} did not finish within {bound:?}:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+    }
+}
+
+/// A child process killed (SIGKILL, by its own handle) and reaped on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// How `serve` came out of its start-up.
+pub enum Started {
+    /// It answers GetCheckpoint with this tree size.
+    Serving(u64),
+    /// It exited before serving.
+    Exited(ExitStatus),
+}
+
+/// A `serve` process on a loopback port, killed (SIGKILL) if a test leaves
+/// it running.
+pub struct Serve {
+    child: Child,
+    stderr: PathBuf,
+    pub url: String,
+}
+
+impl Serve {
+    /// `serve --data-dir DATA --listen 127.0.0.1:<free port>` with `extra`
+    /// flags, its stderr in `stderr`.
+    pub fn spawn(data: &Path, extra: &[&str], stderr: PathBuf) -> Serve {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args: Vec<OsString> = vec![
+            "serve".into(),
+            "--data-dir".into(),
+            data.as_os_str().to_os_string(),
+            "--listen".into(),
+            listen.clone().into(),
+        ];
+        args.extend(extra.iter().map(OsString::from));
+        let arg_refs: Vec<&dyn AsRef<OsStr>> =
+            args.iter().map(|arg| arg as &dyn AsRef<OsStr>).collect();
+        let file = std::fs::File::create(&stderr).expect("cannot create the stderr file");
+        let child = command(&arg_refs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("cannot run the binary");
+        Serve {
+            child,
+            stderr,
+            url: format!("http://{listen}"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Polls until the server answers GetCheckpoint or the process exits;
+    /// panics (with its stderr) if neither happens within `bound`.
+    pub async fn started(&mut self, bound: Duration) -> Started {
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("cannot wait for serve") {
+                return Started::Exited(status);
+            }
+            if let Ok(Ok(size)) =
+                tokio::time::timeout(Duration::from_secs(2), tree_size(&self.url)).await
+            {
+                return Started::Serving(size);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve neither served on {} nor exited within {bound:?}:\n{}",
+                self.url,
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Like [`Serve::started`], but exiting is a failure.
+    pub async fn wait_ready(&mut self, bound: Duration) -> u64 {
+        match self.started(bound).await {
+            Started::Serving(size) => size,
+            Started::Exited(status) => panic!(
+                "serve exited with {status} before serving:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, exactly like a crash or an OOM kill.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.child.kill().expect("cannot SIGKILL serve");
+        self.child.wait().expect("cannot reap serve")
+    }
+
+    /// SIGTERM, then the exit status, which must come within `bound`.
+    pub async fn terminate(&mut self, bound: Duration) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("cannot wait for serve") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within {bound:?} of SIGTERM:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The tree size a server's GetCheckpoint answers (unverified: for polling).
+pub async fn tree_size(url: &str) -> Result<u64, String> {
+    let channel = client::channel(url, &ClientTls::default())
+        .await
+        .map_err(|error| error.to_string())?;
+    client::ledger_client(channel)
+        .get_checkpoint(ceasefire_ledger::proto::GetCheckpointRequest {})
+        .await
+        .map(|response| response.into_inner().tree_size)
+        .map_err(|status| status.to_string())
+}
+
+/// Copies a directory tree (files and directories only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("cannot create a directory");
+    for entry in std::fs::read_dir(from).expect("cannot read a directory") {
+        let entry = entry.expect("cannot read a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("no file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("cannot copy a file");
+        }
+    }
+}
+
+/// The seed for a run: `var` if set (to replay a failure), else the clock.
+pub fn seed_from(var: &str) -> u64 {
+    match std::env::var(var) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={text:?} is not an unsigned integer")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos() as u64)
+            .unwrap_or(1),
+    }
+}
+
+/// A small deterministic generator (SplitMix64): the same seed gives the
+/// same choices, which is all a replayable test needs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..bound` (`bound` > 0; the modulo bias is irrelevant here).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound
+    }
+
+    /// Uniform in `range`.
+    pub fn between(&mut self, range: std::ops::RangeInclusive<u64>) -> u64 {
+        range.start() + self.below(range.end() - range.start() + 1)
+    }
+}
