@@ -51,6 +51,12 @@ use crate::core::rules::{EntryIndex, ObservationRecord};
 /// Name of the sled directory inside the data directory.
 pub const DB_DIR_NAME: &str = "ledger.sled";
 
+/// sled's page cache. Its default (1 GiB) let the node's memory grow with
+/// the log; what is hot is small (the right edge of the tree, the latest
+/// chunks, the nonce and window index pages being written), so 64 MiB
+/// holds it with room to spare.
+const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The layout this code reads and writes. A store in another layout is
 /// refused on open rather than misread.
 pub const STORE_LAYOUT: &[u8] = b"entry-chunks-1";
@@ -399,6 +405,7 @@ impl Store {
                 // Durability is ours to decide (see durability.rs); sled's
                 // background flusher would only add unsynced writes.
                 .flush_every_ms(None)
+                .cache_capacity(SLED_CACHE_BYTES)
                 .open()?;
             let tree = db.open_tree("ledger")?;
             Ok((db, tree))

@@ -1,0 +1,247 @@
+//! The benchmark's clients: observations signed before the clock starts,
+//! and the two ways of submitting them, one unary Submit at a time or a
+//! window of events in flight on one SubmitStream. Each records every
+//! event's latency from send to receipt.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use rand_core::RngCore;
+use rayon::prelude::*;
+
+use crate::client;
+use crate::dev;
+use crate::proto::{
+    event::Body, Category, Event, Finding, LatLon, Location, Observation, SignedEvent,
+};
+
+/// What one client saw.
+#[derive(Default)]
+pub struct ClientResult {
+    /// Latency of every successful call, microseconds.
+    pub latencies_us: Vec<u64>,
+    /// Checkpoint tree size of every receipt (one per batch).
+    pub checkpoint_sizes: Vec<u64>,
+    /// Error message of every failed call.
+    pub failures: Vec<String>,
+    /// How far sends started behind the `--rate` schedule.
+    pub max_lag: Duration,
+    pub late_sends: usize,
+}
+
+/// When a client's events are due under `--rate`.
+#[derive(Clone, Copy)]
+pub struct Schedule {
+    pub start: tokio::time::Instant,
+    /// Between consecutive sends of all clients; `None`: as fast as possible.
+    pub interval: Option<Duration>,
+    pub client: usize,
+    pub clients: usize,
+}
+
+impl Schedule {
+    /// Waits until event `k` of this client is due and notes how late it is.
+    async fn wait_for(&self, k: usize, result: &mut ClientResult) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let due = self.start + interval.mul_f64((k * self.clients + self.client) as f64);
+        tokio::time::sleep_until(due).await;
+        let lag = tokio::time::Instant::now().saturating_duration_since(due);
+        result.max_lag = result.max_lag.max(lag);
+        if lag > Duration::from_millis(1) {
+            result.late_sends += 1;
+        }
+    }
+}
+
+pub type LedgerConnection = crate::proto::ledger_client::LedgerClient<tonic::transport::Channel>;
+
+impl ClientResult {
+    fn with_capacity(events: usize) -> ClientResult {
+        ClientResult {
+            latencies_us: Vec::with_capacity(events),
+            checkpoint_sizes: Vec::with_capacity(events),
+            ..ClientResult::default()
+        }
+    }
+
+    /// Records one event's answer, `sent` being when it left the client;
+    /// counts a receipt in `acknowledged`.
+    fn record(
+        &mut self,
+        sent: Instant,
+        answer: Result<crate::proto::Receipt, String>,
+        acknowledged: &AtomicU64,
+    ) {
+        let latency = sent.elapsed();
+        match answer {
+            Ok(receipt) => match receipt.checkpoint {
+                Some(checkpoint) if receipt.seq < checkpoint.tree_size => {
+                    self.latencies_us.push(latency.as_micros() as u64);
+                    self.checkpoint_sizes.push(checkpoint.tree_size);
+                    acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => self
+                    .failures
+                    .push("a receipt without a checkpoint covering it".into()),
+            },
+            Err(message) => self.failures.push(message),
+        }
+    }
+}
+
+/// One unary Submit at a time.
+pub async fn unary_client(
+    mut connection: LedgerConnection,
+    share: Vec<SignedEvent>,
+    schedule: Schedule,
+    acknowledged: Arc<AtomicU64>,
+) -> ClientResult {
+    let mut result = ClientResult::with_capacity(share.len());
+    tokio::time::sleep_until(schedule.start).await;
+    for (k, event) in share.into_iter().enumerate() {
+        schedule.wait_for(k, &mut result).await;
+        let sent = Instant::now();
+        let answer = connection
+            .submit(event)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| format!("{:?}: {}", status.code(), status.message()));
+        result.record(sent, answer, &acknowledged);
+    }
+    result
+}
+
+/// One SubmitStream with up to `window` events in flight; answers come back
+/// in the order sent, so each is matched with the oldest send time.
+pub async fn stream_client(
+    mut connection: LedgerConnection,
+    share: Vec<SignedEvent>,
+    schedule: Schedule,
+    window: usize,
+    acknowledged: Arc<AtomicU64>,
+) -> ClientResult {
+    use crate::proto::submit_result::Outcome;
+    let mut result = ClientResult::with_capacity(share.len());
+    let expected = share.len();
+    let (events, outgoing) = tokio::sync::mpsc::channel::<SignedEvent>(window);
+    let (sent_times, mut send_order) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let credit = Arc::new(tokio::sync::Semaphore::new(window));
+    let answers = connection
+        .submit_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+        .await;
+    let mut answers = match answers {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            result.failures = vec![format!("SubmitStream: {status}"); expected];
+            return result;
+        }
+    };
+    let sender_credit = credit.clone();
+    let sender = tokio::spawn(async move {
+        let mut lag = ClientResult::default();
+        tokio::time::sleep_until(schedule.start).await;
+        for (k, event) in share.into_iter().enumerate() {
+            schedule.wait_for(k, &mut lag).await;
+            let Ok(permit) = sender_credit.acquire().await else {
+                break;
+            };
+            permit.forget();
+            let _ = sent_times.send(Instant::now());
+            if events.send(event).await.is_err() {
+                break;
+            }
+        }
+        lag
+    });
+    while result.latencies_us.len() + result.failures.len() < expected {
+        let answer = match answers.message().await {
+            Ok(Some(answer)) => answer,
+            Ok(None) => break,
+            Err(status) => {
+                result
+                    .failures
+                    .push(format!("{:?}: {}", status.code(), status.message()));
+                break;
+            }
+        };
+        let Some(sent) = send_order.recv().await else {
+            break;
+        };
+        credit.add_permits(1);
+        result.record(
+            sent,
+            match answer.outcome {
+                Some(Outcome::Receipt(receipt)) => Ok(receipt),
+                Some(Outcome::Refusal(refusal)) => Err(format!(
+                    "{:?}: {}",
+                    tonic::Code::from_i32(refusal.code),
+                    refusal.message
+                )),
+                None => Err("an answer with neither receipt nor refusal".into()),
+            },
+            &acknowledged,
+        );
+    }
+    credit.close();
+    if let Ok(lag) = sender.await {
+        result.max_lag = lag.max_lag;
+        result.late_sends = lag.late_sends;
+    }
+    let answered = result.latencies_us.len() + result.failures.len();
+    result.failures.extend(std::iter::repeat_n(
+        "never answered".to_string(),
+        expected - answered,
+    ));
+    result
+}
+
+/// Builds and signs `count` observations by the dev monitor (on every core:
+/// this happens before the clock starts).
+pub fn build_events(count: usize, monitor: &SigningKey) -> Vec<SignedEvent> {
+    let now = crate::sequencer::now_micros();
+    let timestamp = crate::core::rules::micros_timestamp;
+    let minute = 60 * 1_000_000;
+    // A run-unique prefix and the index: distinct within the run and from
+    // any earlier run on the same data directory.
+    let mut run_id = [0u8; 8];
+    rand_core::OsRng.fill_bytes(&mut run_id);
+    (0..count)
+        .into_par_iter()
+        .map(|index| {
+            let mut nonce = run_id.to_vec();
+            nonce.extend_from_slice(&(index as u64).to_be_bytes());
+            // Spread over the inner part of the dev sector (48..49, 37..38).
+            let step = (index % 1000) as f64 / 1000.0;
+            let event = Event {
+                agreement_id: dev::DEV_AGREEMENT_ID.into(),
+                author: dev::DEV_MONITOR.into(),
+                created_at: Some(timestamp(now - minute)),
+                nonce,
+                body: Some(Body::Observation(Observation {
+                    observed_from: Some(timestamp(now - 20 * minute)),
+                    observed_until: Some(timestamp(now - 5 * minute)),
+                    location: Some(Location {
+                        point: Some(LatLon {
+                            lat: 48.1 + 0.8 * step,
+                            lon: 37.9 - 0.8 * step,
+                        }),
+                        accuracy_m: 250.0,
+                    }),
+                    zone_id: String::new(),
+                    commitment_id: dev::DEV_COMMITMENT.into(),
+                    finding: Finding::Violation as i32,
+                    category: Category::Explosion as i32,
+                    quantity: (index % 7) as u32 + 1,
+                    attributed_side: String::new(),
+                    evidence: Vec::new(),
+                    narrative: "Explosions heard 2-3 km north-east of the patrol position.".into(),
+                })),
+            };
+            client::sign(&event, &[monitor])
+        })
+        .collect()
+}

@@ -1,0 +1,129 @@
+//! What the benchmark measures besides ingest, each in the same run: this
+//! machine's strict-verify rate (one thread, all cores), an audit of the
+//! log, inclusion proofs read from the store at growing tree sizes, and the
+//! bytes the store takes on disk.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rayon::prelude::*;
+
+use crate::core::signing::{verify_event_signature, EventSignature};
+use crate::proto::SignedEvent;
+use crate::storage::Store;
+
+/// How long each strict-verify measurement runs.
+const VERIFY_SECONDS: f64 = 1.5;
+
+/// Inclusion proofs read per tree size.
+const PROOFS_PER_SIZE: u64 = 2_000;
+
+/// Strict verifications of `sample`'s signature on this thread for about
+/// [`VERIFY_SECONDS`]: how many, and how long they took.
+pub fn measure_verify(sample: &SignedEvent) -> anyhow::Result<(u64, Duration)> {
+    let wire = sample
+        .signatures
+        .first()
+        .context("the sample event carries no signature")?;
+    let signature = EventSignature {
+        public_key: wire
+            .public_key
+            .as_slice()
+            .try_into()
+            .context("the sample public key is not 32 bytes")?,
+        signature: wire
+            .signature
+            .as_slice()
+            .try_into()
+            .context("the sample signature is not 64 bytes")?,
+    };
+    verify_event_signature(&sample.payload, &signature).map_err(|rejection| {
+        anyhow::anyhow!("the sample does not verify: {}", rejection.message)
+    })?;
+    let budget = Duration::from_secs_f64(VERIFY_SECONDS);
+    let started = Instant::now();
+    let mut count = 0u64;
+    loop {
+        let verdict = verify_event_signature(
+            std::hint::black_box(&sample.payload),
+            std::hint::black_box(&signature),
+        );
+        std::hint::black_box(verdict.is_ok());
+        count += 1;
+        let elapsed = started.elapsed();
+        if elapsed >= budget {
+            return Ok((count, elapsed));
+        }
+    }
+}
+
+/// Audits the log in `data_dir` and measures, right after, the strict
+/// verify rate on all cores: (audit entries/s, entries, verifies/s).
+pub fn audit_throughput(
+    data_dir: &std::path::Path,
+    sample: &SignedEvent,
+) -> anyhow::Result<(f64, u64, f64)> {
+    let mut source = crate::audit::sources::DataDirSource::open(data_dir)?;
+    let started = Instant::now();
+    let report = crate::audit::audit(&mut source, Default::default())
+        .map_err(|error| anyhow::anyhow!("the audit failed: {error}"))?;
+    let audit_rate = report.entries as f64 / started.elapsed().as_secs_f64();
+    let threads = rayon::current_num_threads();
+    let counts: Vec<anyhow::Result<(u64, Duration)>> = (0..threads)
+        .into_par_iter()
+        .map(|_| measure_verify(sample))
+        .collect();
+    let mut all_cores_rate = 0.0;
+    for count in counts {
+        let (verified, elapsed) = count?;
+        all_cores_rate += verified as f64 / elapsed.as_secs_f64();
+    }
+    Ok((audit_rate, report.entries, all_cores_rate))
+}
+
+/// The nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Mean time to read an inclusion proof from the store, for a spread of
+/// entries, in trees of each of `sizes` leaves: (size, proof length,
+/// microseconds per proof). The node must have stopped (the store is
+/// opened in place).
+pub fn proof_timings(data_dir: &Path, sizes: &[u64]) -> anyhow::Result<Vec<(u64, usize, f64)>> {
+    let store = Store::open(data_dir).context("cannot open the ledger the node wrote")?;
+    let mut timings = Vec::new();
+    for &size in sizes {
+        // A fixed stride through the tree: every proof a different path.
+        let step = (size / PROOFS_PER_SIZE).max(1) | 1;
+        let seqs: Vec<u64> = (0..PROOFS_PER_SIZE).map(|k| (k * step) % size).collect();
+        let mut length = 0;
+        let started = Instant::now();
+        for &seq in &seqs {
+            length = length.max(store.inclusion_proof(seq, size)?.len());
+        }
+        let micros = started.elapsed().as_secs_f64() * 1e6 / seqs.len() as f64;
+        timings.push((size, length, micros));
+    }
+    Ok(timings)
+}
+
+/// Bytes of every file under `dir`.
+pub fn disk_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        total += if metadata.is_dir() {
+            disk_bytes(&entry.path())?
+        } else {
+            metadata.len()
+        };
+    }
+    Ok(total)
+}
