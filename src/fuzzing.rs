@@ -37,7 +37,7 @@ use crate::core::merkle::{
     consistency_proof, empty_root, hash_leaf, inclusion_proof, root, verify_consistency,
     verify_inclusion, Frontier, Hash, MemorySource,
 };
-use crate::core::projection::Projection;
+use crate::core::projection::{MemoryWindows, Projection};
 use crate::core::rejection::RejectionKind;
 use crate::core::replay::Replay;
 use crate::core::rules::{
@@ -334,6 +334,7 @@ struct EventFixture {
     leaves: Vec<Vec<u8>>,
     state: LedgerState,
     projection: Projection,
+    windows: MemoryWindows,
     index: FixtureIndex,
     /// Signer lists a fuzzed event is checked with: none, the monitor, one
     /// signatory, both signatories (the threshold), a signatory and the
@@ -374,6 +375,7 @@ fn event_fixture() -> &'static EventFixture {
             },
             state: replay.state.expect("the fixture has a genesis"),
             projection: replay.projection,
+            windows: replay.windows,
             signer_sets: vec![vec![], vec![m], vec![a], vec![a, b], vec![a, m]],
         }
     })
@@ -412,7 +414,8 @@ pub fn event(data: &[u8]) -> bool {
         let mut state = fixture.state.clone();
         state.apply(&accepted);
         let mut projection = fixture.projection.clone();
-        projection.fold(&event, Some(&accepted), &context, &state);
+        let mut windows = fixture.windows.clone();
+        let Ok(_) = projection.fold(&event, Some(&accepted), &context, &state, &mut windows);
         projection.digest();
     }
     let genesis_context = EntryContext { seq: 0, ..context };
@@ -428,7 +431,13 @@ pub fn event(data: &[u8]) -> bool {
             "a genesis was accepted below its threshold"
         );
         let mut projection = Projection::new();
-        projection.fold(&event, None, &genesis_context, &state);
+        let Ok(_) = projection.fold(
+            &event,
+            None,
+            &genesis_context,
+            &state,
+            &mut MemoryWindows::default(),
+        );
         projection.digest();
     }
     accepted_any
@@ -507,6 +516,7 @@ fn check_accepted(
             Accepted::Amendment {
                 target_seq,
                 kind,
+                original,
                 corrected,
             },
             Some(Body::Amendment(amendment)),
@@ -515,6 +525,10 @@ fn check_accepted(
             assert_eq!(author.role, Role::Monitor);
             let Ok(target) = index.observation(*target_seq);
             let target = target.expect("an amendment names an observation");
+            assert_eq!(
+                &target, original,
+                "an amendment carries another record than its target's"
+            );
             assert_eq!(
                 target.author, event.author,
                 "an amendment by another author"
@@ -529,10 +543,15 @@ fn check_accepted(
                 other => panic!("an amendment was accepted as {other:?}"),
             }
         }
-        (Accepted::Dispute { target_seq }, Some(Body::Dispute(_))) => {
+        (Accepted::Dispute { target_seq, target }, Some(Body::Dispute(_))) => {
             assert_eq!(author.role, Role::Signatory);
             assert!(by_author_only(), "a dispute signed by another party");
-            assert!(matches!(index.observation(*target_seq), Ok(Some(_))));
+            let Ok(stored) = index.observation(*target_seq);
+            assert_eq!(
+                stored.as_ref(),
+                Some(target),
+                "a dispute carries another record than its target's"
+            );
         }
         (accepted, body) => panic!("{accepted:?} was accepted for the body {body:?}"),
     }

@@ -7,13 +7,6 @@ use ceasefire_ledger::cli::LogFormat;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of the system allocator: sled copies a tree node for
-/// every key it writes and tonic allocates per message, and glibc's malloc
-/// (its free-list consolidation) took about a sixth of the sequencer's time
-/// in `perf`; with mimalloc the same write path runs about a fifth faster.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = ceasefire_ledger::cli::Cli::parse();
     let logs = tracing_subscriber::fmt()

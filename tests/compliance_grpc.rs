@@ -1092,6 +1092,7 @@ async fn the_served_digest_is_a_replay_a_rebuild_and_survives_a_restart() {
         assert_eq!(stored.head.digest.to_vec(), served.digest);
         let changes_before: Vec<CoreChange> =
             store.changes_from(0, 0).collect::<Result<_, _>>().unwrap();
+        let windows_before = stored_windows(&store, &stored.summaries);
         assert_eq!(
             changes_before
                 .iter()
@@ -1109,7 +1110,15 @@ async fn the_served_digest_is_a_replay_a_rebuild_and_survives_a_restart() {
         assert_eq!(rebuilt, replay.projection);
         let after = store.load_projection().unwrap().unwrap();
         assert_eq!(after.head.digest.to_vec(), served.digest);
-        assert_eq!(after.pairs, stored.pairs, "the rebuild stored other pairs");
+        assert_eq!(
+            after.summaries, stored.summaries,
+            "the rebuild stored other pairs"
+        );
+        assert_eq!(
+            stored_windows(&store, &after.summaries),
+            windows_before,
+            "the rebuild stored other windows than the batches wrote"
+        );
         let changes_after: Vec<CoreChange> =
             store.changes_from(0, 0).collect::<Result<_, _>>().unwrap();
         assert_eq!(
@@ -1589,4 +1598,29 @@ async fn a_subscriber_that_stops_reading_does_not_hold_shutdown_open() {
         "{status:?}"
     );
     drop(node.dir);
+}
+
+/// Every observation the stored windows of these pairs count, in key order.
+fn stored_windows(
+    store: &Store,
+    pairs: &std::collections::BTreeMap<
+        (String, String),
+        ceasefire_ledger::core::projection::PairSummary,
+    >,
+) -> Vec<(
+    ceasefire_ledger::core::windows::WindowKey,
+    ceasefire_ledger::core::windows::CountedObservation,
+)> {
+    use ceasefire_ledger::core::windows::Windows;
+    let windows = ceasefire_ledger::storage::StoreWindows::new(store);
+    let mut counted = Vec::new();
+    for pair in pairs.keys() {
+        windows
+            .for_each_in(pair, &mut |key, observation| {
+                counted.push((key.clone(), observation.clone()))
+            })
+            .expect("cannot read the stored windows");
+    }
+    counted.sort_by(|a, b| a.0.cmp(&b.0));
+    counted
 }

@@ -1,5 +1,6 @@
 //! `watch`: follow compliance changes; after a dropped connection, resume
-//! from the change after the last one printed, so none is missed or repeated.
+//! from the change after the last one printed, so none is missed or repeated;
+//! when the server has no subscription to spare, retry later the same way.
 
 use std::time::Duration;
 
@@ -65,6 +66,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         let mut stream = match stream {
             Ok(stream) => stream,
             Err(status) if status.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            // The server's subscriptions are all taken: a passing condition.
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                eprintln!("watch: {}; retrying in {backoff:?}", status.message());
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;

@@ -13,6 +13,7 @@ pub mod rejection;
 pub mod replay;
 pub mod rules;
 pub mod signing;
+pub mod windows;
 
 /// How keys appear in messages and JSON: standard base64, as proto3 JSON
 /// writes `bytes` fields, so a key in an error can be pasted into an event.

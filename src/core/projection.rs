@@ -14,6 +14,10 @@
 //! violation), VIOLATION_REPORTED (violations from fewer distinct parties
 //! than the quorum), VIOLATION_CONFIRMED (from at least the quorum). The
 //! `disputed` flag is set while a counted violation is disputed.
+//!
+//! The observations themselves live in [`Windows`] (the server's store, an
+//! auditor's memory): what this type holds is O(pairs), whatever the
+//! windows hold, which keeps a server's memory flat as its log grows.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,9 +25,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::merkle::Hash;
-use super::rules::{
-    timestamp_micros, Accepted, EntryContext, GovernanceChange, LedgerState, ObservationRecord,
-};
+use super::rules::{Accepted, EntryContext, GovernanceChange, LedgerState, ObservationRecord};
+pub use super::windows::{CountedObservation, MemoryWindows, WindowKey, Windows};
 use crate::proto::{event::Body, AmendmentKind, ComplianceStatus, Event, Finding, Observation};
 
 /// Domain tag of the digest encoding; versions it.
@@ -31,18 +34,6 @@ const DIGEST_DOMAIN: &[u8] = b"ceasefire-ledger:projection:v1\n";
 
 /// A pair's place: (zone id, commitment id).
 pub type PairKey = (String, String);
-
-/// One observation as a pair counts it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CountedObservation {
-    pub reporter: String,
-    pub finding: i32,
-    pub category: i32,
-    pub observed_until_micros: i64,
-    /// When it leaves the window: observed_until + the commitment's window.
-    pub expires_at_micros: i64,
-    pub disputed: bool,
-}
 
 /// What is served about a pair.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,34 +68,29 @@ impl PairSummary {
     }
 }
 
-/// A pair: its summary and the observations its window counts, by seq.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A pair: its summary, and what its next summary is computed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PairState {
     pub summary: PairSummary,
-    pub window: BTreeMap<u64, CountedObservation>,
-    /// Running tallies of the window, so a summary costs O(log window) per
-    /// entry, not a scan of the window; derived, rebuilt by `from_pairs`.
-    #[serde(skip)]
+    /// Running tallies of the window, so a summary costs O(log) per entry,
+    /// not a scan of the window; derived, rebuilt by [`Projection::restore`].
     stats: WindowStats,
+    /// When the window's first observation leaves it; `None` while empty.
+    next_expiry: Option<i64>,
 }
 
 impl PairState {
-    fn new(seq: u64) -> PairState {
-        PairState::stored(PairSummary::unobserved(seq), BTreeMap::new())
-    }
-
-    /// A pair as a store keeps it; hand it to [`Projection::from_pairs`],
-    /// which derives the rest.
-    pub fn stored(summary: PairSummary, window: BTreeMap<u64, CountedObservation>) -> PairState {
+    fn new(summary: PairSummary) -> PairState {
         PairState {
             summary,
-            stats: WindowStats::of(&window),
-            window,
+            stats: WindowStats::default(),
+            next_expiry: None,
         }
     }
 }
 
-/// Multiset tallies of a window: what its summary is computed from.
+/// Tallies of a window: what its summary is computed from. Everything here
+/// is bounded by categories and parties, not by the window's size.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct WindowStats {
     observations: u32,
@@ -114,8 +100,9 @@ struct WindowStats {
     categories: BTreeMap<i32, u32>,
     reporters: BTreeMap<String, u32>,
     violation_reporters: BTreeMap<String, u32>,
-    observation_times: BTreeMap<i64, u32>,
-    violation_times: BTreeMap<i64, u32>,
+    /// The latest `observed_until` counted, of any finding and of violations.
+    latest_observation: Option<i64>,
+    latest_violation: Option<i64>,
 }
 
 fn tally<K: Ord>(counts: &mut BTreeMap<K, u32>, key: K, add: bool) {
@@ -130,16 +117,9 @@ fn tally<K: Ord>(counts: &mut BTreeMap<K, u32>, key: K, add: bool) {
 }
 
 impl WindowStats {
-    fn of(window: &BTreeMap<u64, CountedObservation>) -> WindowStats {
-        let mut stats = WindowStats::default();
-        for observation in window.values() {
-            stats.count(observation, true);
-        }
-        stats
-    }
-
-    /// Adds (`add`) or removes one observation.
-    fn count(&mut self, observation: &CountedObservation, add: bool) {
+    /// Adds (`add`) or removes one observation. A removal leaves the latest
+    /// times as they were: [`Projection::take_out`] finds the new ones.
+    fn count(&mut self, observation: &CountedObservation, observed_until: i64, add: bool) {
         let step = |value: &mut u32| {
             *value = if add {
                 *value + 1
@@ -150,12 +130,10 @@ impl WindowStats {
         step(&mut self.observations);
         tally(&mut self.categories, observation.category, add);
         tally(&mut self.reporters, observation.reporter.clone(), add);
-        tally(
-            &mut self.observation_times,
-            observation.observed_until_micros,
-            add,
-        );
-        if observation.finding == Finding::Violation as i32 {
+        if add {
+            self.latest_observation = self.latest_observation.max(Some(observed_until));
+        }
+        if observation.is_violation() {
             step(&mut self.violations);
             if observation.disputed {
                 step(&mut self.disputed_violations);
@@ -165,11 +143,9 @@ impl WindowStats {
                 observation.reporter.clone(),
                 add,
             );
-            tally(
-                &mut self.violation_times,
-                observation.observed_until_micros,
-                add,
-            );
+            if add {
+                self.latest_violation = self.latest_violation.max(Some(observed_until));
+            }
         } else if observation.finding == Finding::AccessDenied as i32 {
             step(&mut self.access_denied);
         }
@@ -203,8 +179,8 @@ impl WindowStats {
                 .collect(),
             distinct_reporters: self.reporters.len() as u32,
             distinct_violation_reporters,
-            last_violation_at_micros: self.violation_times.keys().next_back().copied(),
-            last_observation_at_micros: self.observation_times.keys().next_back().copied(),
+            last_violation_at_micros: self.latest_violation,
+            last_observation_at_micros: self.latest_observation,
             updated_seq,
         }
     }
@@ -234,11 +210,10 @@ pub struct Folded {
     /// Every pair whose summary may have changed, or that was dropped (a
     /// store rewrites or deletes exactly these summaries).
     pub touched: BTreeSet<PairKey>,
-    /// Every change to a window, in order (a store applies them in order).
-    pub window_writes: Vec<WindowWrite>,
 }
 
-/// The whole projection after some prefix of the log.
+/// The whole projection after some prefix of the log, but for the windows'
+/// contents (see [`Windows`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Projection {
     /// The last entry folded; `None` before any.
@@ -246,21 +221,8 @@ pub struct Projection {
     /// Log time: the latest `received_at` folded.
     pub log_time_micros: i64,
     pub pairs: BTreeMap<PairKey, PairState>,
-    /// When each counted observation leaves its window: (expires_at, seq).
-    expiries: BTreeMap<(i64, u64), PairKey>,
-    /// Where each counted observation is counted.
-    located: BTreeMap<u64, PairKey>,
-    /// Window changes of the fold in progress (moved into [`Folded`]).
-    window_writes: Vec<WindowWrite>,
-}
-
-/// One change to a pair's window, for a store that keeps windows entry by
-/// entry: `None` removes the observation at `seq`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WindowWrite {
-    pub pair: PairKey,
-    pub seq: u64,
-    pub observation: Option<CountedObservation>,
+    /// Each non-empty window's next expiry: (expires_at, pair).
+    expiries: BTreeSet<(i64, PairKey)>,
 }
 
 /// Severity for rollups: a zone's status is its most severe pair's.
@@ -275,44 +237,67 @@ pub fn severity(status: i32) -> u8 {
     }
 }
 
+/// Where an observation with this record is counted.
+fn window_key(seq: u64, record: &ObservationRecord) -> WindowKey {
+    WindowKey {
+        pair: (record.zone_id.clone(), record.commitment_id.clone()),
+        observed_until_micros: record.observed_until_micros,
+        seq,
+    }
+}
+
+/// The window length of a pair's commitment.
+fn pair_window(rules: &LedgerState, pair: &PairKey) -> i64 {
+    rules
+        .commitments
+        .get(&pair.1)
+        .map_or(0, |commitment| window_micros(commitment.window_seconds))
+}
+
 impl Projection {
     pub fn new() -> Projection {
         Projection::default()
     }
 
-    /// Rebuilds a projection from stored pairs (indexes are derived).
-    pub fn from_pairs(
+    /// A projection as stored: its position, every pair's summary, and the
+    /// windows that hold its observations. The rest (tallies, expiries) is
+    /// derived from the windows, with the window lengths of `rules`.
+    pub fn restore<W: Windows>(
         as_of_seq: Option<u64>,
         log_time_micros: i64,
-        pairs: BTreeMap<PairKey, PairState>,
-    ) -> Projection {
+        summaries: BTreeMap<PairKey, PairSummary>,
+        rules: Option<&LedgerState>,
+        windows: &W,
+    ) -> Result<Projection, W::Error> {
         let mut projection = Projection {
             as_of_seq,
             log_time_micros,
-            pairs,
             ..Projection::default()
         };
-        for (key, pair) in projection.pairs.iter_mut() {
-            pair.stats = WindowStats::of(&pair.window);
-            for (seq, observation) in &pair.window {
-                projection
-                    .expiries
-                    .insert((observation.expires_at_micros, *seq), key.clone());
-                projection.located.insert(*seq, key.clone());
+        for (key, summary) in summaries {
+            let mut pair = PairState::new(summary);
+            windows.for_each_in(&key, &mut |window_key, observation| {
+                pair.stats
+                    .count(observation, window_key.observed_until_micros, true)
+            })?;
+            projection.pairs.insert(key.clone(), pair);
+            if let Some(rules) = rules {
+                projection.reschedule(&key, rules, windows)?;
             }
         }
-        projection
+        Ok(projection)
     }
 
     /// Folds entry `context.seq`. `accepted` is what the rules accepted
     /// (`None` for the genesis) and `rules` the rules' state after it.
-    pub fn fold(
+    pub fn fold<W: Windows>(
         &mut self,
         event: &Event,
         accepted: Option<&Accepted>,
         context: &EntryContext,
         rules: &LedgerState,
-    ) -> Folded {
+        windows: &mut W,
+    ) -> Result<Folded, W::Error> {
         let seq = context.seq;
         self.log_time_micros = self.log_time_micros.max(context.received_at_micros);
         let mut touched = BTreeSet::new();
@@ -339,50 +324,32 @@ impl Projection {
                     touched.insert(key.clone());
                     if let Some(pair) = self.pairs.remove(&key) {
                         dropped.insert(key.clone(), pair.summary.clone());
-                        for (observation_seq, observation) in pair.window {
-                            self.expiries
-                                .remove(&(observation.expires_at_micros, observation_seq));
-                            self.located.remove(&observation_seq);
-                            self.window_writes.push(WindowWrite {
-                                pair: key.clone(),
-                                seq: observation_seq,
-                                observation: None,
-                            });
+                        if let Some(expiry) = pair.next_expiry {
+                            self.expiries.remove(&(expiry, key.clone()));
+                        }
+                        let mut counted = Vec::new();
+                        windows.for_each_in(&key, &mut |window_key, _| {
+                            counted.push(window_key.clone())
+                        })?;
+                        for window_key in &counted {
+                            windows.remove(window_key);
                         }
                     }
                 }
-                let window_micros = window_micros(commitment.window_seconds);
                 for zone_id in &commitment.zone_ids {
                     let key = (zone_id.clone(), commitment_id.clone());
                     if !self.pairs.contains_key(&key) {
-                        self.pairs.insert(key.clone(), PairState::new(seq));
+                        self.pairs
+                            .insert(key.clone(), PairState::new(PairSummary::unobserved(seq)));
                         created.insert(key.clone());
                     }
-                    // The window may have changed: re-time every counted observation.
-                    let pair = self.pairs.get_mut(&key).expect("inserted above");
-                    for (observation_seq, observation) in pair.window.iter_mut() {
-                        let expires_at = observation
-                            .observed_until_micros
-                            .saturating_add(window_micros);
-                        if expires_at == observation.expires_at_micros {
-                            continue;
-                        }
-                        self.expiries
-                            .remove(&(observation.expires_at_micros, *observation_seq));
-                        observation.expires_at_micros = expires_at;
-                        self.expiries
-                            .insert((expires_at, *observation_seq), key.clone());
-                        self.window_writes.push(WindowWrite {
-                            pair: key.clone(),
-                            seq: *observation_seq,
-                            observation: Some(observation.clone()),
-                        });
-                    }
+                    // The window length may have changed, and every expiry with it.
+                    self.reschedule(&key, rules, windows)?;
                     touched.insert(key);
                 }
             }
             (Some(Accepted::Observation(record)), Some(Body::Observation(observation))) => {
-                if let Some(key) = self.count(seq, record, observation, false, rules) {
+                if let Some(key) = self.count(seq, record, observation, false, rules, windows)? {
                     touched.insert(key);
                 }
             }
@@ -390,139 +357,207 @@ impl Projection {
                 Some(Accepted::Amendment {
                     target_seq,
                     kind,
+                    original,
                     corrected,
                 }),
                 Some(Body::Amendment(amendment)),
             ) => {
-                let was_disputed = self.uncount(*target_seq, &mut touched);
+                let was_disputed =
+                    self.uncount(*target_seq, original, &mut touched, rules, windows)?;
                 if *kind == AmendmentKind::Correct {
                     if let Some(correction) = &amendment.correction {
-                        if let Some(key) =
-                            self.count(*target_seq, corrected, correction, was_disputed, rules)
-                        {
+                        if let Some(key) = self.count(
+                            *target_seq,
+                            corrected,
+                            correction,
+                            was_disputed,
+                            rules,
+                            windows,
+                        )? {
                             touched.insert(key);
                         }
                     }
                 }
             }
-            (Some(Accepted::Dispute { target_seq }), _) => {
-                if let Some(key) = self.located.get(target_seq).cloned() {
-                    if let Some(pair) = self.pairs.get_mut(&key) {
-                        if let Some(observation) = pair.window.get_mut(target_seq) {
-                            pair.stats.count(observation, false);
-                            observation.disputed = true;
-                            pair.stats.count(observation, true);
-                            self.window_writes.push(WindowWrite {
-                                pair: key.clone(),
-                                seq: *target_seq,
-                                observation: Some(observation.clone()),
-                            });
+            (Some(Accepted::Dispute { target_seq, target }), _) => {
+                let key = window_key(*target_seq, target);
+                if let Some(mut observation) = windows.get(&key)? {
+                    if let Some(pair) = self.pairs.get_mut(&key.pair) {
+                        if observation.is_violation() && !observation.disputed {
+                            pair.stats.disputed_violations += 1;
                         }
                     }
-                    touched.insert(key);
+                    observation.disputed = true;
+                    touched.insert(key.pair.clone());
+                    windows.insert(key, observation);
                 }
             }
             _ => {}
         }
-        self.expire(&mut touched);
+        self.expire(&mut touched, rules, windows)?;
         self.as_of_seq = Some(seq);
         let changes = self.summarise(seq, &touched, &created, &dropped, rules);
-        Folded {
-            changes,
-            touched,
-            window_writes: std::mem::take(&mut self.window_writes),
-        }
+        Ok(Folded { changes, touched })
     }
 
     /// Counts an observation at `seq` in its pair unless it is already
     /// outside the window; returns the pair.
-    fn count(
+    fn count<W: Windows>(
         &mut self,
         seq: u64,
         record: &ObservationRecord,
         observation: &Observation,
         disputed: bool,
         rules: &LedgerState,
-    ) -> Option<PairKey> {
-        let key = (record.zone_id.clone(), record.commitment_id.clone());
-        let commitment = rules.commitments.get(&record.commitment_id)?;
-        let observed_until =
-            timestamp_micros("observed_until", &observation.observed_until).ok()?;
+        windows: &mut W,
+    ) -> Result<Option<PairKey>, W::Error> {
+        let key = window_key(seq, record);
+        let Some(commitment) = rules.commitments.get(&record.commitment_id) else {
+            return Ok(None);
+        };
         // What was seen before the commitment took effect does not count.
-        if observed_until < commitment.effective_from_micros {
-            return None;
+        if key.observed_until_micros < commitment.effective_from_micros {
+            return Ok(None);
         }
-        let expires_at = observed_until.saturating_add(window_micros(commitment.window_seconds));
+        let expires_at = key
+            .observed_until_micros
+            .saturating_add(window_micros(commitment.window_seconds));
         if expires_at < self.log_time_micros {
-            return None;
+            return Ok(None);
         }
-        let pair = self.pairs.get_mut(&key)?;
+        let Some(pair) = self.pairs.get_mut(&key.pair) else {
+            return Ok(None);
+        };
         let counted = CountedObservation {
             reporter: record.author.clone(),
             finding: observation.finding,
             category: observation.category,
-            observed_until_micros: observed_until,
-            expires_at_micros: expires_at,
             disputed,
         };
-        pair.stats.count(&counted, true);
-        pair.window.insert(seq, counted.clone());
-        self.window_writes.push(WindowWrite {
-            pair: key.clone(),
-            seq,
-            observation: Some(counted),
-        });
-        self.expiries.insert((expires_at, seq), key.clone());
-        self.located.insert(seq, key.clone());
-        Some(key)
+        pair.stats.count(&counted, key.observed_until_micros, true);
+        let pair_key = key.pair.clone();
+        windows.insert(key, counted);
+        self.schedule(&pair_key, expires_at);
+        Ok(Some(pair_key))
     }
 
-    /// Stops counting the observation at `seq`; returns whether it was disputed.
-    fn uncount(&mut self, seq: u64, touched: &mut BTreeSet<PairKey>) -> bool {
-        let Some(key) = self.located.remove(&seq) else {
-            return false;
+    /// Stops counting the observation at `seq`, whose record was `record`;
+    /// returns whether it was disputed.
+    fn uncount<W: Windows>(
+        &mut self,
+        seq: u64,
+        record: &ObservationRecord,
+        touched: &mut BTreeSet<PairKey>,
+        rules: &LedgerState,
+        windows: &mut W,
+    ) -> Result<bool, W::Error> {
+        let key = window_key(seq, record);
+        let Some(observation) = windows.get(&key)? else {
+            return Ok(false);
         };
-        let removed = self.pairs.get_mut(&key).and_then(|pair| {
-            let removed = pair.window.remove(&seq)?;
-            pair.stats.count(&removed, false);
-            Some(removed)
-        });
-        self.window_writes.push(WindowWrite {
-            pair: key.clone(),
-            seq,
-            observation: None,
-        });
-        touched.insert(key);
-        match removed {
-            Some(observation) => {
-                self.expiries.remove(&(observation.expires_at_micros, seq));
-                observation.disputed
-            }
-            None => false,
+        self.take_out(&key, &observation, windows)?;
+        // It may have been the next to leave.
+        self.reschedule(&key.pair, rules, windows)?;
+        touched.insert(key.pair);
+        Ok(observation.disputed)
+    }
+
+    /// Removes a counted observation from its window and its pair's
+    /// tallies, and finds the pair's latest times again if it held them.
+    fn take_out<W: Windows>(
+        &mut self,
+        key: &WindowKey,
+        observation: &CountedObservation,
+        windows: &mut W,
+    ) -> Result<(), W::Error> {
+        windows.remove(key);
+        let Some(pair) = self.pairs.get_mut(&key.pair) else {
+            return Ok(());
+        };
+        let stats = &mut pair.stats;
+        stats.count(observation, key.observed_until_micros, false);
+        if stats.latest_observation == Some(key.observed_until_micros) {
+            stats.latest_observation = match stats.observations {
+                0 => None,
+                _ => windows.latest(&key.pair, false)?,
+            };
         }
+        if observation.is_violation() && stats.latest_violation == Some(key.observed_until_micros) {
+            stats.latest_violation = match stats.violations {
+                0 => None,
+                _ => windows.latest(&key.pair, true)?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Notes that the pair holds an observation leaving at `expires_at`.
+    fn schedule(&mut self, pair_key: &PairKey, expires_at: i64) {
+        let Some(pair) = self.pairs.get_mut(pair_key) else {
+            return;
+        };
+        if pair.next_expiry.is_some_and(|next| next <= expires_at) {
+            return;
+        }
+        if let Some(next) = pair.next_expiry.replace(expires_at) {
+            self.expiries.remove(&(next, pair_key.clone()));
+        }
+        self.expiries.insert((expires_at, pair_key.clone()));
+    }
+
+    /// Sets the pair's next expiry from its window's first observation.
+    fn reschedule<W: Windows>(
+        &mut self,
+        pair_key: &PairKey,
+        rules: &LedgerState,
+        windows: &W,
+    ) -> Result<(), W::Error> {
+        let Some(pair) = self.pairs.get_mut(pair_key) else {
+            return Ok(());
+        };
+        if let Some(next) = pair.next_expiry.take() {
+            self.expiries.remove(&(next, pair_key.clone()));
+        }
+        if let Some((first, _)) = windows.first(pair_key)? {
+            let expires_at = first
+                .observed_until_micros
+                .saturating_add(pair_window(rules, pair_key));
+            pair.next_expiry = Some(expires_at);
+            self.expiries.insert((expires_at, pair_key.clone()));
+        }
+        Ok(())
     }
 
     /// Drops every observation whose window ended before log time.
-    fn expire(&mut self, touched: &mut BTreeSet<PairKey>) {
-        while let Some((&(expires_at, seq), _)) = self.expiries.first_key_value() {
-            if expires_at >= self.log_time_micros {
-                break;
+    fn expire<W: Windows>(
+        &mut self,
+        touched: &mut BTreeSet<PairKey>,
+        rules: &LedgerState,
+        windows: &mut W,
+    ) -> Result<(), W::Error> {
+        let due: Vec<(i64, PairKey)> = self
+            .expiries
+            .iter()
+            .take_while(|(expires_at, _)| *expires_at < self.log_time_micros)
+            .cloned()
+            .collect();
+        for (expires_at, pair_key) in due {
+            self.expiries.remove(&(expires_at, pair_key.clone()));
+            if let Some(pair) = self.pairs.get_mut(&pair_key) {
+                pair.next_expiry = None;
             }
-            if let Some(key) = self.expiries.remove(&(expires_at, seq)) {
-                if let Some(pair) = self.pairs.get_mut(&key) {
-                    if let Some(removed) = pair.window.remove(&seq) {
-                        pair.stats.count(&removed, false);
-                    }
-                }
-                self.located.remove(&seq);
-                self.window_writes.push(WindowWrite {
-                    pair: key.clone(),
-                    seq,
-                    observation: None,
-                });
-                touched.insert(key);
+            // Gone: observed_until + window < log time, that is
+            // observed_until < log time - window (saturating alike).
+            let cutoff = self
+                .log_time_micros
+                .saturating_sub(pair_window(rules, &pair_key));
+            for (key, observation) in windows.older_than(&pair_key, cutoff)? {
+                self.take_out(&key, &observation, windows)?;
+                touched.insert(pair_key.clone());
             }
+            self.reschedule(&pair_key, rules, windows)?;
         }
+        Ok(())
     }
 
     fn summarise(
@@ -934,6 +969,17 @@ mod tests {
         fn summary(&self, zone_id: &str, commitment_id: &str) -> &PairSummary {
             &self.pair(zone_id, commitment_id).summary
         }
+
+        /// The pair's window: its counted observations by seq.
+        fn window(&self, zone_id: &str, commitment_id: &str) -> BTreeMap<u64, CountedObservation> {
+            let pair = (zone_id.to_string(), commitment_id.to_string());
+            self.replay
+                .windows
+                .entries()
+                .filter(|(key, _)| key.pair == pair)
+                .map(|(key, observation)| (key.seq, observation.clone()))
+                .collect()
+        }
     }
 
     /// The scripted log, checked by hand at every entry; returns it.
@@ -1047,7 +1093,7 @@ mod tests {
             &entry,
             &[(11, 0, ZONE_Z, LONG, CONFIRMED, CONFIRMED, false, true)],
         );
-        assert!(log.pair(ZONE_Z, LONG).window[&7].disputed);
+        assert!(log.window(ZONE_Z, LONG)[&7].disputed);
 
         // 12: the corroboration is retracted: reported again, still disputed.
         let entry = log.amend(M2, at(6), 10, None);
@@ -1055,7 +1101,7 @@ mod tests {
             &entry,
             &[(12, 0, ZONE_Z, LONG, CONFIRMED, REPORTED, true, true)],
         );
-        assert!(!log.pair(ZONE_Z, LONG).window.contains_key(&10));
+        assert!(!log.window(ZONE_Z, LONG).contains_key(&10));
         assert_eq!(log.summary(ZONE_Z, LONG).observations, 3);
 
         // 13: the disputed violation is corrected into a compliance report:
@@ -1076,7 +1122,7 @@ mod tests {
             &entry,
             &[(13, 0, ZONE_Z, LONG, REPORTED, REPORTED, true, false)],
         );
-        assert!(log.pair(ZONE_Z, LONG).window[&7].disputed);
+        assert!(log.window(ZONE_Z, LONG)[&7].disputed);
         let summary = log.summary(ZONE_Z, LONG);
         assert_eq!(summary.violations, 1);
         assert_eq!(
@@ -1132,7 +1178,8 @@ mod tests {
         assert_changes(&entry, &[]);
         assert_eq!(log.replay.projection.log_time_micros, at(70));
         let pair = log.pair(ZONE_Y, SHORT);
-        assert_eq!(pair.window.keys().copied().collect::<Vec<_>>(), vec![16]);
+        let window = log.window(ZONE_Y, SHORT);
+        assert_eq!(window.keys().copied().collect::<Vec<_>>(), vec![16]);
         assert_eq!(pair.summary.status, COMPLIANT);
         assert_eq!(pair.summary.updated_seq, 18);
         assert_eq!(log.summary(ZONE_Z, SHORT).updated_seq, 17);
@@ -1174,9 +1221,9 @@ mod tests {
             &entry,
             &[(22, 0, ZONE_Z, LONG, REPORTED, COMPLIANT, false, false)],
         );
-        let pair = log.pair(ZONE_Z, LONG);
-        assert_eq!(pair.window.keys().copied().collect::<Vec<_>>(), vec![21]);
-        assert_eq!(pair.window[&21].expires_at_micros, at(83));
+        let window = log.window(ZONE_Z, LONG);
+        assert_eq!(window.keys().copied().collect::<Vec<_>>(), vec![21]);
+        assert_eq!(log.pair(ZONE_Z, LONG).next_expiry, Some(at(83)));
 
         // 23: the short commitment no longer binds zone-y: that pair is
         // dropped (a last change to UNSPECIFIED), the other is kept.
@@ -1222,9 +1269,13 @@ mod tests {
             before.apply(leaf, true).unwrap();
         }
         let rules = log.replay.state.as_ref().unwrap();
-        let folded = before
-            .projection
-            .fold(&event, accepted.as_ref(), &context, rules);
+        let Ok(folded) = before.projection.fold(
+            &event,
+            accepted.as_ref(),
+            &context,
+            rules,
+            &mut before.windows,
+        );
         let key = |zone: &str| (zone.to_string(), SHORT.to_string());
         assert_eq!(
             folded.touched,
@@ -1264,58 +1315,85 @@ mod tests {
         assert!(!digests.contains(&Projection::new().digest()));
     }
 
+    /// Every pair's summary, as a store keeps them.
+    fn summaries(projection: &Projection) -> BTreeMap<PairKey, PairSummary> {
+        projection
+            .pairs
+            .iter()
+            .map(|(key, pair)| (key.clone(), pair.summary.clone()))
+            .collect()
+    }
+
     #[test]
     fn the_digest_covers_every_summary_and_the_log_position_only() {
         let log = scripted();
         let projection = &log.replay.projection;
+        let rules = log.replay.state.as_ref();
         let key = (ZONE_Z.to_string(), LONG.to_string());
-        let rebuild =
-            |pairs| Projection::from_pairs(projection.as_of_seq, projection.log_time_micros, pairs);
+        let rebuild = |summaries, log_time_micros, windows: &MemoryWindows| {
+            let Ok(restored) = Projection::restore(
+                projection.as_of_seq,
+                log_time_micros,
+                summaries,
+                rules,
+                windows,
+            );
+            restored
+        };
+        let windows = &log.replay.windows;
+        let log_time = projection.log_time_micros;
+        assert_eq!(
+            rebuild(summaries(projection), log_time, windows).digest(),
+            projection.digest()
+        );
 
-        let mut disputed = projection.pairs.clone();
-        let summary = &mut disputed.get_mut(&key).unwrap().summary;
+        let mut disputed = summaries(projection);
+        let summary = disputed.get_mut(&key).unwrap();
         summary.disputed = !summary.disputed;
-        let mut bumped = projection.pairs.clone();
-        bumped.get_mut(&key).unwrap().summary.updated_seq += 1;
-        let mut recounted = projection.pairs.clone();
-        recounted.get_mut(&key).unwrap().summary.counts_by_category[0].1 += 1;
-        for (what, pairs) in [
+        let mut bumped = summaries(projection);
+        bumped.get_mut(&key).unwrap().updated_seq += 1;
+        let mut recounted = summaries(projection);
+        recounted.get_mut(&key).unwrap().counts_by_category[0].1 += 1;
+        for (what, summaries) in [
             ("the disputed flag", disputed),
             ("updated_seq", bumped),
             ("a category count", recounted),
         ] {
             assert_ne!(
-                rebuild(pairs).digest(),
+                rebuild(summaries, log_time, windows).digest(),
                 projection.digest(),
                 "the digest ignores {what}"
             );
         }
-        let later = Projection::from_pairs(
-            projection.as_of_seq,
-            projection.log_time_micros + 1,
-            projection.pairs.clone(),
-        );
         assert_ne!(
-            later.digest(),
+            rebuild(summaries(projection), log_time + 1, windows).digest(),
             projection.digest(),
             "the digest ignores log time"
         );
 
         // Windows are working state: their effects show in the summaries,
         // and the digest stays O(pairs) however many observations count.
-        let mut retimed = projection.pairs.clone();
-        retimed
-            .get_mut(&key)
-            .unwrap()
-            .window
-            .get_mut(&21)
-            .unwrap()
-            .expires_at_micros += 1;
-        assert_eq!(rebuild(retimed).digest(), projection.digest());
+        let mut recategorised = windows.clone();
+        let (counted_key, counted) = windows
+            .entries()
+            .find(|(window_key, _)| window_key.pair == key)
+            .map(|(window_key, observation)| (window_key.clone(), observation.clone()))
+            .expect("the long window holds an observation");
+        recategorised.insert(
+            counted_key,
+            CountedObservation {
+                category: counted.category + 1,
+                ..counted
+            },
+        );
+        assert_eq!(
+            rebuild(summaries(projection), log_time, &recategorised).digest(),
+            projection.digest()
+        );
     }
 
     #[test]
-    fn from_pairs_of_a_folded_projection_is_the_same_projection_and_folds_on_alike() {
+    fn a_restored_projection_is_the_folded_one_and_folds_on_alike() {
         let log = scripted();
         // Replay once, keeping what folding each entry needs.
         let mut replay = Replay::new();
@@ -1332,29 +1410,38 @@ mod tests {
                 context,
                 replay.state.clone().expect("after the genesis"),
                 replay.projection.clone(),
+                replay.windows.clone(),
             ));
         }
         for split in 0..steps.len() {
-            let folded = &steps[split].3;
-            let mut restored = Projection::from_pairs(
+            let (_, _, rules, folded, windows) = &steps[split];
+            let Ok(mut restored) = Projection::restore(
                 folded.as_of_seq,
                 folded.log_time_micros,
-                folded.pairs.clone(),
+                summaries(folded),
+                Some(rules),
+                windows,
             );
-            // Equal in every part, indexes included, hence in digest.
-            assert_eq!(restored, *folded, "from_pairs after entry {split}");
+            // Equal in every part, tallies and expiries included, hence in digest.
+            assert_eq!(restored, *folded, "restored after entry {split}");
             assert_eq!(restored.digest(), folded.digest());
             // Folding the rest onto it gives what the replay gave.
-            for (entry, context, rules, expected) in &steps[split + 1..] {
-                let changes = restored
-                    .fold(&entry.event, entry.accepted.as_ref(), context, rules)
-                    .changes;
+            let mut windows = windows.clone();
+            for (entry, context, rules, expected, expected_windows) in &steps[split + 1..] {
+                let Ok(folded) = restored.fold(
+                    &entry.event,
+                    entry.accepted.as_ref(),
+                    context,
+                    rules,
+                    &mut windows,
+                );
                 assert_eq!(
-                    changes, entry.changes,
+                    folded.changes, entry.changes,
                     "changes of entry {} after a restore at {split}",
                     entry.seq
                 );
                 assert_eq!(restored, *expected);
+                assert_eq!(windows, *expected_windows);
                 assert_eq!(restored.digest(), expected.digest());
             }
         }

@@ -13,7 +13,8 @@
 //! [`Replay::apply_prepared`] in order. The checks are the same and come in
 //! the same order either way, so the first failure named is too.
 //!
-//! What it remembers grows with the log (nonces, observation records): that
+//! What it remembers grows with the log (nonces, observation records, the
+//! observations its windows count): that
 //! is the price of checking everything from the bytes alone.
 
 use std::collections::{HashMap, HashSet};
@@ -22,7 +23,7 @@ use std::fmt;
 
 use super::leaf::Leaf;
 use super::merkle::{hash_leaf, Hash};
-use super::projection::{Projection, StatusChange};
+use super::projection::{MemoryWindows, Projection, StatusChange};
 use super::rules::{
     decode_event, Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord,
 };
@@ -118,6 +119,8 @@ pub struct Replay {
     /// The rules' state; `None` until the genesis is replayed.
     pub state: Option<LedgerState>,
     pub projection: Projection,
+    /// The observations the projection's windows count.
+    pub windows: MemoryWindows,
     index: MemoryIndex,
     nonces: HashSet<(String, Vec<u8>)>,
     last_received_at_micros: i64,
@@ -222,10 +225,14 @@ impl Replay {
             }
             _ => {}
         }
-        let changes = self
-            .projection
-            .fold(&event, accepted.as_ref(), &context, state)
-            .changes;
+        let Ok(folded) = self.projection.fold(
+            &event,
+            accepted.as_ref(),
+            &context,
+            state,
+            &mut self.windows,
+        );
+        let changes = folded.changes;
         self.index.leaf_hashes.push(leaf_hash);
         self.last_received_at_micros = leaf.received_at_micros;
         Ok(ReplayedEntry {

@@ -57,6 +57,9 @@ pub struct ObservationRecord {
     pub leaf_hash: Hash,
     pub commitment_id: String,
     pub zone_id: String,
+    /// The end of what was observed: with the pair, where the projection
+    /// counts it in its window.
+    pub observed_until_micros: i64,
     pub retracted: bool,
 }
 
@@ -144,11 +147,16 @@ pub enum Accepted {
     Amendment {
         target_seq: u64,
         kind: AmendmentKind,
+        /// The target's record before the amendment.
+        original: ObservationRecord,
         /// For a correction, the target's record as corrected.
         corrected: ObservationRecord,
     },
-    /// A dispute of the observation at `target_seq`.
-    Dispute { target_seq: u64 },
+    /// A dispute of the observation at `target_seq`, whose record is `target`.
+    Dispute {
+        target_seq: u64,
+        target: ObservationRecord,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -442,12 +450,13 @@ impl LedgerState {
             Body::Observation(observation) => self
                 .check_signed_by_author(event, author, signers, Role::Monitor, "observations")
                 .and_then(|()| self.check_observation("observation", observation, context))
-                .map(|(commitment_id, zone_id)| {
+                .map(|(commitment_id, zone_id, observed_until_micros)| {
                     Accepted::Observation(ObservationRecord {
                         author: event.author.clone(),
                         leaf_hash: context.leaf_hash,
                         commitment_id,
                         zone_id,
+                        observed_until_micros,
                         retracted: false,
                     })
                 }),
@@ -485,9 +494,7 @@ impl LedgerState {
                     context,
                     index,
                 )? {
-                    Ok(_) => Ok(Accepted::Dispute {
-                        target_seq: dispute.target_seq,
-                    }),
+                    Ok((target_seq, target)) => Ok(Accepted::Dispute { target_seq, target }),
                     Err(rejection) => Err(rejection),
                 }
             }
@@ -875,7 +882,7 @@ impl LedgerState {
         field: &str,
         observation: &Observation,
         context: &EntryContext,
-    ) -> Result<(String, String), Rejection> {
+    ) -> Result<(String, String, i64), Rejection> {
         let from = timestamp_micros(
             &format!("{field}.observed_from"),
             &observation.observed_from,
@@ -1001,7 +1008,7 @@ impl LedgerState {
             }
             observation.zone_id.clone()
         };
-        Ok((observation.commitment_id.clone(), zone_id))
+        Ok((observation.commitment_id.clone(), zone_id, until))
     }
 
     /// Finds the observation an amendment or dispute names, checking that the
@@ -1069,7 +1076,7 @@ impl LedgerState {
         let corrected = match (kind, &amendment.correction) {
             (AmendmentKind::Retract, None) => ObservationRecord {
                 retracted: true,
-                ..target
+                ..target.clone()
             },
             (AmendmentKind::Retract, Some(_)) => {
                 return Err(Rejection::invalid(
@@ -1077,12 +1084,13 @@ impl LedgerState {
                 ))
             }
             (AmendmentKind::Correct, Some(correction)) => {
-                let (commitment_id, zone_id) =
+                let (commitment_id, zone_id, observed_until_micros) =
                     self.check_observation("amendment.correction", correction, context)?;
                 ObservationRecord {
                     commitment_id,
                     zone_id,
-                    ..target
+                    observed_until_micros,
+                    ..target.clone()
                 }
             }
             (AmendmentKind::Correct, None) => {
@@ -1097,6 +1105,7 @@ impl LedgerState {
         Ok(Accepted::Amendment {
             target_seq,
             kind,
+            original: target,
             corrected,
         })
     }

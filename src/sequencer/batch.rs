@@ -14,12 +14,12 @@ use super::{checkpoint_signer, Recovered, Sequenced, SignedCheckpoint, Submissio
 use crate::core::checkpoint::NoteSigner;
 use crate::core::leaf::Leaf;
 use crate::core::merkle::{hash_leaf, BatchSubtrees, Frontier, Hash};
-use crate::core::projection::{PairKey, Projection, StatusChange, WindowWrite};
+use crate::core::projection::{PairKey, Projection, StatusChange};
 use crate::core::rejection::Rejection;
 use crate::core::rules::{Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord};
 use crate::proto::event::Body;
 use crate::storage::{
-    DurableHead, ProjectionHead, ProjectionWrite, StagedEntry, Store, StoreError,
+    DurableHead, ProjectionHead, ProjectionWrite, StagedEntry, Store, StoreError, StoreWindows,
 };
 
 type Reply = oneshot::Sender<Result<Sequenced, SubmitError>>;
@@ -60,10 +60,10 @@ pub(super) struct Batch<'a> {
     /// stops the sequencer, so it is never read in a state that was not
     /// committed.
     projection: &'a mut Projection,
-    /// Pairs the batch changed, their window changes, and the status
-    /// changes it caused.
+    /// The projection's windows: the store's, under the batch's writes.
+    windows: StoreWindows<'a>,
+    /// Pairs the batch changed and the status changes it caused.
     touched_pairs: std::collections::BTreeSet<PairKey>,
-    window_writes: Vec<WindowWrite>,
     changes: Vec<StatusChange>,
 }
 
@@ -72,6 +72,8 @@ pub(super) struct Committed {
     /// How long making the batch durable took.
     pub sync_time: std::time::Duration,
     pub projection_head: ProjectionHead,
+    /// Where the batch's last status change is in the change log, if any.
+    pub last_change: Option<(u64, u32)>,
     pub durable_head: DurableHead,
     pub frontier: Frontier,
     /// The new rules' state if the batch changed it.
@@ -83,7 +85,7 @@ pub(super) struct Committed {
 }
 
 impl<'a> Batch<'a> {
-    pub fn new(durable: &'a mut Recovered, received_at_micros: i64) -> Batch<'a> {
+    pub fn new(store: &'a Store, durable: &'a mut Recovered, received_at_micros: i64) -> Batch<'a> {
         let Recovered {
             head,
             frontier,
@@ -99,8 +101,8 @@ impl<'a> Batch<'a> {
             subtrees: BatchSubtrees::starting_from(frontier),
             frontier: frontier.clone(),
             projection,
+            windows: StoreWindows::new(store),
             touched_pairs: Default::default(),
-            window_writes: Vec::new(),
             changes: Vec::new(),
             entries: Vec::new(),
             leaf_hashes: Vec::new(),
@@ -268,11 +270,14 @@ impl<'a> Batch<'a> {
             .as_ref()
             .or(self.durable_state)
             .expect("an accepted entry implies a state");
-        let folded = self
-            .projection
-            .fold(&event, accepted.as_ref(), &context, rules);
+        let folded = self.projection.fold(
+            &event,
+            accepted.as_ref(),
+            &context,
+            rules,
+            &mut self.windows,
+        )?;
         self.touched_pairs.extend(folded.touched);
-        self.window_writes.extend(folded.window_writes);
         self.changes.extend(folded.changes);
         let completed = self.frontier.push(context.leaf_hash);
         self.subtrees.record(&completed);
@@ -307,11 +312,7 @@ impl<'a> Batch<'a> {
         store: &Store,
         checkpoint_note: &str,
     ) -> Result<Committed, Box<(Batch<'a>, StoreError)>> {
-        let projection_head = ProjectionHead {
-            as_of_seq: self.projection.as_of_seq,
-            log_time_micros: self.projection.log_time_micros,
-            digest: self.projection.digest(),
-        };
+        let projection_head = ProjectionHead::of(self.projection);
         let written = store.append(
             &self.entries,
             &self.head,
@@ -328,7 +329,7 @@ impl<'a> Batch<'a> {
                         )
                     })
                     .collect(),
-                window_writes: &self.window_writes,
+                window_writes: self.windows.writes(),
                 changes: &self.changes,
             },
         );
@@ -345,6 +346,7 @@ impl<'a> Batch<'a> {
         Ok(Committed {
             sync_time,
             projection_head,
+            last_change: self.changes.last().map(|change| (change.seq, change.index)),
             durable_head: self.head,
             frontier: self.frontier,
             new_state: self.working_state,

@@ -94,13 +94,22 @@ pub struct ProjectionView {
     /// Entries in the log it describes (as_of_seq + 1).
     pub tree_size: u64,
     pub pairs: std::collections::BTreeMap<PairKey, PairSummary>,
+    /// Where the newest status change is in the change log, (seq, index):
+    /// a subscriber whose cursor is past it has nothing to read.
+    pub last_change: Option<(u64, u32)>,
 }
 
 impl ProjectionView {
-    fn new(head: ProjectionHead, projection: &Projection, tree_size: u64) -> ProjectionView {
+    fn new(
+        head: ProjectionHead,
+        projection: &Projection,
+        tree_size: u64,
+        last_change: Option<(u64, u32)>,
+    ) -> ProjectionView {
         ProjectionView {
             head,
             tree_size,
+            last_change,
             pairs: projection
                 .pairs
                 .iter()
@@ -226,15 +235,15 @@ pub fn start(
     }
     let (submissions, receiver) = mpsc::channel(config.queue_depth);
     let (publish, checkpoints) = watch::channel(checkpoint);
-    let projection_head = ProjectionHead {
-        as_of_seq: recovered.projection.as_of_seq,
-        log_time_micros: recovered.projection.log_time_micros,
-        digest: recovered.projection.digest(),
-    };
+    let projection_head = ProjectionHead::of(&recovered.projection);
+    let last_change = store
+        .last_change()
+        .map_err(|error| format!("cannot read the change log: {error}"))?;
     let (publish_view, views) = watch::channel(Arc::new(ProjectionView::new(
         projection_head,
         &recovered.projection,
         recovered.head.size,
+        last_change,
     )));
     let sequencer = Sequencer {
         store,
@@ -244,6 +253,7 @@ pub fn start(
         config,
         publish,
         publish_view,
+        last_change,
         agreement_id: agreement_id.clone(),
         failed: None,
     };
@@ -301,6 +311,8 @@ struct Sequencer {
     publish: watch::Sender<Option<Arc<SignedCheckpoint>>>,
     /// Announces the read model after each durable batch.
     publish_view: watch::Sender<Arc<ProjectionView>>,
+    /// The newest status change durable, for the view.
+    last_change: Option<(u64, u32)>,
     /// Set once the genesis is durable; shared with every handle.
     agreement_id: Arc<std::sync::OnceLock<String>>,
     /// Set when a commit failed: every later submission is refused with it.
@@ -345,7 +357,7 @@ impl Sequencer {
     fn sequence(&mut self, submissions: Vec<Submission>) {
         let staging = std::time::Instant::now();
         let received_at = now_micros().max(self.durable.head.last_received_at_micros);
-        let mut batch = Batch::new(&mut self.durable, received_at);
+        let mut batch = Batch::new(&self.store, &mut self.durable, received_at);
         let mut genesis_signer = None;
         for submission in submissions {
             match batch.stage(&self.store, submission, &self.operator_key) {
@@ -397,11 +409,13 @@ impl Sequencer {
                     let _ = self.agreement_id.set(state.agreement.agreement_id.clone());
                     self.durable.state = Some(state);
                 }
+                self.last_change = committed.last_change.or(self.last_change);
                 self.publish.send_replace(Some(checkpoint.clone()));
                 self.publish_view.send_replace(Arc::new(ProjectionView::new(
                     committed.projection_head,
                     &self.durable.projection,
                     head.size,
+                    self.last_change,
                 )));
                 committed.answer(&self.store, &checkpoint);
             }

@@ -13,7 +13,7 @@ use crate::core::merkle::Frontier;
 use crate::core::projection::Projection;
 use crate::core::replay::Replay;
 use crate::core::rules::{decode_event, EntryContext, LedgerState};
-use crate::storage::{DurableHead, ProjectionHead, Store, StoreError};
+use crate::storage::{DurableHead, Store, StoreError, StoreWindows};
 
 /// What the sequencer needs to continue an existing log.
 pub struct Recovered {
@@ -88,7 +88,7 @@ pub fn recover(store: &Store, check: StartupCheck) -> Result<Recovered, StoreErr
             reason: "the log has entries but no genesis".into(),
         });
     }
-    let projection = match stored_projection(store, &head)? {
+    let projection = match stored_projection(store, &head, state.as_ref())? {
         Some(projection) => projection,
         None => {
             tracing::warn!("the stored projection is missing or stale: rebuilding it from the log");
@@ -127,16 +127,22 @@ fn check_last_leaf(store: &Store, head: &DurableHead) -> Result<(), StoreError> 
 
 /// The stored projection, if it is as of the log's last entry and its
 /// digest recomputes.
-fn stored_projection(store: &Store, head: &DurableHead) -> Result<Option<Projection>, StoreError> {
+fn stored_projection(
+    store: &Store,
+    head: &DurableHead,
+    rules: Option<&LedgerState>,
+) -> Result<Option<Projection>, StoreError> {
     let Some(stored) = store.load_projection()? else {
         return Ok((head.size == 0).then(Projection::new));
     };
     let stored_head = stored.head;
-    let projection = Projection::from_pairs(
+    let projection = Projection::restore(
         stored_head.as_of_seq,
         stored_head.log_time_micros,
-        stored.pairs,
-    );
+        stored.summaries,
+        rules,
+        &StoreWindows::new(store),
+    )?;
     let current = stored_head.as_of_seq.map_or(0, |seq| seq + 1) == head.size;
     Ok((current && projection.digest() == stored_head.digest).then_some(projection))
 }
@@ -158,15 +164,6 @@ pub fn rebuild_projection(store: &Store) -> Result<Projection, StoreError> {
             })?;
         changes.extend(entry.changes);
     }
-    let projection = replay.projection;
-    store.replace_projection(
-        ProjectionHead {
-            as_of_seq: projection.as_of_seq,
-            log_time_micros: projection.log_time_micros,
-            digest: projection.digest(),
-        },
-        &projection.pairs,
-        &changes,
-    )?;
-    Ok(projection)
+    store.replace_projection(&replay.projection, &replay.windows, &changes)?;
+    Ok(replay.projection)
 }

@@ -14,7 +14,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
-use super::store_status;
+use super::{store_status, StreamLimit, MAX_SUBSCRIPTIONS};
 use crate::core::projection::{severity, PairSummary, StatusChange as CoreChange};
 use crate::core::rules::micros_timestamp as timestamp;
 use crate::metrics::Metrics;
@@ -44,6 +44,8 @@ pub struct ComplianceService {
     shutting_down: watch::Receiver<bool>,
     /// Counts open subscriptions.
     metrics: Arc<Metrics>,
+    /// At most [`MAX_SUBSCRIPTIONS`] open at once.
+    subscriptions: StreamLimit,
 }
 
 impl ComplianceService {
@@ -58,6 +60,11 @@ impl ComplianceService {
             sequencer,
             shutting_down,
             metrics,
+            subscriptions: StreamLimit::new(
+                MAX_SUBSCRIPTIONS,
+                "subscriptions",
+                "retry later, resuming from the last change received",
+            ),
         }
     }
 
@@ -296,6 +303,8 @@ impl Compliance for ComplianceService {
                 view.tree_size
             )));
         }
+        // Held by the response stream: released when the client leaves.
+        let permit = self.subscriptions.open()?;
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
         let metrics = self.metrics.clone();
         metrics.subscribers.inc();
@@ -311,9 +320,12 @@ impl Compliance for ComplianceService {
             subscription.await;
             metrics.subscribers.dec();
         });
-        Ok(Response::new(Box::pin(until_shutdown(
-            receiver,
-            self.shutting_down.clone(),
+        Ok(Response::new(Box::pin(futures::StreamExt::map(
+            until_shutdown(receiver, self.shutting_down.clone()),
+            move |change| {
+                let _held = &permit;
+                change
+            },
         ))))
     }
 }
@@ -358,8 +370,15 @@ async fn follow_changes(
     loop {
         // Mark the current batch seen first: any batch committed after this
         // point wakes `changed()` below, so nothing slips between the read
-        // and the wait.
-        drop(views.borrow_and_update());
+        // and the wait. A batch that changed no status (most do not) is no
+        // reason to read the store.
+        let last_change = views.borrow_and_update().last_change;
+        if last_change.is_none_or(|last| last < cursor) {
+            if wait_for_batch(&mut views, &mut shutting_down, &sender, cursor).await {
+                continue;
+            }
+            return;
+        }
         // Everything in the store now is durable; read it in chunks.
         let chunk_store = store.clone();
         let from = cursor;
@@ -396,27 +415,42 @@ async fn follow_changes(
                 return; // The client went away.
             }
         }
-        if !caught_up {
+        if !caught_up || wait_for_batch(&mut views, &mut shutting_down, &sender, cursor).await {
             continue;
         }
-        // Wait for the next durable batch, the server stopping, or the client leaving.
-        tokio::select! {
-            changed = views.changed() => {
-                if changed.is_err() {
-                    let _ = sender.send(Err(Status::unavailable(
-                        "the ledger stopped; resume from the last change seen",
-                    ))).await;
-                    return;
-                }
+        return;
+    }
+}
+
+/// Waits for the next durable batch (`true`), or for the server stopping or
+/// the client leaving (`false`, the stream told why).
+async fn wait_for_batch(
+    views: &mut watch::Receiver<Arc<ProjectionView>>,
+    shutting_down: &mut watch::Receiver<bool>,
+    sender: &mpsc::Sender<Result<StatusChange, Status>>,
+    cursor: (u64, u32),
+) -> bool {
+    tokio::select! {
+        changed = views.changed() => {
+            if changed.is_ok() {
+                return true;
             }
-            () = stopping(&mut shutting_down) => {
-                let _ = sender.send(Err(Status::unavailable(format!(
+            let _ = sender
+                .send(Err(Status::unavailable(
+                    "the ledger stopped; resume from the last change seen",
+                )))
+                .await;
+            false
+        }
+        () = stopping(shutting_down) => {
+            let _ = sender
+                .send(Err(Status::unavailable(format!(
                     "the server is shutting down; resume from seq {} index {}",
                     cursor.0, cursor.1
-                )))).await;
-                return;
-            }
-            () = sender.closed() => return,
+                ))))
+                .await;
+            false
         }
+        () = sender.closed() => false,
     }
 }

@@ -6,17 +6,28 @@
 //! signature checks on the rayon pool, the sequencer, and a receipt whose
 //! proof comes from the answering batch (memory) or, for an identical
 //! resubmission of an older entry, from the store.
+//!
+//! Verification takes permits from the connection's budget
+//! ([`super::VERIFY_BUDGET_PER_CONNECTION`], one per signature), so one
+//! client's flood of forged events cannot queue ahead of everyone else's.
+//! SubmitStream and GetEntries streams are counted ([`super::MAX_SUBMIT_STREAMS`],
+//! [`super::MAX_ENTRY_STREAMS`]); GetEntries reads the store a chunk at a
+//! time on the blocking pool and waits for its reader without holding a
+//! thread.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::compliance::stopping;
-use super::{rejection_status, store_status, submit_status};
+use super::{
+    rejection_status, store_status, submit_status, ConnectionInfo, StreamLimit, MAX_ENTRY_STREAMS,
+    MAX_SUBMIT_STREAMS,
+};
 use crate::core::leaf::MAX_PAYLOAD_BYTES;
 use crate::core::merkle::Hash;
 use crate::core::rejection::Rejection;
@@ -35,6 +46,14 @@ use crate::storage::Store;
 /// Entries a GetEntries stream reads ahead of a slow reader; bounds the
 /// memory one reader can hold (~64 x 36 KiB worst case).
 const ENTRY_STREAM_BUFFER: usize = 64;
+
+/// Entries a GetEntries stream reads from the store per blocking read. The
+/// reading task then sends them while holding no thread: a reader that
+/// stops reading would otherwise pin one of the blocking pool's 512
+/// threads, and a few hundred such readers would starve every store read
+/// (proofs, history, subscriptions catching up). Large enough that the
+/// hand-off (~10 us) is small beside the reads.
+const ENTRY_READ_CHUNK: u64 = 32;
 
 /// Events of one SubmitStream in flight at once (read, being verified or
 /// waiting for their batch). Enough to keep batches full from a single bulk
@@ -55,6 +74,10 @@ pub struct LedgerService {
     max_payload_bytes: usize,
     /// Turns true when the server stops: submit streams stop reading.
     shutting_down: watch::Receiver<bool>,
+    /// At most [`MAX_SUBMIT_STREAMS`] SubmitStreams open at once.
+    submit_streams: StreamLimit,
+    /// At most [`MAX_ENTRY_STREAMS`] GetEntries streams open at once.
+    entry_streams: StreamLimit,
 }
 
 impl LedgerService {
@@ -71,6 +94,12 @@ impl LedgerService {
             metrics,
             max_payload_bytes: max_payload_bytes.min(MAX_PAYLOAD_BYTES),
             shutting_down,
+            submit_streams: StreamLimit::new(
+                MAX_SUBMIT_STREAMS,
+                "SubmitStreams",
+                "retry later, or submit with unary Submit calls",
+            ),
+            entry_streams: StreamLimit::new(MAX_ENTRY_STREAMS, "GetEntries streams", "retry later"),
         }
     }
 
@@ -105,15 +134,38 @@ fn hashes(proof: Vec<Hash>) -> Vec<Vec<u8>> {
     proof.into_iter().map(|hash| hash.to_vec()).collect()
 }
 
+/// The verification budget of the connection a call came on; `None` for
+/// calls made in-process (the bootstrap entries).
+fn verify_budget<T>(request: &Request<T>) -> Option<Arc<Semaphore>> {
+    request
+        .extensions()
+        .get::<ConnectionInfo>()
+        .map(|connection| connection.verify_budget.clone())
+}
+
 /// Checks signatures off the async reactor, on the rayon pool, which keeps
-/// one thread per core busy however many calls arrive at once.
+/// one thread per core busy however many calls arrive at once. First takes
+/// one permit per signature from the connection's `budget`, held until the
+/// job is done (even if the caller has gone).
 async fn verify_off_reactor(
     payload: Arc<Vec<u8>>,
     signatures: Arc<Vec<EventSignature>>,
+    budget: Option<Arc<Semaphore>>,
 ) -> Result<(), Status> {
+    let permit = match budget {
+        // At most MAX_SIGNATURES (canonical_signatures checked), within the budget.
+        Some(budget) => Some(
+            budget
+                .acquire_many_owned(signatures.len() as u32)
+                .await
+                .map_err(|_| Status::internal("the verification budget was closed"))?,
+        ),
+        None => None,
+    };
     let (done, verdict) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
         let _ = done.send(verify_all(&payload, &signatures));
+        drop(permit);
     });
     verdict
         .await
@@ -141,8 +193,12 @@ struct QueuedEvent {
 
 impl LedgerService {
     /// One event, from arrival to receipt, counted by outcome.
-    async fn submit_event(&self, event: SignedEvent) -> Result<Receipt, Status> {
-        let queued = match self.verify_event(event).await {
+    async fn submit_event(
+        &self,
+        event: SignedEvent,
+        budget: Option<Arc<Semaphore>>,
+    ) -> Result<Receipt, Status> {
+        let queued = match self.verify_event(event, budget).await {
             Ok(verified) => self.enqueue(verified).await,
             Err(status) => Err(status),
         };
@@ -151,8 +207,12 @@ impl LedgerService {
 
     /// The stateless checks, in parallel with every other call: size,
     /// canonical signature list, decoding, agreement, and strict signature
-    /// verification on the rayon pool.
-    async fn verify_event(&self, event: SignedEvent) -> Result<VerifiedEvent, Status> {
+    /// verification on the rayon pool, within the connection's `budget`.
+    async fn verify_event(
+        &self,
+        event: SignedEvent,
+        budget: Option<Arc<Semaphore>>,
+    ) -> Result<VerifiedEvent, Status> {
         let SignedEvent {
             payload,
             signatures,
@@ -183,7 +243,7 @@ impl LedgerService {
         let span = tracing::info_span!("submit", author = %event.author);
         let payload = Arc::new(payload);
         let signatures = Arc::new(signatures);
-        verify_off_reactor(payload.clone(), signatures.clone())
+        verify_off_reactor(payload.clone(), signatures.clone(), budget)
             .instrument(span.clone())
             .await?;
         Ok(VerifiedEvent {
@@ -277,7 +337,8 @@ fn submit_result(index: usize, answer: Result<Receipt, Status>) -> SubmitResult 
 #[tonic::async_trait]
 impl Ledger for LedgerService {
     async fn submit(&self, request: Request<SignedEvent>) -> Result<Response<Receipt>, Status> {
-        self.submit_event(request.into_inner())
+        let budget = verify_budget(&request);
+        self.submit_event(request.into_inner(), budget)
             .await
             .map(Response::new)
     }
@@ -290,11 +351,15 @@ impl Ledger for LedgerService {
     /// may follow its observation), and answers them in that order. A broken
     /// or oversized message ends the stream with its status. When the server
     /// stops, no further event is read: those in flight are answered, then
-    /// the stream ends with UNAVAILABLE.
+    /// the stream ends with UNAVAILABLE. Over [`MAX_SUBMIT_STREAMS`] open
+    /// streams, RESOURCE_EXHAUSTED.
     async fn submit_stream(
         &self,
         request: Request<Streaming<SignedEvent>>,
     ) -> Result<Response<SubmitResultStream>, Status> {
+        // Held by the response stream: released when it ends or the client leaves.
+        let permit = self.submit_streams.open()?;
+        let budget = verify_budget(&request);
         let (verifier, queuer, answerer) = (self.clone(), self.clone(), self.clone());
         let mut stop = self.shutting_down.clone();
         let shutting_down = self.shutting_down.clone();
@@ -305,8 +370,8 @@ impl Ledger for LedgerService {
         // answers there; everything else becomes the event's own answer.
         let answers = events
             .map(move |event| {
-                let service = verifier.clone();
-                async move { Ok(service.verify_event(event?).await) }
+                let (service, budget) = (verifier.clone(), budget.clone());
+                async move { Ok(service.verify_event(event?, budget).await) }
             })
             .buffered(SUBMIT_STREAM_WINDOW)
             .then(move |verified: Result<_, Status>| {
@@ -334,7 +399,12 @@ impl Ledger for LedgerService {
             })
         })
         .filter_map(futures::future::ready);
-        Ok(Response::new(Box::pin(answers.chain(ending))))
+        Ok(Response::new(Box::pin(answers.chain(ending).map(
+            move |answer| {
+                let _held = &permit;
+                answer
+            },
+        ))))
     }
 
     async fn get_checkpoint(
@@ -365,22 +435,15 @@ impl Ledger for LedgerService {
             )));
         }
         let end = end.min(size);
+        // Held by the response stream: released when the client leaves.
+        let permit = self.entry_streams.open()?;
         let (sender, receiver) = tokio::sync::mpsc::channel(ENTRY_STREAM_BUFFER);
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            for item in store.leaves(start, end) {
-                let message = item
-                    .map(|(seq, leaf)| LogEntry { seq, leaf })
-                    .map_err(store_status);
-                let failed = message.is_err();
-                // A closed channel means the reader went away: stop reading.
-                if sender.blocking_send(message).is_err() || failed {
-                    return;
-                }
-            }
-        });
+        tokio::spawn(send_entries(self.store.clone(), start, end, sender));
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(receiver),
+            tokio_stream::wrappers::ReceiverStream::new(receiver).map(move |entry| {
+                let _held = &permit;
+                entry
+            }),
         )))
     }
 
@@ -438,5 +501,55 @@ impl Ledger for LedgerService {
             leaf_index: 0,
             old_size,
         }))
+    }
+}
+
+/// Feeds one GetEntries stream: entries `start..end`, read from the store
+/// [`ENTRY_READ_CHUNK`] at a time on the blocking pool and sent while
+/// holding no thread, until the end, a failed read, or the reader leaving.
+async fn send_entries(
+    store: Arc<Store>,
+    start: u64,
+    end: u64,
+    sender: tokio::sync::mpsc::Sender<Result<LogEntry, Status>>,
+) {
+    let mut next = start;
+    while next < end {
+        let chunk_end = end.min(next.saturating_add(ENTRY_READ_CHUNK));
+        let chunk_store = store.clone();
+        let chunk = tokio::task::spawn_blocking(move || {
+            chunk_store
+                .leaves(next, chunk_end)
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        let chunk = match chunk {
+            Ok(Ok(chunk)) => chunk,
+            Ok(Err(error)) => {
+                let _ = sender.send(Err(store_status(error))).await;
+                return;
+            }
+            Err(error) => {
+                let _ = sender
+                    .send(Err(Status::internal(format!("read task failed: {error}"))))
+                    .await;
+                return;
+            }
+        };
+        if chunk.is_empty() {
+            let _ = sender
+                .send(Err(Status::internal(format!(
+                    "the store holds no entry {next} below the checkpoint's size"
+                ))))
+                .await;
+            return;
+        }
+        for (seq, leaf) in chunk {
+            next = seq + 1;
+            // A closed channel means the reader went away: stop reading.
+            if sender.send(Ok(LogEntry { seq, leaf })).await.is_err() {
+                return;
+            }
+        }
     }
 }

@@ -1,33 +1,28 @@
 //! Entry chunks: consecutive log entries stored under one sled key.
 //!
-//! Everything about an entry that never changes once it is durable lives
-//! in its chunk: the leaf bytes (verbatim), the hashes of the complete
-//! subtrees its append completed (its own leaf hash first, then one per
-//! trailing one bit of its seq: exactly what `Frontier::push` returns), and
-//! the observation record the rules accepted for it, if any.
+//! What an entry brings that never changes once it is durable lives in its
+//! chunk: the leaf bytes (verbatim) and the observation record the rules
+//! accepted for it, if any. (Its tree nodes are in `hash_tiles.rs`.)
 //!
 //! **Why chunks.** sled 0.34 copies a whole tree node and logs a delta for
 //! every key it inserts, so its cost is per key, not per byte: a layout of
-//! one key per leaf, one per tree node and one per record spent most of the
-//! sequencer's time inside sled. A batch now writes its entries as a few
-//! chunks of about [`CHUNK_TARGET_BYTES`]. That size keeps a sled leaf node
-//! (at most 17 keys) under sled's 128 KiB inline limit, so chunks are never
-//! moved to separate blob files.
+//! one key per leaf and one per record spent most of the sequencer's time
+//! inside sled. A batch now writes its entries as a few chunks of about
+//! [`CHUNK_TARGET_BYTES`]. That size keeps a sled leaf node (at most 17
+//! keys) under sled's 128 KiB inline limit, so chunks are never moved to
+//! separate blob files.
 //!
 //! **Finding things.** A chunk's key is `e` and its first seq ([`key`]); the
-//! chunk holding `seq` is the last chunk key at or before `key(seq)`. Subtree `(level, index)` was
-//! completed by entry `((index + 1) << level) - 1`, and is that entry's
-//! `level`-th hash.
+//! chunk holding `seq` is the last chunk key at or before `key(seq)`.
 //!
 //! Value layout (integers big-endian):
 //!
 //! ```text
 //! count u16 || count+1 offsets u32 (into the sections, relative to their start)
 //! sections: per entry
-//!   leaf_len u32 || leaf || (1 + trailing_ones(seq)) x hash 32 || record (rest; empty if none)
+//!   leaf_len u32 || leaf || record (the rest; empty if none)
 //! ```
 
-use crate::core::merkle::Hash;
 use crate::core::rules::ObservationRecord;
 
 use super::records;
@@ -58,27 +53,17 @@ pub fn first_seq_of(key: &[u8]) -> Option<u64> {
 /// One entry, as a chunk stores it.
 pub struct ChunkEntry<'a> {
     pub leaf: &'a [u8],
-    /// Subtrees completed by this entry, level 0 (its leaf hash) first.
-    pub completed: &'a [Hash],
     pub record: Option<&'a ObservationRecord>,
 }
 
-/// Subtrees entry `seq` completes: itself and one per trailing one bit.
-pub fn completed_count(seq: u64) -> usize {
-    1 + seq.trailing_ones() as usize
-}
-
-/// Encodes entries `first_seq..` as one chunk.
+/// Encodes consecutive entries as one chunk.
 pub fn encode(entries: &[ChunkEntry]) -> Vec<u8> {
     let sections: Vec<Vec<u8>> = entries
         .iter()
         .map(|entry| {
-            let mut section = Vec::with_capacity(4 + entry.leaf.len() + 32 * entry.completed.len());
+            let mut section = Vec::with_capacity(4 + entry.leaf.len() + 100);
             section.extend_from_slice(&(entry.leaf.len() as u32).to_be_bytes());
             section.extend_from_slice(entry.leaf);
-            for hash in entry.completed {
-                section.extend_from_slice(hash);
-            }
             if let Some(record) = entry.record {
                 section.extend_from_slice(&records::encode(record));
             }
@@ -108,26 +93,11 @@ pub struct Malformed(pub &'static str);
 /// One entry read from a chunk, borrowing its bytes.
 pub struct StoredEntry<'a> {
     pub leaf: &'a [u8],
-    /// The completed subtrees' hashes, 32 bytes each, level 0 first.
-    hashes: &'a [u8],
     /// The record bytes, empty if none (decode with [`StoredEntry::record`]).
     record: &'a [u8],
 }
 
 impl StoredEntry<'_> {
-    /// The hash of the subtree at `level` this entry completed, if it did.
-    pub fn completed(&self, level: u8) -> Option<Hash> {
-        let at = 32 * usize::from(level);
-        self.hashes.get(at..at + 32)?.try_into().ok()
-    }
-
-    /// Every subtree it completed, level 0 first.
-    pub fn all_completed(&self) -> impl Iterator<Item = Hash> + '_ {
-        self.hashes
-            .chunks_exact(32)
-            .map(|hash| hash.try_into().unwrap_or([0; 32]))
-    }
-
     pub fn record(&self) -> Result<Option<ObservationRecord>, Malformed> {
         if self.record.is_empty() {
             return Ok(None);
@@ -211,14 +181,9 @@ impl<'a> Chunk<'a> {
         let leaf = section
             .get(4..4 + leaf_len)
             .ok_or(Malformed("a leaf is cut short"))?;
-        let hashes_end = 4 + leaf_len + 32 * completed_count(seq);
-        let hashes = section
-            .get(4 + leaf_len..hashes_end)
-            .ok_or(Malformed("an entry's subtree hashes are cut short"))?;
         Ok(StoredEntry {
             leaf,
-            hashes,
-            record: &section[hashes_end..],
+            record: &section[4 + leaf_len..],
         })
     }
 }
@@ -227,27 +192,20 @@ impl<'a> Chunk<'a> {
 mod tests {
     use super::*;
 
-    fn hashes(seq: u64) -> Vec<Hash> {
-        (0..completed_count(seq))
-            .map(|level| [seq as u8 ^ level as u8; 32])
-            .collect()
-    }
-
     #[test]
-    fn entries_round_trip_with_their_hashes_and_records() {
+    fn entries_round_trip_with_their_records() {
         let record = ObservationRecord {
             author: "mission".into(),
             leaf_hash: [7; 32],
             commitment_id: "ceasefire".into(),
             zone_id: "sector".into(),
+            observed_until_micros: 1_700_000_000_000_000,
             retracted: false,
         };
         let leaves: Vec<Vec<u8>> = (0..5).map(|i| vec![i as u8; 10 + i]).collect();
-        let completed: Vec<Vec<Hash>> = (11..16).map(hashes).collect();
         let entries: Vec<ChunkEntry> = (0..5)
             .map(|i| ChunkEntry {
                 leaf: &leaves[i],
-                completed: &completed[i],
                 record: (i % 2 == 0).then_some(&record),
             })
             .collect();
@@ -257,9 +215,6 @@ mod tests {
         for (i, seq) in (11..16).enumerate() {
             let entry = chunk.entry(seq).unwrap();
             assert_eq!(entry.leaf, leaves[i].as_slice());
-            assert_eq!(entry.all_completed().collect::<Vec<_>>(), completed[i]);
-            assert_eq!(entry.completed(0), Some(completed[i][0]));
-            assert_eq!(entry.completed(completed[i].len() as u8), None);
             assert_eq!(
                 entry.record().unwrap(),
                 (i % 2 == 0).then(|| record.clone())
@@ -267,15 +222,15 @@ mod tests {
         }
         assert!(chunk.entry(10).is_err());
         assert!(chunk.entry(16).is_err());
+        assert_eq!(first_seq_of(&key(11)), Some(11));
+        assert_eq!(first_seq_of(b"h"), None);
     }
 
     #[test]
     fn damaged_chunks_are_refused_not_misread() {
         let leaf = vec![1u8; 40];
-        let completed = hashes(3);
         let bytes = encode(&[ChunkEntry {
             leaf: &leaf,
-            completed: &completed,
             record: None,
         }]);
         assert!(Chunk::parse(3, &bytes).unwrap().entry(3).is_ok());

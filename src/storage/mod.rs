@@ -8,19 +8,16 @@
 //! | `v`                          | the layout version, [`STORE_LAYOUT`]    |
 //! | `h`                          | [`DurableHead`]: size, root, last leaf hash, last received_at |
 //! | `c`                          | the signed checkpoint note for the head |
-//! | `e` first seq                | an entry chunk (`chunks.rs`): consecutive entries' leaf bytes (verbatim), the tree nodes each completed, their observation records |
+//! | `e` first seq                | an entry chunk (`chunks.rs`): consecutive entries' leaf bytes (verbatim) and observation records |
+//! | `n` tile level, tile index   | a hash tile (`hash_tiles.rs`): the tree's complete subtrees, 4 levels over 16 nodes |
 //! | `a` author 0x00 nonce        | seq of the author's event with that nonce |
 //! | `o` seq                      | the corrected [`ObservationRecord`] of an amended observation (overrides its chunk's) |
 //! | `g` seq                      | empty: seqs of governance events, replayed on open |
-//! | `P`                          | [`ProjectionHead`]: as_of_seq, log time, digest |
-//! | `q` zone 0x00 commitment     | the pair's [`PairSummary`], JSON |
-//! | `w` zone 0x00 commitment 0x00 seq | an observation in the pair's window, JSON |
-//! | `s` seq index(u32)           | a [`StatusChange`], JSON: the change log streams read |
-//! | `S` zone 0x00 commitment 0x00 seq index | empty: the change log by pair, for history |
+//! | `P`, `q`, `w`, `s`, `S`      | the compliance projection: see `projection.rs` |
 //!
 //! Invariants: the head names exactly the leaves `0..size`, held by chunks
 //! that follow each other without gap or overlap; every complete subtree of
-//! those leaves is stored (in the chunk of the entry that completed it);
+//! those leaves is stored, in its hash tile;
 //! nothing of a batch is visible unless
 //! all of it is. A batch is acknowledged only after [`Durability`] has synced it
 //! and the head record (`head_record.rs`, a file beside the sled directory)
@@ -30,7 +27,9 @@
 
 pub mod chunks;
 mod durability;
+mod hash_tiles;
 mod head_record;
+mod projection;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -38,14 +37,13 @@ use std::sync::Mutex;
 
 use chunks::{Chunk, ChunkEntry, CHUNK_TARGET_BYTES};
 pub use durability::Durability;
+use hash_tiles::{Place, Tile};
 pub use head_record::RECORD_FILE_NAME;
 use head_record::{HeadRecord, Recorded};
+pub use projection::{ProjectionHead, ProjectionWrite, StoreWindows, StoredProjection};
 
 use crate::core::leaf::Leaf;
 use crate::core::merkle::{self, Frontier, Hash, SubtreeSource};
-use crate::core::projection::{
-    CountedObservation, PairKey, PairState, PairSummary, StatusChange, WindowWrite,
-};
 use crate::core::rules::{EntryIndex, ObservationRecord};
 
 /// Name of the sled directory inside the data directory.
@@ -55,7 +53,7 @@ pub const DB_DIR_NAME: &str = "ledger.sled";
 /// the log; what is hot is small (the right edge of the tree, the latest
 /// chunks, the nonce and window index pages being written), so 64 MiB
 /// holds it with room to spare.
-const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The layout this code reads and writes. A store in another layout is
 /// refused on open rather than misread.
@@ -67,11 +65,6 @@ const CHECKPOINT_KEY: &[u8] = b"c";
 const NONCE_PREFIX: u8 = b'a';
 const OBSERVATION_PREFIX: u8 = b'o';
 const GOVERNANCE_PREFIX: u8 = b'g';
-const PROJECTION_HEAD_KEY: &[u8] = b"P";
-const PAIR_PREFIX: u8 = b'q';
-const WINDOW_PREFIX: u8 = b'w';
-const CHANGE_PREFIX: u8 = b's';
-const PAIR_CHANGE_PREFIX: u8 = b'S';
 
 /// Stored entries read lazily, in seq order.
 pub type EntryIter<T> = Box<dyn Iterator<Item = Result<(u64, T), StoreError>> + Send + 'static>;
@@ -244,54 +237,6 @@ impl DurableHead {
     }
 }
 
-/// Which prefix of the log the stored projection is, and its digest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProjectionHead {
-    pub as_of_seq: Option<u64>,
-    pub log_time_micros: i64,
-    pub digest: Hash,
-}
-
-impl ProjectionHead {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(49);
-        out.push(u8::from(self.as_of_seq.is_some()));
-        out.extend_from_slice(&self.as_of_seq.unwrap_or(0).to_be_bytes());
-        out.extend_from_slice(&self.log_time_micros.to_be_bytes());
-        out.extend_from_slice(&self.digest);
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<ProjectionHead> {
-        if bytes.len() != 49 || bytes[0] > 1 {
-            return None;
-        }
-        let seq = u64::from_be_bytes(bytes[1..9].try_into().ok()?);
-        Some(ProjectionHead {
-            as_of_seq: (bytes[0] == 1).then_some(seq),
-            log_time_micros: i64::from_be_bytes(bytes[9..17].try_into().ok()?),
-            digest: bytes[17..49].try_into().ok()?,
-        })
-    }
-}
-
-/// The projection as stored: its head and every pair.
-pub struct StoredProjection {
-    pub head: ProjectionHead,
-    pub pairs: std::collections::BTreeMap<PairKey, PairState>,
-}
-
-/// The projection's part of a batch: its new head, the pair summaries it
-/// changed (`None`: the pair was dropped), its window changes in order, and
-/// the status changes it caused. Proportional to what the batch changed,
-/// never to the size of a window.
-pub struct ProjectionWrite<'p> {
-    pub head: ProjectionHead,
-    pub summaries: Vec<(&'p PairKey, Option<&'p PairSummary>)>,
-    pub window_writes: &'p [WindowWrite],
-    pub changes: &'p [StatusChange],
-}
-
 /// One accepted entry of a batch, ready to be written.
 pub struct StagedEntry {
     pub seq: u64,
@@ -325,51 +270,10 @@ fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
     key
 }
 
-fn pair_key((zone_id, commitment_id): &PairKey) -> Vec<u8> {
-    let mut key = Vec::with_capacity(2 + zone_id.len() + commitment_id.len());
-    key.push(PAIR_PREFIX);
-    key.extend_from_slice(zone_id.as_bytes());
-    key.push(0);
-    key.extend_from_slice(commitment_id.as_bytes());
-    key
-}
-
-fn window_key(pair: &PairKey, seq: u64) -> Vec<u8> {
-    let mut key = pair_key(pair);
-    key[0] = WINDOW_PREFIX;
-    key.push(0);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn change_key(seq: u64, index: u32) -> [u8; 13] {
-    let mut key = [0u8; 13];
-    key[0] = CHANGE_PREFIX;
-    key[1..9].copy_from_slice(&seq.to_be_bytes());
-    key[9..].copy_from_slice(&index.to_be_bytes());
-    key
-}
-
-fn pair_change_key(change: &StatusChange) -> Vec<u8> {
-    let mut key = pair_key(&(change.zone_id.clone(), change.commitment_id.clone()));
-    key[0] = PAIR_CHANGE_PREFIX;
-    key.push(0);
-    key.extend_from_slice(&change.seq.to_be_bytes());
-    key.extend_from_slice(&change.index.to_be_bytes());
-    key
-}
-
 fn malformed(seq: u64, error: chunks::Malformed) -> StoreError {
     StoreError::Corrupt {
         seq,
         reason: format!("its stored chunk is damaged: {}", error.0),
-    }
-}
-
-fn corrupt_record(what: &str) -> StoreError {
-    StoreError::Corrupt {
-        seq: 0,
-        reason: format!("a stored {what} is unreadable"),
     }
 }
 
@@ -697,7 +601,7 @@ impl Store {
         projection: &ProjectionWrite,
     ) -> Result<std::time::Duration, StoreError> {
         let mut batch = sled::Batch::default();
-        Self::write_projection(&mut batch, projection)?;
+        projection::write(&mut batch, projection)?;
         let mut chunk: Vec<ChunkEntry> = Vec::new();
         let mut chunk_bytes = 0;
         for (position, entry) in entries.iter().enumerate() {
@@ -718,7 +622,6 @@ impl Store {
             }
             chunk.push(ChunkEntry {
                 leaf: &entry.leaf,
-                completed: &entry.completed,
                 record: own_record,
             });
             chunk_bytes += entry.leaf.len();
@@ -728,6 +631,9 @@ impl Store {
                 chunk.clear();
                 chunk_bytes = 0;
             }
+        }
+        for ((tile_level, tile_index), tile) in self.grown_tiles(entries)? {
+            batch.insert(&hash_tiles::key(tile_level, tile_index), tile.encode());
         }
         batch.insert(HEAD_KEY, head.encode());
         batch.insert(CHECKPOINT_KEY, checkpoint_note.as_bytes());
@@ -744,164 +650,50 @@ impl Store {
         Ok(started.elapsed())
     }
 
-    fn write_projection(
-        batch: &mut sled::Batch,
-        projection: &ProjectionWrite,
-    ) -> Result<(), StoreError> {
-        for (key, summary) in &projection.summaries {
-            match summary {
-                Some(summary) => batch.insert(
-                    pair_key(key),
-                    serde_json::to_vec(summary).map_err(std::io::Error::other)?,
-                ),
-                None => batch.remove(pair_key(key)),
-            }
+    /// Hash tile `(tile_level, tile_index)`, if stored.
+    fn stored_tile(&self, tile_level: u8, tile_index: u64) -> Result<Option<Tile>, StoreError> {
+        match self.tree.get(hash_tiles::key(tile_level, tile_index))? {
+            Some(bytes) => Tile::decode(&bytes)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt {
+                    seq: tile_index << (4 * u32::from(tile_level) + 4).min(63),
+                    reason: format!("hash tile ({tile_level}, {tile_index}) is damaged"),
+                }),
+            None => Ok(None),
         }
-        // In order: a later write of the same observation wins.
-        for write in projection.window_writes {
-            let key = window_key(&write.pair, write.seq);
-            match &write.observation {
-                Some(observation) => batch.insert(
-                    key,
-                    serde_json::to_vec(observation).map_err(std::io::Error::other)?,
-                ),
-                None => batch.remove(key),
-            }
-        }
-        for change in projection.changes {
-            batch.insert(
-                &change_key(change.seq, change.index),
-                serde_json::to_vec(change).map_err(std::io::Error::other)?,
-            );
-            batch.insert(pair_change_key(change), &[]);
-        }
-        batch.insert(PROJECTION_HEAD_KEY, projection.head.encode());
-        Ok(())
     }
 
-    /// The stored projection, if any: its head and every pair.
-    pub fn load_projection(&self) -> Result<Option<StoredProjection>, StoreError> {
-        let Some(head) = self.tree.get(PROJECTION_HEAD_KEY)? else {
-            return Ok(None);
-        };
-        let head =
-            ProjectionHead::decode(&head).ok_or_else(|| corrupt_record("projection head"))?;
-        let mut pairs = std::collections::BTreeMap::new();
-        for item in self.tree.scan_prefix([PAIR_PREFIX]) {
-            let (key, value) = item?;
-            let text =
-                String::from_utf8(key[1..].to_vec()).map_err(|_| corrupt_record("pair key"))?;
-            let (zone_id, commitment_id) = text
-                .split_once('\0')
-                .ok_or_else(|| corrupt_record("pair key"))?;
-            let summary: PairSummary =
-                serde_json::from_slice(&value).map_err(|_| corrupt_record("pair summary"))?;
-            pairs.insert(
-                (zone_id.to_string(), commitment_id.to_string()),
-                PairState::stored(summary, Default::default()),
-            );
-        }
-        for item in self.tree.scan_prefix([WINDOW_PREFIX]) {
-            let (key, value) = item?;
-            let malformed = || corrupt_record("window key");
-            let seq_at = key.len().checked_sub(8).ok_or_else(malformed)?;
-            let seq = u64::from_be_bytes(key[seq_at..].try_into().map_err(|_| malformed())?);
-            let names =
-                std::str::from_utf8(&key[1..seq_at.saturating_sub(1)]).map_err(|_| malformed())?;
-            let (zone_id, commitment_id) = names.split_once('\0').ok_or_else(malformed)?;
-            let observation: CountedObservation =
-                serde_json::from_slice(&value).map_err(|_| corrupt_record("window entry"))?;
-            pairs
-                .get_mut(&(zone_id.to_string(), commitment_id.to_string()))
-                .ok_or_else(|| corrupt_record("window entry of an unknown pair"))?
-                .window
-                .insert(seq, observation);
-        }
-        Ok(Some(StoredProjection { head, pairs }))
-    }
-
-    /// Status changes from (seq, index) on, in change-log order, read lazily.
-    pub fn changes_from(
+    /// The hash tiles the entries' tree nodes go into, each as stored plus
+    /// the new nodes.
+    fn grown_tiles(
         &self,
-        seq: u64,
-        index: u32,
-    ) -> impl Iterator<Item = Result<StatusChange, StoreError>> + Send + 'static {
-        self.tree
-            .range(change_key(seq, index)..)
-            .take_while(|item| {
-                item.as_ref()
-                    .map_or(true, |(key, _)| key.first() == Some(&CHANGE_PREFIX))
-            })
-            .map(|item| {
-                let (_, value) = item?;
-                serde_json::from_slice(&value).map_err(|_| corrupt_record("status change"))
-            })
-    }
-
-    /// Every status change of one pair, oldest first.
-    pub fn pair_history(&self, key: &PairKey) -> Result<Vec<StatusChange>, StoreError> {
-        let mut prefix = pair_key(key);
-        prefix[0] = PAIR_CHANGE_PREFIX;
-        prefix.push(0);
-        let mut changes = Vec::new();
-        for item in self.tree.scan_prefix(&prefix) {
-            let (key, _) = item?;
-            let at = key.len() - 12;
-            let seq = u64::from_be_bytes(key[at..at + 8].try_into().unwrap_or_default());
-            let index = u32::from_be_bytes(key[at + 8..].try_into().unwrap_or_default());
-            let change = self
-                .tree
-                .get(change_key(seq, index))?
-                .ok_or_else(|| corrupt_record("change log entry"))?;
-            changes.push(
-                serde_json::from_slice(&change).map_err(|_| corrupt_record("status change"))?,
-            );
-        }
-        Ok(changes)
-    }
-
-    /// Replaces the whole stored projection (after a rebuild) atomically.
-    pub fn replace_projection(
-        &self,
-        head: ProjectionHead,
-        pairs: &std::collections::BTreeMap<PairKey, PairState>,
-        changes: &[StatusChange],
-    ) -> Result<(), StoreError> {
-        let window_writes: Vec<WindowWrite> = pairs
-            .iter()
-            .flat_map(|(key, pair)| {
-                pair.window.iter().map(|(seq, observation)| WindowWrite {
-                    pair: key.clone(),
-                    seq: *seq,
-                    observation: Some(observation.clone()),
-                })
-            })
-            .collect();
-        let mut batch = sled::Batch::default();
-        for prefix in [
-            PAIR_PREFIX,
-            WINDOW_PREFIX,
-            CHANGE_PREFIX,
-            PAIR_CHANGE_PREFIX,
-        ] {
-            for item in self.tree.scan_prefix([prefix]) {
-                batch.remove(item?.0);
+        entries: &[StagedEntry],
+    ) -> Result<std::collections::BTreeMap<(u8, u64), Tile>, StoreError> {
+        let mut tiles = std::collections::BTreeMap::new();
+        for entry in entries {
+            for (level, hash) in (0u8..).zip(&entry.completed) {
+                let index = entry.seq >> level;
+                let place = Place::of(level, index);
+                let tile = match tiles.entry((place.tile_level, place.tile_index)) {
+                    std::collections::btree_map::Entry::Occupied(tile) => tile.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(vacant) => vacant.insert(
+                        self.stored_tile(place.tile_level, place.tile_index)?
+                            .unwrap_or_default(),
+                    ),
+                };
+                if !tile.push(&place, *hash) {
+                    return Err(StoreError::Corrupt {
+                        seq: entry.seq,
+                        reason: format!(
+                            "its tree node (level {level}, index {index}) does not follow \
+                             what hash tile ({}, {}) holds",
+                            place.tile_level, place.tile_index
+                        ),
+                    });
+                }
             }
         }
-        Self::write_projection(
-            &mut batch,
-            &ProjectionWrite {
-                head,
-                summaries: pairs
-                    .iter()
-                    .map(|(key, pair)| (key, Some(&pair.summary)))
-                    .collect(),
-                window_writes: &window_writes,
-                changes,
-            },
-        )?;
-        self.tree.apply_batch(batch)?;
-        self.make_durable()
+        Ok(tiles)
     }
 
     fn make_durable(&self) -> Result<(), StoreError> {
@@ -934,14 +726,12 @@ impl Store {
         };
         let entries = self.read_entries(0, u64::MAX, |entry| {
             entry.record()?;
-            Ok((
-                entry.leaf.to_vec(),
-                entry.all_completed().collect::<Vec<_>>(),
-            ))
+            Ok(entry.leaf.to_vec())
         });
+        // The tile last read at each tile level: the scan reads each once.
+        let mut tiles: Vec<Option<(u64, Tile)>> = Vec::new();
         for item in entries {
-            let (seq, (bytes, stored_nodes)) =
-                item.map_err(|error| unreadable(expected_seq, error))?;
+            let (seq, bytes) = item.map_err(|error| unreadable(expected_seq, error))?;
             let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
             if seq != expected_seq {
                 return Err(StoreError::Corrupt {
@@ -968,16 +758,20 @@ impl Store {
                 return Err(corrupt("received_at goes backwards".into()));
             }
             let leaf_hash = merkle::hash_leaf(&bytes);
-            let completed = frontier.push(leaf_hash);
-            if completed.len() != stored_nodes.len() {
-                return Err(corrupt(format!(
-                    "it stores {} tree nodes, its append completes {}",
-                    stored_nodes.len(),
-                    completed.len()
-                )));
-            }
-            for ((level, index, hash), stored) in completed.into_iter().zip(stored_nodes) {
-                if stored != hash {
+            for (level, index, hash) in frontier.push(leaf_hash) {
+                let place = Place::of(level, index);
+                let slot = usize::from(place.tile_level);
+                if tiles.len() <= slot {
+                    tiles.resize_with(slot + 1, || None);
+                }
+                if !matches!(&tiles[slot], Some((at, _)) if *at == place.tile_index) {
+                    tiles[slot] = self
+                        .stored_tile(place.tile_level, place.tile_index)
+                        .map_err(|error| unreadable(seq, error))?
+                        .map(|tile| (place.tile_index, tile));
+                }
+                let stored = tiles[slot].as_ref().and_then(|(_, tile)| tile.get(&place));
+                if stored != Some(hash) {
                     return Err(corrupt(format!(
                         "stored tree node (level {level}, index {index}) does not match the leaves"
                     )));
@@ -1031,24 +825,14 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 impl SubtreeSource for Store {
     type Error = StoreError;
 
-    /// Subtree `(level, index)` is stored with the entry that completed
-    /// it, its last leaf.
     fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        let missing = || StoreError::Corrupt {
-            seq: index << level,
-            reason: format!("tree node (level {level}, index {index}) is missing"),
-        };
-        let completed_by = index
-            .checked_add(1)
-            .and_then(|next| {
-                let width = 1u64.checked_shl(u32::from(level))?;
-                next.checked_mul(width)
+        let place = Place::of(level, index);
+        self.stored_tile(place.tile_level, place.tile_index)?
+            .and_then(|tile| tile.get(&place))
+            .ok_or_else(|| StoreError::Corrupt {
+                seq: index.checked_shl(u32::from(level)).unwrap_or(u64::MAX),
+                reason: format!("tree node (level {level}, index {index}) is missing"),
             })
-            .map(|end| end - 1)
-            .ok_or_else(missing)?;
-        self.with_entry(completed_by, |entry| Ok(entry.completed(level)))?
-            .flatten()
-            .ok_or_else(missing)
     }
 }
 
@@ -1092,6 +876,7 @@ mod tests {
             leaf_hash: [seq as u8; 32],
             commitment_id: "ceasefire".into(),
             zone_id: "sector".into(),
+            observed_until_micros: 1_000 + seq as i64,
             retracted: false,
         }
     }
@@ -1153,7 +938,7 @@ mod tests {
                     digest: [0; 32],
                 },
                 summaries: Vec::new(),
-                window_writes: &[],
+                window_writes: &Default::default(),
                 changes: &[],
             };
             store.append(&entries, &head, "note", &projection).unwrap();

@@ -5,7 +5,6 @@
 //! that tamper with stores; not every one uses every helper.
 #![allow(dead_code)]
 
-use ceasefire_ledger::core::merkle::Hash;
 use ceasefire_ledger::core::rules::ObservationRecord;
 use ceasefire_ledger::storage::chunks::{self, Chunk, ChunkEntry};
 
@@ -13,7 +12,6 @@ use ceasefire_ledger::storage::chunks::{self, Chunk, ChunkEntry};
 struct Entry {
     seq: u64,
     leaf: Vec<u8>,
-    completed: Vec<Hash>,
     record: Option<ObservationRecord>,
 }
 
@@ -34,7 +32,6 @@ fn chunk_holding(tree: &sled::Tree, seq: u64) -> Option<(sled::IVec, Vec<Entry>)
             Entry {
                 seq,
                 leaf: entry.leaf.to_vec(),
-                completed: entry.all_completed().collect(),
                 record: entry.record().expect("a stored record is damaged"),
             }
         })
@@ -51,7 +48,6 @@ fn put_chunk(tree: &sled::Tree, entries: &[Entry]) {
         .iter()
         .map(|entry| ChunkEntry {
             leaf: &entry.leaf,
-            completed: &entry.completed,
             record: entry.record.as_ref(),
         })
         .collect();
@@ -71,7 +67,8 @@ pub fn leaf(tree: &sled::Tree, seq: u64) -> Vec<u8> {
 }
 
 /// Replaces the leaf bytes of entry `seq` (its stored tree nodes are kept),
-/// or adds entry `seq` as a chunk of its own if the store does not hold it.
+/// or adds entry `seq` as a chunk of its own if the store does not hold it
+/// (with no tree nodes: only readers of leaves are fooled).
 pub fn set_leaf(tree: &sled::Tree, seq: u64, leaf: &[u8]) {
     match chunk_holding(tree, seq) {
         Some((_, mut entries)) => {
@@ -85,7 +82,6 @@ pub fn set_leaf(tree: &sled::Tree, seq: u64, leaf: &[u8]) {
             &[Entry {
                 seq,
                 leaf: leaf.to_vec(),
-                completed: vec![[0; 32]; chunks::completed_count(seq)],
                 record: None,
             }],
         ),
@@ -106,7 +102,7 @@ pub fn remove_leaf(tree: &sled::Tree, seq: u64) {
 }
 
 /// Makes the store hold exactly `leaves` as entries `0..`, one chunk each
-/// (their tree nodes zeroed: only readers of leaves are fooled).
+/// (the tree nodes are left as they were: only readers of leaves are fooled).
 pub fn replace_all_leaves(tree: &sled::Tree, leaves: &[Vec<u8>]) {
     let keys: Vec<sled::IVec> = tree
         .scan_prefix([chunks::KEY_PREFIX])

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use rand_core::RngCore;
 use rayon::prelude::*;
 
 use crate::client;
@@ -205,25 +204,24 @@ pub fn build_events(count: usize, monitor: &SigningKey) -> Vec<SignedEvent> {
     let now = crate::sequencer::now_micros();
     let timestamp = crate::core::rules::micros_timestamp;
     let minute = 60 * 1_000_000;
-    // A run-unique prefix and the index: distinct within the run and from
-    // any earlier run on the same data directory.
-    let mut run_id = [0u8; 8];
-    rand_core::OsRng.fill_bytes(&mut run_id);
     (0..count)
         .into_par_iter()
         .map(|index| {
-            let mut nonce = run_id.to_vec();
-            nonce.extend_from_slice(&(index as u64).to_be_bytes());
-            // Spread over the inner part of the dev sector (48..49, 37..38).
+            // Random, as real clients make them (`client::random_nonce`): the
+            // store's nonce index is written and read at random places.
+            let nonce = client::random_nonce();
+            // Spread over the inner part of the dev sector (48..49, 37..38),
+            // and over the last hour.
             let step = (index % 1000) as f64 / 1000.0;
+            let ended = now - 5 * minute - (index % 3_600) as i64 * 1_000_000;
             let event = Event {
                 agreement_id: dev::DEV_AGREEMENT_ID.into(),
                 author: dev::DEV_MONITOR.into(),
                 created_at: Some(timestamp(now - minute)),
                 nonce,
                 body: Some(Body::Observation(Observation {
-                    observed_from: Some(timestamp(now - 20 * minute)),
-                    observed_until: Some(timestamp(now - 5 * minute)),
+                    observed_from: Some(timestamp(ended - 15 * minute)),
+                    observed_until: Some(timestamp(ended)),
                     location: Some(Location {
                         point: Some(LatLon {
                             lat: 48.1 + 0.8 * step,

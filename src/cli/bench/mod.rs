@@ -24,7 +24,13 @@
 //! two is visible; inclusion proofs read from the store at tree sizes from
 //! 1,000 up; the store's bytes per entry; and, with `--audit`, an audit of
 //! the whole log beside the all-core verify rate ([`measure`]).
+//!
+//! `--abuse` runs another benchmark: honest clients' receipt latency and
+//! rate with no abuse, then while one client floods the node with forged
+//! signatures, holds thousands of idle streams, and sends oversized
+//! messages, with the node's memory before and after each ([`abuse`]).
 
+mod abuse;
 mod clients;
 mod measure;
 mod node;
@@ -85,6 +91,11 @@ pub struct BenchArgs {
     /// its entries/s beside this machine's strict-verify rate on all cores.
     #[arg(long)]
     audit: bool,
+    /// Instead of measuring ingest, measure honest clients while the node is
+    /// abused: a forged-signature flood, thousands of idle streams,
+    /// oversized messages (a fixed, short run; other load flags do not apply).
+    #[arg(long, conflicts_with_all = ["rate", "stream", "audit", "events"])]
+    abuse: bool,
     /// Also print the figures as one JSON object (last line of stdout).
     #[arg(long)]
     json: bool,
@@ -109,7 +120,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let data = DataDir::new(args.data_dir.clone(), args.keep_data)?;
-    let result = bench(&args, &data.path).await;
+    let result = if args.abuse {
+        abuse::run(&data.path, args.json).await
+    } else {
+        bench(&args, &data.path).await
+    };
     if data.kept() {
         eprintln!("ledger data kept in {}", data.path.display());
     }
