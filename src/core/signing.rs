@@ -99,14 +99,44 @@ pub fn is_acceptable_public_key(bytes: &[u8; 32]) -> bool {
     }
 }
 
+/// Decoded public keys kept per thread (each verifying thread has its own,
+/// so threads never wait for each other). Decoding a key is a square root
+/// in the field, about a third of a strict verification, and events are
+/// signed by the few keys of registered parties. Past this many keys (a
+/// flood of events under random keys) the cache starts over, so it never
+/// holds more than ~100 KiB per thread.
+const DECODED_KEYS_PER_THREAD: usize = 1024;
+
+thread_local! {
+    static DECODED_KEYS: std::cell::RefCell<std::collections::HashMap<[u8; 32], VerifyingKey>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The key `public_key` encodes, decoded once per thread. Decoding is a
+/// pure function of the bytes, so a cached key gives the same verdicts.
+fn decoded_key(public_key: &[u8; 32]) -> Result<VerifyingKey, Rejection> {
+    DECODED_KEYS.with(|cache| {
+        if let Some(key) = cache.borrow().get(public_key) {
+            return Ok(*key);
+        }
+        let key = VerifyingKey::from_bytes(public_key).map_err(|_| {
+            Rejection::unauthenticated(format!(
+                "public key {} is not a valid Ed25519 point",
+                crate::core::key_text(public_key)
+            ))
+        })?;
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= DECODED_KEYS_PER_THREAD {
+            cache.clear();
+        }
+        cache.insert(*public_key, key);
+        Ok(key)
+    })
+}
+
 /// Strictly verifies one signature over the domain-tagged payload.
 pub fn verify_event_signature(payload: &[u8], signature: &EventSignature) -> Result<(), Rejection> {
-    let key = VerifyingKey::from_bytes(&signature.public_key).map_err(|_| {
-        Rejection::unauthenticated(format!(
-            "public key {} is not a valid Ed25519 point",
-            crate::core::key_text(signature.public_key)
-        ))
-    })?;
+    let key = decoded_key(&signature.public_key)?;
     let sig = ed25519_dalek::Signature::from_bytes(&signature.signature);
     key.verify_strict(&signed_message(payload), &sig)
         .map_err(|_| {
@@ -137,6 +167,38 @@ mod tests {
         let signature = sign_event(b"payload", &key(1));
         assert!(verify_event_signature(b"payload", &signature).is_ok());
         assert!(verify_event_signature(b"payloaD", &signature).is_err());
+    }
+
+    #[test]
+    fn a_cached_key_gives_the_verdicts_of_a_fresh_one() {
+        let signature = sign_event(b"payload", &key(7));
+        // First use decodes the key, the second finds it cached: same verdicts.
+        for _ in 0..2 {
+            assert!(verify_event_signature(b"payload", &signature).is_ok());
+            assert!(verify_event_signature(b"other", &signature).is_err());
+        }
+        // An invalid key is refused every time (never cached).
+        let mut bad = signature;
+        bad.public_key = (1..=127u8)
+            .map(|byte| [byte; 32])
+            .find(|bytes| VerifyingKey::from_bytes(bytes).is_err())
+            .expect("some y has no point");
+        for _ in 0..2 {
+            let refused = verify_event_signature(b"payload", &bad).unwrap_err();
+            assert!(
+                refused.message.contains("not a valid Ed25519 point"),
+                "{refused:?}"
+            );
+        }
+        // A full cache starts over and still verifies.
+        for byte in 0..=255u8 {
+            for other in 0..5u8 {
+                let mut public_key = [byte; 32];
+                public_key[0] = other;
+                let _ = decoded_key(&public_key);
+            }
+        }
+        assert!(verify_event_signature(b"payload", &signature).is_ok());
     }
 
     #[test]

@@ -84,29 +84,51 @@ pub trait Windows {
 }
 
 /// Windows held in memory: an auditor's, or a rebuild's before it is stored.
+/// By pair, then by (observed_until, seq): a read finds its pair once and
+/// then compares integers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryWindows {
-    entries: BTreeMap<WindowKey, CountedObservation>,
+    pairs: BTreeMap<PairKey, BTreeMap<(i64, u64), CountedObservation>>,
 }
 
 impl MemoryWindows {
     /// Every counted observation, in key order.
-    pub fn entries(&self) -> impl Iterator<Item = (&WindowKey, &CountedObservation)> {
-        self.entries.iter()
+    pub fn entries(&self) -> impl Iterator<Item = (WindowKey, &CountedObservation)> {
+        self.pairs.iter().flat_map(|(pair, window)| {
+            window
+                .iter()
+                .map(|(&(observed_until_micros, seq), observation)| {
+                    (
+                        WindowKey {
+                            pair: pair.clone(),
+                            observed_until_micros,
+                            seq,
+                        },
+                        observation,
+                    )
+                })
+        })
     }
 
-    /// The observations of one pair, in key order.
-    fn of(
-        &self,
-        pair: &PairKey,
-    ) -> impl DoubleEndedIterator<Item = (&WindowKey, &CountedObservation)> {
-        let bound = |observed_until_micros, seq| WindowKey {
-            pair: pair.clone(),
-            observed_until_micros,
-            seq,
-        };
-        self.entries
-            .range(bound(i64::MIN, 0)..=bound(i64::MAX, u64::MAX))
+    /// One pair's observations, in key order.
+    fn window<'w>(
+        &'w self,
+        pair: &'w PairKey,
+    ) -> impl DoubleEndedIterator<Item = (WindowKey, &'w CountedObservation)> + 'w {
+        self.pairs.get(pair).into_iter().flat_map(move |window| {
+            window
+                .iter()
+                .map(move |(&(observed_until_micros, seq), observation)| {
+                    (
+                        WindowKey {
+                            pair: pair.clone(),
+                            observed_until_micros,
+                            seq,
+                        },
+                        observation,
+                    )
+                })
+        })
     }
 }
 
@@ -114,14 +136,18 @@ impl Windows for MemoryWindows {
     type Error = Infallible;
 
     fn get(&self, key: &WindowKey) -> Result<Option<CountedObservation>, Infallible> {
-        Ok(self.entries.get(key).cloned())
+        Ok(self
+            .pairs
+            .get(&key.pair)
+            .and_then(|window| window.get(&(key.observed_until_micros, key.seq)))
+            .cloned())
     }
 
     fn first(&self, pair: &PairKey) -> Result<Option<(WindowKey, CountedObservation)>, Infallible> {
         Ok(self
-            .of(pair)
+            .window(pair)
             .next()
-            .map(|(key, observation)| (key.clone(), observation.clone())))
+            .map(|(key, observation)| (key, observation.clone())))
     }
 
     fn older_than(
@@ -130,18 +156,20 @@ impl Windows for MemoryWindows {
         observed_until_micros: i64,
     ) -> Result<Vec<(WindowKey, CountedObservation)>, Infallible> {
         Ok(self
-            .of(pair)
+            .window(pair)
             .take_while(|(key, _)| key.observed_until_micros < observed_until_micros)
-            .map(|(key, observation)| (key.clone(), observation.clone()))
+            .map(|(key, observation)| (key, observation.clone()))
             .collect())
     }
 
     fn latest(&self, pair: &PairKey, violations_only: bool) -> Result<Option<i64>, Infallible> {
-        Ok(self
-            .of(pair)
-            .rev()
-            .find(|(_, observation)| !violations_only || observation.is_violation())
-            .map(|(key, _)| key.observed_until_micros))
+        Ok(self.pairs.get(pair).and_then(|window| {
+            window
+                .iter()
+                .rev()
+                .find(|(_, observation)| !violations_only || observation.is_violation())
+                .map(|(&(observed_until_micros, _), _)| observed_until_micros)
+        }))
     }
 
     fn for_each_in(
@@ -149,17 +177,30 @@ impl Windows for MemoryWindows {
         pair: &PairKey,
         visit: &mut dyn FnMut(&WindowKey, &CountedObservation),
     ) -> Result<(), Infallible> {
-        for (key, observation) in self.of(pair) {
-            visit(key, observation);
+        for (key, observation) in self.window(pair) {
+            visit(&key, observation);
         }
         Ok(())
     }
 
     fn insert(&mut self, key: WindowKey, observation: CountedObservation) {
-        self.entries.insert(key, observation);
+        let WindowKey {
+            pair,
+            observed_until_micros,
+            seq,
+        } = key;
+        self.pairs
+            .entry(pair)
+            .or_default()
+            .insert((observed_until_micros, seq), observation);
     }
 
     fn remove(&mut self, key: &WindowKey) {
-        self.entries.remove(key);
+        if let Some(window) = self.pairs.get_mut(&key.pair) {
+            window.remove(&(key.observed_until_micros, key.seq));
+            if window.is_empty() {
+                self.pairs.remove(&key.pair);
+            }
+        }
     }
 }
