@@ -114,7 +114,7 @@ pub fn leaf(data: &[u8]) -> bool {
 const AGREEMENT_ID: &str = "fuzz-agreement";
 /// Origin (and checkpoint key name) of the fixture: the one of docs/spec.md's
 /// checkpoint vector, so that vector opens with [`checkpoint_verifier`].
-pub const ORIGIN: &str = "example.org/ceasefire-ledger";
+const ORIGIN: &str = "example.org/ceasefire-ledger";
 /// Operator key seed of docs/spec.md's checkpoint vector.
 const OPERATOR_SEED: [u8; 32] = [0x02; 32];
 const SIGNATORY_A_SEED: [u8; 32] = [0x11; 32];

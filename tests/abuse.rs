@@ -7,17 +7,20 @@
 //! What is asserted is correctness, never speed: every honest submission
 //! gets a receipt that checks out (leaf, leaf hash, signed checkpoint,
 //! inclusion proof), every abusive call gets its precise code and message,
-//! each limit answers as documented, and the log holds exactly the honest
-//! entries. One assertion is about order, not time: an honest event sent
-//! while a flood of forged ones is being verified is answered before most
-//! of the flood (the per-connection verification budget), which would fail
-//! if verification were first come, first served. Latency and memory
-//! figures are printed by `ceasefire-ledger bench --abuse`.
+//! each limit answers as documented (the per-connection stream limit as the
+//! server advertises it in its HTTP/2 SETTINGS), and the log holds exactly
+//! the honest entries. Under a flood of forged signatures on one connection
+//! an honest client on another keeps getting receipts (liveness; how long
+//! it waits, which the per-connection verification budget keeps short, is
+//! not asserted: that would race disk syncs against verification speed).
+//! Latency and memory figures are printed by `ceasefire-ledger bench
+//! --abuse`. Time is asserted only as a lower bound (a silent connection is
+//! not cut before its limit); upper bounds are generous hang guards.
 //!
 //! Counts are bounded for a debug build on two cores (signature
-//! verification is slow there): about a thousand forged events, about
-//! three thousand stream openings, two silent connections. Every wait is
-//! bounded.
+//! verification is slow there): a flood that lasts as long as twenty honest
+//! receipts take, about three thousand stream openings, two silent
+//! connections. Every wait is bounded.
 
 mod common;
 
@@ -27,9 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ceasefire_ledger::client::{self, sign};
-use ceasefire_ledger::core::checkpoint::open_checkpoint;
 use ceasefire_ledger::core::leaf::Leaf;
-use ceasefire_ledger::core::merkle::verify_inclusion;
 use ceasefire_ledger::proto::{
     compliance_client::ComplianceClient, event::Body, submit_result::Outcome, GetCheckpointRequest,
     GetEntriesRequest, GetHistoryRequest, GetInclusionProofRequest, Receipt, SignedEvent,
@@ -40,8 +41,8 @@ use ceasefire_ledger::server::{
     MAX_CONCURRENT_STREAMS_PER_CONNECTION, MAX_ENTRY_STREAMS, MAX_GRPC_MESSAGE_BYTES,
     MAX_SUBMIT_STREAMS, MAX_SUBSCRIPTIONS, VERIFY_BUDGET_PER_CONNECTION,
 };
-use common::{hash32, leaf_hash, note_verifier, observation, proof_hashes, Client, TestNode};
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use common::{check_receipt, observation, streamed_receipt, Client, TestNode};
+use ed25519_dalek::SigningKey;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -57,46 +58,6 @@ const HONEST_CLIENTS: usize = 2;
 
 // ---------------------------------------------------------------------------
 // Honest clients and what they must get
-
-/// Checks everything a receipt promises: the leaf is the submitted payload
-/// under `seq`, the leaf hash is SHA-256(0x00 || leaf), the checkpoint note
-/// verifies with the operator key, and the inclusion proof leads from the
-/// leaf hash to its root.
-fn check_receipt(receipt: &Receipt, submitted: &SignedEvent, operator: &VerifyingKey) {
-    let leaf = Leaf::decode(&receipt.leaf).expect("the receipt's leaf does not decode");
-    assert_eq!(leaf.seq, receipt.seq, "leaf seq differs from the receipt's");
-    assert_eq!(
-        leaf.payload, submitted.payload,
-        "leaf payload is not verbatim"
-    );
-    assert_eq!(receipt.leaf_hash, leaf_hash(&receipt.leaf).to_vec());
-    let message = receipt
-        .checkpoint
-        .as_ref()
-        .expect("receipt has no checkpoint");
-    let body = open_checkpoint(&message.note, &note_verifier(operator))
-        .unwrap_or_else(|error| panic!("receipt checkpoint does not verify: {error}"));
-    assert!(
-        body.tree_size > receipt.seq,
-        "checkpoint does not cover seq"
-    );
-    let proof = receipt
-        .inclusion_proof
-        .as_ref()
-        .expect("no inclusion proof");
-    assert_eq!(
-        (proof.leaf_index, proof.tree_size),
-        (receipt.seq, body.tree_size)
-    );
-    verify_inclusion(
-        &hash32(&receipt.leaf_hash),
-        receipt.seq,
-        body.tree_size,
-        &proof_hashes(&proof.hashes),
-        &body.root_hash,
-    )
-    .unwrap_or_else(|error| panic!("receipt for seq {}: {error}", receipt.seq));
-}
 
 /// Submits `signed` and expects a receipt within [`CALL_WAIT`].
 async fn submit_ok(client: &mut Client, signed: &SignedEvent, what: &str) -> Receipt {
@@ -236,132 +197,199 @@ fn refusal(answer: &SubmitResult) -> (Code, &str) {
     }
 }
 
-fn streamed_receipt(answer: &SubmitResult) -> &Receipt {
-    match &answer.outcome {
-        Some(Outcome::Receipt(receipt)) => receipt,
-        other => panic!("event {}: expected a receipt, got {other:?}", answer.index),
-    }
-}
-
 const FORGED_MESSAGE: &str = "does not verify over this payload";
 
 // ---------------------------------------------------------------------------
 // 1. A flood of forged signatures from one client
 
+/// Waits (bounded) until the flood has `count` answers in all. A flood task
+/// that ended before it was stopped fails the test (with its panic, if any).
+async fn wait_for_flood(
+    answered: &AtomicUsize,
+    count: usize,
+    flood: &mut Vec<tokio::task::JoinHandle<usize>>,
+) {
+    let deadline = Instant::now() + CALL_WAIT;
+    while answered.load(Ordering::Relaxed) < count {
+        if let Some(position) = flood.iter().position(|task| task.is_finished()) {
+            let ended = flood.swap_remove(position).await;
+            panic!("a flood task ended before it was stopped: {ended:?}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flood had {} answers after {CALL_WAIT:?}, expected {count}",
+            answered.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One connection floods the node with forged signatures (unary calls and
+/// SubmitStreams, every forged event costing eight verifications) without
+/// pause; an honest client on a connection of its own must keep getting
+/// receipts meanwhile, and every forged event must be refused precisely.
+///
+/// What is asserted is liveness, not order: the prober gets [`PROBES`]
+/// receipts, each within [`CALL_WAIT`], while the flood is demonstrably
+/// running (answered before the first probe, and still being answered
+/// after the last). The per-connection verification budget is what keeps
+/// those waits short, but a bound on them (in time or in forged answers
+/// per honest receipt) would compare the disk's sync time with the CPU's
+/// verification speed and fail either way on a loaded two-core machine;
+/// without the budget the probes would still be answered, only later, so
+/// this test does not detect its removal. `ceasefire-ledger bench --abuse`
+/// measures the waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_forged_signatures_is_refused_and_does_not_queue_ahead_of_honest_events() {
-    /// Forged unary Submits in flight at once on the abusive connection
-    /// (the node takes 128 at a time from one connection), and forged
-    /// events on one SubmitStream of the same connection.
-    const FORGED_UNARY: usize = 60;
-    const FORGED_STREAMED: usize = 60;
+async fn a_flood_of_forged_signatures_is_refused_and_honest_clients_keep_getting_receipts() {
+    /// Unary Submits the abusive connection keeps in flight, each sending
+    /// forged events one after another until stopped.
+    const FLOOD_CALLS: usize = 16;
+    /// SubmitStreams on the same connection, each sending forged events
+    /// until stopped, [`STREAM_IN_FLIGHT`] unanswered at any time.
+    const FLOOD_STREAMS: usize = 2;
+    /// Enough for the connection to always have several times its budget
+    /// waiting, few enough that each forged event is answered well within
+    /// [`CALL_WAIT`]: the connection's events share its budget first come,
+    /// first served, and a debug build verifies about ten forged events a
+    /// second on two cores (a SubmitStream's whole 256-event window per
+    /// stream would be minutes of work).
+    const STREAM_IN_FLIGHT: usize = 16;
     /// Signatures on each forged event, all verified (the bad one sorts
     /// last): the node spends 8 verifications on each.
     const SIGNATURES: usize = 8;
-    /// With the budget, the abusive connection has at most 64 signatures (8
-    /// events) under verification when an honest event arrives; without
-    /// it, the 128 unary calls and the stream's 256-event window all queue
-    /// ahead of it. An honest event's wait is counted in forged answers
-    /// returned meanwhile (its batch's sync included).
-    const MOST_FORGED_ANSWERS_DURING_AN_HONEST_EVENT: usize =
-        4 * VERIFY_BUDGET_PER_CONNECTION / SIGNATURES;
+    /// Distinct forged events, sent round-robin (each is refused the same
+    /// way every time: it is never written, so never a resubmission).
+    const FORGED_EVENTS: usize = 32;
+    /// Receipts the honest prober must get while the flood runs.
+    const PROBES: usize = 20;
+    // The flood always has more signatures waiting than its connection's
+    // budget lets it verify at once.
+    const {
+        assert!(
+            (FLOOD_CALLS + FLOOD_STREAMS * STREAM_IN_FLIGHT) * SIGNATURES
+                > 4 * VERIFY_BUDGET_PER_CONNECTION
+        )
+    };
 
     let node = TestNode::start().await;
     let before = node.checkpoint().await.tree_size;
     let honest = Honest::start(&node).await;
 
+    let forged_events: Arc<Vec<SignedEvent>> = Arc::new(
+        (0..FORGED_EVENTS)
+            .map(|i| forged(&format!("forged {i}"), &node, SIGNATURES))
+            .collect(),
+    );
     let abuser: Client = node.new_client().await;
+    let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
-    let mut unary = Vec::new();
-    for i in 0..FORGED_UNARY {
-        let (mut abuser, answered) = (abuser.clone(), answered.clone());
-        let event = forged(&format!("forged unary {i}"), &node, SIGNATURES);
-        unary.push(tokio::spawn(async move {
-            let answer = tokio::time::timeout(CALL_WAIT, abuser.submit(event)).await;
-            answered.fetch_add(1, Ordering::Relaxed);
-            answer
+    let mut flood = Vec::new();
+    for call in 0..FLOOD_CALLS {
+        let (mut abuser, events) = (abuser.clone(), forged_events.clone());
+        let (stop, answered) = (stop.clone(), answered.clone());
+        flood.push(tokio::spawn(async move {
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let event = events[(call + sent) % events.len()].clone();
+                let status = tokio::time::timeout(CALL_WAIT, abuser.submit(event))
+                    .await
+                    .unwrap_or_else(|_| panic!("a forged Submit got no answer in {CALL_WAIT:?}"))
+                    .expect_err("a forged event was accepted");
+                // Every forged event: UNAUTHENTICATED, naming the signature.
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                assert!(status.message().contains(FORGED_MESSAGE), "{status:?}");
+                answered.fetch_add(1, Ordering::Relaxed);
+                sent += 1;
+            }
+            sent
         }));
     }
-    let streamed: Vec<SignedEvent> = (0..FORGED_STREAMED)
-        .map(|i| forged(&format!("forged streamed {i}"), &node, SIGNATURES))
-        .collect();
-    let stream = {
-        let (mut abuser, answered) = (abuser.clone(), answered.clone());
-        tokio::spawn(async move {
-            let mut answers = abuser
-                .submit_stream(futures::stream::iter(streamed))
-                .await
-                .expect("SubmitStream refused")
-                .into_inner();
-            let mut results = Vec::new();
+    for _ in 0..FLOOD_STREAMS {
+        let (mut abuser, events) = (abuser.clone(), forged_events.clone());
+        let (stop, answered) = (stop.clone(), answered.clone());
+        flood.push(tokio::spawn(async move {
+            // One more event after each answer; the sender dropped (which
+            // ends the stream) once stopped.
+            let (outgoing, events_out) = mpsc::channel(STREAM_IN_FLIGHT);
+            for k in 0..STREAM_IN_FLIGHT {
+                outgoing
+                    .send(events[k % events.len()].clone())
+                    .await
+                    .expect("the stream's channel is closed");
+            }
+            let mut outgoing = Some(outgoing);
+            let mut answers = tokio::time::timeout(
+                CALL_WAIT,
+                abuser.submit_stream(tokio_stream::wrappers::ReceiverStream::new(events_out)),
+            )
+            .await
+            .expect("SubmitStream got no answer")
+            .expect("SubmitStream refused")
+            .into_inner();
+            let mut count = 0;
             loop {
                 match tokio::time::timeout(CALL_WAIT, answers.message()).await {
-                    Ok(Ok(Some(answer))) => {
-                        answered.fetch_add(1, Ordering::Relaxed);
-                        results.push(answer);
+                    Err(_) => panic!("the forged stream hung after {count} answers"),
+                    Ok(Err(status)) => {
+                        panic!("the forged stream failed after {count} answers: {status:?}")
                     }
-                    Ok(Ok(None)) => return Ok(results),
-                    Ok(Err(status)) => return Err(status),
-                    Err(_) => panic!("the forged stream hung after {} answers", results.len()),
+                    Ok(Ok(None)) => {
+                        assert!(
+                            outgoing.is_none(),
+                            "the forged stream ended before it was stopped"
+                        );
+                        return count;
+                    }
+                    Ok(Ok(Some(answer))) => {
+                        assert_eq!(answer.index, count as u64, "answers out of order");
+                        let (code, message) = refusal(&answer);
+                        assert_eq!(code, Code::Unauthenticated, "{message}");
+                        assert!(message.contains(FORGED_MESSAGE), "{message}");
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        count += 1;
+                        if stop.load(Ordering::Relaxed) {
+                            outgoing = None;
+                        } else if let Some(outgoing) = &outgoing {
+                            let next = events[(count + STREAM_IN_FLIGHT) % events.len()].clone();
+                            outgoing
+                                .send(next)
+                                .await
+                                .expect("the forged stream stopped taking events");
+                        }
+                    }
                 }
             }
-        })
-    };
-
-    // Once the flood is being answered, honest events sent on a connection
-    // of their own are each answered before most of the flood is.
-    let total = FORGED_UNARY + FORGED_STREAMED;
-    let deadline = Instant::now() + CALL_WAIT;
-    while answered.load(Ordering::Relaxed) == 0 {
-        assert!(Instant::now() < deadline, "no forged event was answered");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        }));
     }
+
+    // The flood is being answered before the first probe...
+    wait_for_flood(&answered, 1, &mut flood).await;
+    let at_first_probe = answered.load(Ordering::Relaxed);
     let mut prober = node.new_client().await;
     let mut probes = Vec::new();
-    for probe in 0..3 {
-        let sent_at = answered.load(Ordering::Relaxed);
-        assert!(
-            total - sent_at > 2 * MOST_FORGED_ANSWERS_DURING_AN_HONEST_EVENT,
-            "the flood ended too early to measure ({sent_at} of {total} answered)"
-        );
+    for probe in 0..PROBES {
         let signed = node.signed_observation(&format!("probe {probe}"));
-        let receipt = submit_ok(&mut prober, &signed, "an honest probe").await;
+        let receipt = submit_ok(&mut prober, &signed, "an honest probe during the flood").await;
         check_receipt(&receipt, &signed, &node.operator_key());
-        let meanwhile = answered.load(Ordering::Relaxed) - sent_at;
-        assert!(
-            meanwhile <= MOST_FORGED_ANSWERS_DURING_AN_HONEST_EVENT,
-            "an honest event waited while {meanwhile} forged events were answered \
-             (at most {MOST_FORGED_ANSWERS_DURING_AN_HONEST_EVENT} expected): \
-             verification is not fair between connections"
-        );
         probes.push((signed, receipt));
     }
+    // ... and still after the last one: every probe was answered during it.
+    let at_last_probe = answered.load(Ordering::Relaxed);
+    wait_for_flood(&answered, at_last_probe + 1, &mut flood).await;
 
-    // Every forged event: UNAUTHENTICATED, naming the signature.
-    for call in unary {
-        let status = call
+    stop.store(true, Ordering::Relaxed);
+    let mut forged_answers = 0;
+    for task in flood {
+        forged_answers += tokio::time::timeout(2 * CALL_WAIT, task)
             .await
-            .unwrap()
-            .expect("a forged Submit got no answer")
-            .expect_err("a forged event was accepted");
-        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-        assert!(status.message().contains(FORGED_MESSAGE), "{status:?}");
+            .expect("a flood task did not stop")
+            .expect("a flood task panicked");
     }
-    let results = stream
-        .await
-        .unwrap()
-        .expect("the forged stream ended with an error");
-    assert_eq!(
-        results.len(),
-        FORGED_STREAMED,
-        "not every forged event was answered"
+    eprintln!(
+        "flood: {PROBES} honest receipts while {} forged events were answered \
+         ({forged_answers} in all)",
+        at_last_probe - at_first_probe
     );
-    for (position, answer) in results.iter().enumerate() {
-        assert_eq!(answer.index, position as u64, "answers out of order");
-        let (code, message) = refusal(answer);
-        assert_eq!(code, Code::Unauthenticated, "{message}");
-        assert!(message.contains(FORGED_MESSAGE), "{message}");
-    }
 
     let mut submitted = honest.finish(&node).await;
     submitted.extend(probes);
@@ -572,6 +600,54 @@ fn assert_limit(result: Result<impl Sized, tonic::Status>, limit: usize, kind: &
     assert!(status.message().contains(&expected), "{kind}: {status:?}");
 }
 
+/// The HTTP/2 client connection preface (RFC 9113, section 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// The SETTINGS frame type and its MAX_CONCURRENT_STREAMS parameter (RFC
+/// 9113, sections 6.5 and 6.5.2).
+const SETTINGS: u8 = 0x4;
+const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+
+/// The (identifier, value) pairs of the SETTINGS frame a server opens every
+/// connection with (RFC 9113, section 3.4), read off a raw socket after
+/// sending the client preface and empty settings.
+async fn advertised_settings(node: &TestNode) -> Vec<(u16, u32)> {
+    let mut socket = tokio::net::TcpStream::connect(node.node.local_addr)
+        .await
+        .expect("cannot connect");
+    let mut hello = PREFACE.to_vec();
+    hello.extend_from_slice(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]);
+    socket
+        .write_all(&hello)
+        .await
+        .expect("cannot send the preface");
+    let mut header = [0u8; 9];
+    tokio::time::timeout(CALL_WAIT, socket.read_exact(&mut header))
+        .await
+        .expect("the server sent no frame")
+        .expect("the connection closed before the server's SETTINGS");
+    assert_eq!(
+        (header[3], header[4] & ACK),
+        (SETTINGS, 0),
+        "the server's first frame is not its SETTINGS: {header:?}"
+    );
+    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    assert_eq!(length % 6, 0, "a SETTINGS payload of {length} bytes");
+    let mut payload = vec![0u8; length];
+    tokio::time::timeout(CALL_WAIT, socket.read_exact(&mut payload))
+        .await
+        .expect("the server's SETTINGS frame was cut short")
+        .expect("the connection closed inside the server's SETTINGS");
+    payload
+        .chunks_exact(6)
+        .map(|setting| {
+            (
+                u16::from_be_bytes([setting[0], setting[1]]),
+                u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_idle_streams_meet_their_limits_and_honest_clients_go_on() {
     /// Streams opened per connection: below the per-connection limit.
@@ -611,6 +687,18 @@ async fn thousands_of_idle_streams_meet_their_limits_and_honest_clients_go_on() 
     let honest = Honest::start(&node).await;
     let size = node.checkpoint().await.tree_size;
 
+    // The server announces its per-connection stream limit to every client
+    // (which is what makes an HTTP/2 client hold calls past it back).
+    let settings = advertised_settings(&node).await;
+    assert!(
+        settings.contains(&(
+            SETTINGS_MAX_CONCURRENT_STREAMS,
+            MAX_CONCURRENT_STREAMS_PER_CONNECTION
+        )),
+        "the server does not advertise SETTINGS_MAX_CONCURRENT_STREAMS = \
+         {MAX_CONCURRENT_STREAMS_PER_CONNECTION}: {settings:?}"
+    );
+
     // One connection filled to its stream limit with idle SubmitStreams: a
     // further call on it waits for a slot (HTTP/2 clients queue), it is
     // not refused; closing one stream lets it through.
@@ -625,12 +713,6 @@ async fn thousands_of_idle_streams_meet_their_limits_and_honest_clients_go_on() 
     }
     let mut queued = full.clone();
     let waiting = tokio::spawn(async move { queued.get_checkpoint(GetCheckpointRequest {}).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !waiting.is_finished(),
-        "a call past the connection's {MAX_CONCURRENT_STREAMS_PER_CONNECTION} streams was \
-         not held back"
-    );
     let (events, mut answers) = submit_streams.pop().unwrap();
     drop(events);
     let end = tokio::time::timeout(CALL_WAIT, answers.message()).await;
@@ -800,18 +882,24 @@ const PING: u8 = 0x6;
 /// The PING flag of an answer.
 const ACK: u8 = 0x1;
 
+/// How long a connection the server should cut may stay open before the
+/// test calls it a hang (no assertion about when the cut comes, beyond
+/// "not before its limit": a loaded machine may be late).
+const CUT_WAIT: Duration = Duration::from_secs(90);
+
 /// Reads what the server sends on a raw socket until it closes the
-/// connection (bounded); returns how long that took from `connected` and
-/// the (type, flags) of every whole frame it sent.
+/// connection (at most [`CUT_WAIT`] after `connected`); returns how long that
+/// took from `connected` and the (type, flags) of every whole frame it sent.
 async fn until_closed(
     mut socket: tokio::net::TcpStream,
     connected: Instant,
 ) -> (Duration, Vec<(u8, u8)>) {
+    let deadline = tokio::time::Instant::from_std(connected + CUT_WAIT);
     let mut bytes = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
-        match tokio::time::timeout(Duration::from_secs(90), socket.read(&mut buffer)).await {
-            Err(_) => panic!("the connection was still open after 90 s"),
+        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+            Err(_) => panic!("the connection was still open after {CUT_WAIT:?}"),
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(read)) => bytes.extend_from_slice(&buffer[..read]),
         }
@@ -849,17 +937,21 @@ async fn connections_that_send_nothing_or_half_a_frame_are_cut_and_live_idle_one
     let mut partial = tokio::net::TcpStream::connect(node.node.local_addr)
         .await
         .unwrap();
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    let mut hello = PREFACE.to_vec();
+    hello.extend_from_slice(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]); // empty
     hello.extend_from_slice(&[0, 0, 100, 0x1, 0x4, 0, 0, 0, 1]); // HEADERS, stream 1
     hello.extend_from_slice(&[0u8; 10]);
     partial.write_all(&hello).await.unwrap();
     let partial = tokio::spawn(until_closed(partial, partial_since));
 
+    // Each is cut (until_closed fails the test if not within CUT_WAIT), and
+    // not before its limit.
+    assert!(CUT_WAIT > 2 * HANDSHAKE_TIMEOUT.max(KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT));
     let (elapsed, _) = silent.await.unwrap();
     assert!(
-        elapsed >= HANDSHAKE_TIMEOUT && elapsed < HANDSHAKE_TIMEOUT + Duration::from_secs(20),
-        "a connection that sent nothing was cut after {elapsed:?} (limit {HANDSHAKE_TIMEOUT:?})"
+        elapsed >= HANDSHAKE_TIMEOUT,
+        "a connection that sent nothing was cut after {elapsed:?}, before its limit \
+         ({HANDSHAKE_TIMEOUT:?})"
     );
     let (elapsed, frames) = partial.await.unwrap();
     assert!(
@@ -868,10 +960,10 @@ async fn connections_that_send_nothing_or_half_a_frame_are_cut_and_live_idle_one
             .any(|&(kind, flags)| kind == PING && flags & ACK == 0),
         "the server sent no keepalive PING before cutting the connection: {frames:?}"
     );
-    let limit = KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT;
     assert!(
-        elapsed >= KEEPALIVE_INTERVAL && elapsed < limit + Duration::from_secs(20),
-        "a connection stuck mid-frame was cut after {elapsed:?} (limit {limit:?})"
+        elapsed >= KEEPALIVE_INTERVAL,
+        "a connection stuck mid-frame was cut after {elapsed:?}, before the first \
+         keepalive ping was due ({KEEPALIVE_INTERVAL:?})"
     );
 
     // The live client, idle all along, is still connected: its stream

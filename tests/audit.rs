@@ -12,13 +12,15 @@
 //! caught by `audit` at the right entry with a precise reason, and by the
 //! `verify` binary with exit code 1. `verify` exits 2 when it cannot run.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
 #[path = "common/store_edit.rs"]
 mod store_edit;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -442,13 +444,14 @@ fn audit_tiles(dir: &Path) -> Result<AuditReport, AuditError> {
     audit(&mut source, AuditOptions::default())
 }
 
-/// The `ceasefire-ledger` binary with `args`.
+/// The `ceasefire-ledger` binary with `args` (no `CEASEFIRE_LEDGER_*`
+/// settings inherited), run to its end.
 fn cli<I, S>(args: I) -> Output
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    Command::new(env!("CARGO_BIN_EXE_ceasefire-ledger"))
+    binary::command(&[])
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
@@ -781,7 +784,9 @@ fn an_entry_appended_beyond_the_checkpoint_is_not_part_of_the_audited_log() {
     let json = cli_verifies("--data-dir", dir.path().as_os_str());
     assert_eq!(json["entries"], n, "{json}");
 
-    let store = Store::open(dir.path()).unwrap();
+    // The copy has sled's files only (an attacker's edit of them), no head
+    // record: take its head as it is.
+    let store = Store::open_adopting_head(dir.path()).unwrap();
     match store.verify() {
         Err(StoreError::Corrupt { seq, reason }) => {
             assert_eq!(seq, n);
@@ -1099,10 +1104,7 @@ fn a_flipped_hash_in_a_hash_tile_is_caught_naming_the_tile() {
 
 #[test]
 fn verify_exits_2_when_it_cannot_reach_its_source() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .unwrap()
-        .port();
+    let closed_port = binary::free_port();
     let server = format!("http://127.0.0.1:{closed_port}");
     let nowhere = tempfile::tempdir().unwrap();
     let missing = nowhere.path().join("missing");

@@ -1090,8 +1090,10 @@ async fn the_served_digest_is_a_replay_a_rebuild_and_survives_a_restart() {
             .expect("no stored projection");
         assert_eq!(stored.head.as_of_seq, Some(last_seq));
         assert_eq!(stored.head.digest.to_vec(), served.digest);
-        let changes_before: Vec<CoreChange> =
-            store.changes_from(0, 0).collect::<Result<_, _>>().unwrap();
+        let changes_before: Vec<CoreChange> = store
+            .changes_between((0, 0), (u64::MAX, u32::MAX))
+            .collect::<Result<_, _>>()
+            .unwrap();
         let windows_before = stored_windows(&store, &stored.summaries);
         assert_eq!(
             changes_before
@@ -1119,8 +1121,10 @@ async fn the_served_digest_is_a_replay_a_rebuild_and_survives_a_restart() {
             windows_before,
             "the rebuild stored other windows than the batches wrote"
         );
-        let changes_after: Vec<CoreChange> =
-            store.changes_from(0, 0).collect::<Result<_, _>>().unwrap();
+        let changes_after: Vec<CoreChange> = store
+            .changes_between((0, 0), (u64::MAX, u32::MAX))
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(
             changes_after, changes_before,
             "the rebuild stored another change log"

@@ -627,17 +627,44 @@ async fn a_store_behind_its_head_record_or_its_head_is_refused() {
         other => panic!("a record with both slots damaged was accepted: {other:?}"),
     }
 
-    // No record: accepted as it is, and recorded for the next open.
+    // No record: refused, naming it; adopted on request, and recorded for
+    // the next open.
     let case = tempfile::tempdir().expect("cannot create a temporary directory");
     binary::copy_dir(dir.path(), case.path());
     std::fs::remove_file(case.path().join(RECORD_FILE_NAME)).expect("no record to remove");
-    let store = Store::open(case.path()).expect("a store without a record was refused");
+    match Store::open(case.path()).err() {
+        Some(error @ StoreError::BadRecord { .. }) => {
+            let text = error.to_string();
+            assert!(text.contains(&record(case.path())), "{text}");
+            assert!(text.contains(&format!("holds {size} entries")), "{text}");
+        }
+        other => panic!("a store with entries and no record was accepted: {other:?}"),
+    }
+    assert!(!case.path().join(RECORD_FILE_NAME).exists());
+    let scratch = tempfile::tempdir().expect("cannot create a temporary directory");
+    let data_dir = case.path();
+    let rebuild = |extra: &[&str]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"rebuild-projections", &"--data-dir", &data_dir];
+        args.extend(extra.iter().map(|arg| arg as &dyn AsRef<std::ffi::OsStr>));
+        run_bounded(binary::command(&args), scratch.path(), VERIFY_WAIT)
+    };
+    let refused = rebuild(&[]);
+    assert!(!refused.status.success(), "{}", refused.stdout);
+    assert!(
+        refused.last_stderr_line().contains("--adopt-head"),
+        "{}",
+        refused.stderr
+    );
+    let adopted = rebuild(&["--adopt-head"]);
+    assert!(adopted.status.success(), "{}", adopted.stderr);
+    assert!(case.path().join(RECORD_FILE_NAME).exists());
+    let store = Store::open(case.path()).expect("the adopted store does not open");
     assert_eq!(
         store.verify().expect("the store does not verify").size,
         size
     );
     drop(store);
-    assert!(case.path().join(RECORD_FILE_NAME).exists());
     let swapped = with_sled_of(case.path(), older.path());
     assert!(
         matches!(

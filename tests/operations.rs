@@ -4,19 +4,22 @@
 //! entry lost), the TOML config file and JSON logs.
 //!
 //! Certificates are made here with rcgen; the binary is the one cargo built
-//! for this test (`CARGO_BIN_EXE_ceasefire-ledger`). Every wait is bounded.
+//! for this test, run through `tests/common/binary.rs`. Every wait is
+//! bounded.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use binary::{free_port, Serve};
 use ceasefire_ledger::client::{self, sign, ClientTls};
 use ceasefire_ledger::core::leaf::Leaf;
 use ceasefire_ledger::dev::{self, DevKeys};
@@ -769,136 +772,13 @@ async fn a_stopped_node_releases_its_metrics_port() {
 }
 
 // ---------------------------------------------------------------------------
-// The real binary
+// The real binary (tests/common/binary.rs)
 
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_ceasefire-ledger")
-}
-
-/// A free local port (bound, read and released; a small race is accepted).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A command for the binary with no `CEASEFIRE_LEDGER_*` settings inherited.
-fn command(args: &[OsString]) -> Command {
-    let mut command = Command::new(binary());
-    command.args(args).env("RUST_LOG", "info");
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CEASEFIRE_LEDGER_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn os(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
-    args.iter().map(|arg| arg.as_ref().to_os_string()).collect()
-}
-
-/// A `serve` process, killed (by its pid) if a test leaves it running.
-struct Serve {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl Serve {
-    /// Starts the binary with `command`, its stderr in `stderr`.
-    fn spawn(mut command: Command, stderr: PathBuf) -> Serve {
-        let file = std::fs::File::create(&stderr).unwrap();
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("cannot run the binary");
-        Serve { child, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Waits until `url` answers GetCheckpoint; panics (with the process's
-    /// stderr) if the process exits or the bound passes.
-    async fn wait_ready(&mut self, url: &str) {
-        let deadline = Instant::now() + START_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "serve exited with {status} before serving:\n{}",
-                    self.stderr()
-                );
-            }
-            if let Ok(Ok(size)) =
-                tokio::time::timeout(Duration::from_secs(2), try_checkpoint_quiet(url)).await
-            {
-                assert!(size >= BOOTSTRAP_ENTRIES);
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not answer on {url} within {START_WAIT:?}:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("cannot run kill");
-        assert!(status.success(), "kill -TERM failed: {status}");
-    }
-
-    /// Waits (polling) for the process to exit within `bound`.
-    async fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit within {bound:?}:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGTERM, then the exit status (which must come within [`EXIT_WAIT`]).
-    async fn stop(mut self) -> (ExitStatus, String) {
-        self.terminate();
-        let status = self.wait_exit(EXIT_WAIT).await;
-        (status, self.stderr())
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-async fn try_checkpoint_quiet(url: &str) -> Result<u64, String> {
-    let channel = client::channel(url, &ClientTls::default())
-        .await
-        .map_err(|error| error.to_string())?;
-    client::ledger_client(channel)
-        .get_checkpoint(ceasefire_ledger::proto::GetCheckpointRequest {})
-        .await
-        .map(|response| response.into_inner().tree_size)
-        .map_err(|status| status.to_string())
+/// SIGTERM, then the exit status (which must come within [`EXIT_WAIT`]) and
+/// everything the server wrote to stderr.
+async fn stop_serve(serve: &mut Serve) -> (std::process::ExitStatus, String) {
+    let status = serve.terminate(EXIT_WAIT).await;
+    (status, serve.stderr())
 }
 
 /// What one submitting task saw: its receipts, and how it stopped.
@@ -922,18 +802,19 @@ async fn sigterm_under_load_answers_every_call_and_loses_no_acknowledged_entry()
     let data = dir.path().join("data");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut serve = Serve::spawn(
-        command(&os(&[
+    let mut serve = Serve::start(
+        binary::command(&[
             &"serve",
             &"--dev",
             &"--data-dir",
             &data,
             &"--listen",
             &format!("127.0.0.1:{port}"),
-        ])),
+        ]),
+        url.clone(),
         dir.path().join("stderr.log"),
     );
-    serve.wait_ready(&url).await;
+    serve.wait_ready(START_WAIT).await;
     let monitor = KeyFile::load(&data.join("dev-keys").join("monitor.key"))
         .expect("cannot load the dev monitor key")
         .key;
@@ -1016,7 +897,7 @@ async fn sigterm_under_load_answers_every_call_and_loses_no_acknowledged_entry()
             )
         });
     let at_sigterm = acknowledged.load(Ordering::SeqCst);
-    let (status, stderr) = serve.stop().await;
+    let (status, stderr) = stop_serve(&mut serve).await;
     assert!(
         status.success(),
         "serve exited with {status} after SIGTERM:\n{stderr}"
@@ -1147,33 +1028,36 @@ async fn serve_reads_its_config_file_and_flags_and_variables_win() {
         ),
     )
     .unwrap();
-    let mut serve = Serve::spawn(
-        command(&os(&[&"serve", &"--dev", &"--config", &config])),
+    let mut serve = Serve::start(
+        binary::command(&[&"serve", &"--dev", &"--config", &config]),
+        format!("http://127.0.0.1:{port}"),
         dir.path().join("stderr-1.log"),
     );
-    serve.wait_ready(&format!("http://127.0.0.1:{port}")).await;
+    serve.wait_ready(START_WAIT).await;
     assert!(
         data.join("dev-keys").join("operator.key").exists(),
         "the data directory of the file was not used"
     );
-    let (status, stderr) = serve.stop().await;
+    let (status, stderr) = stop_serve(&mut serve).await;
     assert!(status.success(), "exit {status}:\n{stderr}");
 
     // The environment wins over the file.
     let other_port = free_port();
-    let mut command = command(&os(&[&"serve", &"--dev", &"--config", &config]));
+    let mut command = binary::command(&[&"serve", &"--dev", &"--config", &config]);
     command.env("CEASEFIRE_LEDGER_LISTEN", format!("127.0.0.1:{other_port}"));
-    let mut serve = Serve::spawn(command, dir.path().join("stderr-2.log"));
-    serve
-        .wait_ready(&format!("http://127.0.0.1:{other_port}"))
-        .await;
+    let mut serve = Serve::start(
+        command,
+        format!("http://127.0.0.1:{other_port}"),
+        dir.path().join("stderr-2.log"),
+    );
+    serve.wait_ready(START_WAIT).await;
     assert!(
-        try_checkpoint_quiet(&format!("http://127.0.0.1:{port}"))
+        binary::tree_size(&format!("http://127.0.0.1:{port}"))
             .await
             .is_err(),
         "the file's address was used although the environment set another"
     );
-    let (status, stderr) = serve.stop().await;
+    let (status, stderr) = stop_serve(&mut serve).await;
     assert!(status.success(), "exit {status}:\n{stderr}");
 }
 
@@ -1189,7 +1073,7 @@ fn an_unknown_config_key_is_a_one_line_error_naming_the_key() {
         ),
     )
     .unwrap();
-    let output = command(&os(&[&"serve", &"--dev", &"--config", &config]))
+    let output = binary::command(&[&"serve", &"--dev", &"--config", &config])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -1215,7 +1099,7 @@ fn an_unknown_config_key_is_a_one_line_error_naming_the_key() {
 
 #[test]
 fn serve_help_names_the_environment_variables_and_the_defaults() {
-    let output = command(&os(&[&"serve", &"--help"])).output().unwrap();
+    let output = binary::command(&[&"serve", &"--help"]).output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for needle in [
@@ -1268,8 +1152,8 @@ async fn log_format_json_writes_json_lines() {
     let keys = dev::ensure_dev_keys(&data).unwrap();
     stop(start(dev_config(&data, &keys)).await).await;
     let port = free_port();
-    let mut serve = Serve::spawn(
-        command(&os(&[
+    let mut serve = Serve::start(
+        binary::command(&[
             &"--log-format",
             &"json",
             &"serve",
@@ -1279,11 +1163,12 @@ async fn log_format_json_writes_json_lines() {
             &data.join("dev-keys").join("operator.key"),
             &"--listen",
             &format!("127.0.0.1:{port}"),
-        ])),
+        ]),
+        format!("http://127.0.0.1:{port}"),
         dir.path().join("stderr.log"),
     );
-    serve.wait_ready(&format!("http://127.0.0.1:{port}")).await;
-    let (status, stderr) = serve.stop().await;
+    serve.wait_ready(START_WAIT).await;
+    let (status, stderr) = stop_serve(&mut serve).await;
     assert!(status.success(), "exit {status}:\n{stderr}");
     let messages = json_lines(&stderr);
     assert!(messages.len() >= 3, "too few log lines:\n{stderr}");
@@ -1301,8 +1186,8 @@ async fn log_format_json_with_dev_writes_only_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
-    let mut serve = Serve::spawn(
-        command(&os(&[
+    let mut serve = Serve::start(
+        binary::command(&[
             &"serve",
             &"--log-format",
             &"json",
@@ -1311,11 +1196,12 @@ async fn log_format_json_with_dev_writes_only_json_lines() {
             &data,
             &"--listen",
             &format!("127.0.0.1:{port}"),
-        ])),
+        ]),
+        format!("http://127.0.0.1:{port}"),
         dir.path().join("stderr.log"),
     );
-    serve.wait_ready(&format!("http://127.0.0.1:{port}")).await;
-    let (status, stderr) = serve.stop().await;
+    serve.wait_ready(START_WAIT).await;
+    let (status, stderr) = stop_serve(&mut serve).await;
     assert!(status.success(), "exit {status}:\n{stderr}");
     let messages = json_lines(&stderr);
     assert!(messages.len() >= 3, "too few log lines:\n{stderr}");

@@ -2,16 +2,13 @@
 //! (the real binary, a real server process, real keys), then the resulting
 //! store is checked end to end.
 
+#[path = "common/binary.rs"]
+mod binary;
+
 use std::process::Command;
 
+use binary::free_port;
 use ceasefire_ledger::storage::Store;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
-}
 
 #[test]
 fn the_example_scenario_runs_through_the_cli_and_a_revoked_key_is_refused() {
@@ -21,7 +18,7 @@ fn the_example_scenario_runs_through_the_cli_and_a_revoked_key_is_refused() {
             env!("CARGO_MANIFEST_DIR"),
             "/examples/scenario/replay.sh"
         ))
-        .env("BIN", env!("CARGO_BIN_EXE_ceasefire-ledger"))
+        .env("BIN", binary::binary())
         .env("WORK", work.path())
         .env("PORT", free_port().to_string())
         .output()

@@ -30,8 +30,10 @@ use crate::core::rules::Accepted;
 
 /// Leaves per chunk: enough to spread over every core and to amortise the
 /// hand-offs, small enough that the chunks in flight (at most
-/// [`CHUNKS_IN_FLIGHT`] per queue, three queues) stay within a few tens of
-/// MiB even at the largest leaf.
+/// [`CHUNKS_IN_FLIGHT`] in each of the two queues, plus one in each of the
+/// three stages) stay within a few MiB for typical leaves (~0.5 KiB). At
+/// the payload cap (~35 KiB leaves, and prepared entries hold their
+/// payload again) that is a few hundred MiB: the auditor's worst case.
 const CHUNK_LEAVES: usize = 1024;
 
 /// Chunks a stage may run ahead of the next one.

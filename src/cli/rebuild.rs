@@ -18,13 +18,24 @@ pub struct RebuildArgs {
         default_value = "ceasefire-data"
     )]
     data_dir: PathBuf,
+    /// Accept a store whose head record (`ledger.head`) is missing, taking
+    /// its head as it is, and record it from now on. Only after auditing
+    /// the log: without the record, a store rolled back by damage cannot be
+    /// told from a whole one.
+    #[arg(long)]
+    adopt_head: bool,
 }
 
 pub fn run(args: RebuildArgs) -> anyhow::Result<()> {
     if !args.data_dir.join(DB_DIR_NAME).exists() {
         bail!("{} holds no ledger", args.data_dir.display());
     }
-    let store = Store::open(&args.data_dir).with_context(|| {
+    let opened = if args.adopt_head {
+        Store::open_adopting_head(&args.data_dir)
+    } else {
+        Store::open(&args.data_dir)
+    };
+    let store = opened.with_context(|| {
         format!(
             "cannot open {} (is a server running on it?)",
             args.data_dir.display()

@@ -591,17 +591,12 @@ impl BatchSubtrees {
     }
 
     /// Whether leaf `index` was appended by this batch.
-    pub fn covers(&self, index: u64) -> bool {
+    fn covers(&self, index: u64) -> bool {
         (self.first..self.end).contains(&index)
     }
 
-    /// The size of the tree that ends with this batch.
-    pub fn tree_size(&self) -> u64 {
-        self.end
-    }
-
-    /// The inclusion proof of batch leaf `index` in the tree of
-    /// [`BatchSubtrees::tree_size`] leaves; `None` for a leaf outside the batch.
+    /// The inclusion proof of batch leaf `index` in the tree that ends with
+    /// this batch; `None` for a leaf outside the batch.
     pub fn inclusion_proof(&self, index: u64) -> Option<Vec<Hash>> {
         if !self.covers(index) {
             return None;
@@ -1887,7 +1882,7 @@ mod tests {
             for leaf in &fixture.leaves[first as usize..end as usize] {
                 batch.record(&frontier.push(*leaf));
             }
-            prop_assert_eq!(batch.tree_size(), end);
+            prop_assert_eq!(batch.end, end);
             prop_assert_eq!(batch.inclusion_proof(first - 1), None);
             prop_assert_eq!(batch.inclusion_proof(end), None);
             for index in first..end {

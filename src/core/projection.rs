@@ -288,6 +288,20 @@ impl Projection {
         Ok(projection)
     }
 
+    /// Whether every pair's summary is what its windows give. The digest
+    /// covers the summaries only, so a restored projection must also pass
+    /// this: windows that disagree with them (damaged, or written by other
+    /// code) would otherwise change the next summaries silently.
+    pub fn windows_agree(&self, rules: &LedgerState) -> bool {
+        self.pairs.iter().all(|(key, pair)| {
+            let quorum = rules
+                .commitments
+                .get(&key.1)
+                .map_or(1, |commitment| commitment.corroboration_quorum);
+            pair.stats.summary(quorum, pair.summary.updated_seq) == pair.summary
+        })
+    }
+
     /// Folds entry `context.seq`. `accepted` is what the rules accepted
     /// (`None` for the genesis) and `rules` the rules' state after it.
     pub fn fold<W: Windows>(
@@ -671,7 +685,7 @@ fn window_micros(window_seconds: u64) -> i64 {
 mod tests {
     //! The fold by hand: a small log built entry by entry (real leaves,
     //! signed, replayed through [`Replay`]), with every status, summary and
-    //! change computed by hand; then determinism and `from_pairs`.
+    //! change computed by hand; then determinism and `restore`.
 
     use ed25519_dalek::SigningKey;
     use prost::Message;
@@ -1390,6 +1404,14 @@ mod tests {
             rebuild(summaries(projection), log_time, &recategorised).digest(),
             projection.digest()
         );
+        // Which is why a restore checks the windows against the summaries.
+        let rules = rules.expect("after the genesis");
+        assert!(rebuild(summaries(projection), log_time, windows).windows_agree(rules));
+        assert!(!rebuild(summaries(projection), log_time, &recategorised).windows_agree(rules));
+        assert!(
+            !rebuild(summaries(projection), log_time, &MemoryWindows::default())
+                .windows_agree(rules)
+        );
     }
 
     #[test]
@@ -1424,6 +1446,7 @@ mod tests {
             );
             // Equal in every part, tallies and expiries included, hence in digest.
             assert_eq!(restored, *folded, "restored after entry {split}");
+            assert!(restored.windows_agree(rules), "after entry {split}");
             assert_eq!(restored.digest(), folded.digest());
             // Folding the rest onto it gives what the replay gave.
             let mut windows = windows.clone();

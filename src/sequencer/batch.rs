@@ -3,7 +3,10 @@
 //! Everything here is provisional. Entries staged earlier in a batch are
 //! visible to later ones (a party registered at seq 10 may sign seq 11 of the
 //! same batch), through the batch's own overlay of the store. If the commit
-//! fails, the batch is dropped and the durable state is untouched.
+//! fails, the batch is dropped and nothing of it is on disk; the one piece
+//! of in-memory state it changed in place, the projection (folding a copy
+//! per batch would cost a clone of every pair), is why a failed commit
+//! stops the sequencer for good (fail-stop).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -9,9 +9,10 @@
 //!
 //! State is split the way it lives: [`recovery::Recovered`] is what is
 //! durable; [`Batch`] is what is in flight and is thrown away if the commit
-//! fails. After a failed commit the sequencer stops taking submissions
-//! (fail-stop): what is on disk is then uncertain, and only a restart, which
-//! re-verifies the store, may decide it.
+//! fails (except the projection, which a batch folds in place). After a
+//! failed commit the sequencer stops taking submissions (fail-stop): what is
+//! on disk is then uncertain, the projection in memory may be ahead of it,
+//! and only a restart, which re-verifies the store, may decide it.
 
 mod batch;
 pub mod recovery;
@@ -380,7 +381,14 @@ impl Sequencer {
             self.signer = Some(signer);
         }
         let Some(signer) = &self.signer else {
-            batch.refuse_all("no checkpoint signer before the genesis");
+            // Staging before the genesis admits only a genesis, which yields
+            // the signer; should that ever break, the batch has already
+            // folded into the projection in memory, so stop like a failed
+            // commit rather than run on a state the disk does not hold.
+            let reason = "no checkpoint signer before the genesis".to_string();
+            tracing::error!(%reason, "refusing further writes");
+            batch.refuse_all(&reason);
+            self.failed = Some(reason);
             return;
         };
         let head = batch.head();

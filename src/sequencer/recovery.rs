@@ -125,8 +125,8 @@ fn check_last_leaf(store: &Store, head: &DurableHead) -> Result<(), StoreError> 
     }
 }
 
-/// The stored projection, if it is as of the log's last entry and its
-/// digest recomputes.
+/// The stored projection, if it is as of the log's last entry, its digest
+/// recomputes and its windows give its summaries.
 fn stored_projection(
     store: &Store,
     head: &DurableHead,
@@ -136,6 +136,9 @@ fn stored_projection(
         return Ok((head.size == 0).then(Projection::new));
     };
     let stored_head = stored.head;
+    if stored_head.as_of_seq.map_or(0, |seq| seq + 1) != head.size {
+        return Ok(None);
+    }
     let projection = Projection::restore(
         stored_head.as_of_seq,
         stored_head.log_time_micros,
@@ -143,8 +146,8 @@ fn stored_projection(
         rules,
         &StoreWindows::new(store),
     )?;
-    let current = stored_head.as_of_seq.map_or(0, |seq| seq + 1) == head.size;
-    Ok((current && projection.digest() == stored_head.digest).then_some(projection))
+    let agrees = rules.is_none_or(|rules| projection.windows_agree(rules));
+    Ok((agrees && projection.digest() == stored_head.digest).then_some(projection))
 }
 
 /// Folds the whole log from entry 0 into a new projection and stores it in

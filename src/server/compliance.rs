@@ -373,18 +373,20 @@ async fn follow_changes(
         // and the wait. A batch that changed no status (most do not) is no
         // reason to read the store.
         let last_change = views.borrow_and_update().last_change;
-        if last_change.is_none_or(|last| last < cursor) {
+        let Some(through) = last_change.filter(|last| *last >= cursor) else {
             if wait_for_batch(&mut views, &mut shutting_down, &sender, cursor).await {
                 continue;
             }
             return;
-        }
-        // Everything in the store now is durable; read it in chunks.
+        };
+        // Read up to the view's last change only: the next batch may already
+        // be in sled, readable but not yet durable (its sync still running),
+        // and must not reach anyone before its receipts do.
         let chunk_store = store.clone();
         let from = cursor;
         let chunk = tokio::task::spawn_blocking(move || {
             chunk_store
-                .changes_from(from.0, from.1)
+                .changes_between(from, through)
                 .take(CATCH_UP_CHUNK)
                 .collect::<Result<Vec<_>, _>>()
         })

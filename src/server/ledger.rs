@@ -55,11 +55,11 @@ const ENTRY_STREAM_BUFFER: usize = 64;
 /// hand-off (~10 us) is small beside the reads.
 const ENTRY_READ_CHUNK: u64 = 32;
 
-/// Events of one SubmitStream in flight at once (read, being verified or
-/// waiting for their batch). Enough to keep batches full from a single bulk
+/// Events of one SubmitStream in flight at once (read, being verified,
+/// queued or waiting for their batch, until their answer is handed on). Enough to keep batches full from a single bulk
 /// submitter (a batch syncs in about a millisecond); beyond it the stream's
 /// HTTP/2 flow control holds the client back. Bounds one stream's memory to
-/// 256 events (about 100 KiB for typical observations, 16 MiB at the payload cap).
+/// 256 events (about 0.25 MiB for typical observations, 16 MiB at the payload cap).
 const SUBMIT_STREAM_WINDOW: usize = 256;
 
 #[derive(Clone)]
@@ -321,6 +321,22 @@ impl LedgerService {
 }
 
 /// The stream's answer for the event at `index`: its receipt or its refusal.
+/// The items of `stream`, each read only once a place in `window` is free,
+/// and handed on with its place: the next item is read when some earlier
+/// item's place is dropped. So however many stages an item goes through,
+/// at most the window's places worth of items are held at once.
+fn windowed<S: Stream + Unpin>(
+    stream: S,
+    window: Arc<Semaphore>,
+) -> impl Stream<Item = (S::Item, tokio::sync::OwnedSemaphorePermit)> {
+    futures::stream::unfold((stream, window), |(mut stream, window)| async move {
+        // The semaphore is never closed, so acquiring only waits.
+        let place = window.clone().acquire_owned().await.ok()?;
+        let item = stream.next().await?;
+        Some(((item, place), (stream, window)))
+    })
+}
+
 fn submit_result(index: usize, answer: Result<Receipt, Status>) -> SubmitResult {
     SubmitResult {
         index: index as u64,
@@ -362,41 +378,59 @@ impl Ledger for LedgerService {
         let budget = verify_budget(&request);
         let (verifier, queuer, answerer) = (self.clone(), self.clone(), self.clone());
         let mut stop = self.shutting_down.clone();
-        let shutting_down = self.shutting_down.clone();
-        let events = request
-            .into_inner()
-            .take_until(Box::pin(async move { stopping(&mut stop).await }));
-        // Each stage passes a broken message's status along, which ends the
-        // answers there; everything else becomes the event's own answer.
-        let answers = events
-            .map(move |event| {
+        // Set when shutdown, not the client, ended the reading.
+        let cut_short = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut_short_read = cut_short.clone();
+        let events = request.into_inner().take_until(Box::pin(async move {
+            stopping(&mut stop).await;
+            cut_short.store(true, std::sync::atomic::Ordering::Relaxed);
+        }));
+        // Each event holds one of the window's places from being read until
+        // its answer is handed to the response; each stage passes a broken
+        // message's status along, which ends the answers there, and turns
+        // everything else into the event's own answer.
+        let window = Arc::new(Semaphore::new(SUBMIT_STREAM_WINDOW));
+        let answers = windowed(events, window)
+            .map(move |(event, place)| {
                 let (service, budget) = (verifier.clone(), budget.clone());
-                async move { Ok(service.verify_event(event?, budget).await) }
-            })
-            .buffered(SUBMIT_STREAM_WINDOW)
-            .then(move |verified: Result<_, Status>| {
-                let service = queuer.clone();
                 async move {
-                    Ok(match verified? {
-                        Ok(verified) => service.enqueue(verified).await,
-                        Err(refused) => Err(refused),
-                    })
+                    let verified =
+                        async { Ok::<_, Status>(service.verify_event(event?, budget).await) };
+                    (verified.await, place)
                 }
             })
-            .map(move |queued: Result<_, Status>| {
+            .buffered(SUBMIT_STREAM_WINDOW)
+            .then(move |(verified, place)| {
+                let service = queuer.clone();
+                async move {
+                    let queued = async {
+                        Ok::<_, Status>(match verified? {
+                            Ok(verified) => service.enqueue(verified).await,
+                            Err(refused) => Err(refused),
+                        })
+                    };
+                    (queued.await, place)
+                }
+            })
+            .map(move |(queued, place)| {
                 let service = answerer.clone();
-                async move { Ok(service.receipt(queued?).await) }
+                async move {
+                    let answer = async { Ok::<_, Status>(service.receipt(queued?).await) };
+                    (answer.await, place)
+                }
             })
             .buffered(SUBMIT_STREAM_WINDOW)
             .enumerate()
-            .map(|(index, answer)| answer.map(|answer| submit_result(index, answer)));
+            .map(|(index, (answer, _place))| answer.map(|answer| submit_result(index, answer)));
         let ending = futures::stream::once(async move {
-            (*shutting_down.borrow()).then(|| {
-                Err(Status::unavailable(
-                    "the server is shutting down: events after the last answer were not \
-                     read; submit them again (identical resubmission is idempotent)",
-                ))
-            })
+            cut_short_read
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then(|| {
+                    Err(Status::unavailable(
+                        "the server is shutting down: events after the last answer were not \
+                         read; submit them again (identical resubmission is idempotent)",
+                    ))
+                })
         })
         .filter_map(futures::future::ready);
         Ok(Response::new(Box::pin(answers.chain(ending).map(
@@ -551,5 +585,38 @@ async fn send_entries(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    #[test]
+    fn a_window_reads_no_further_than_its_places() {
+        let read = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = read.clone();
+        let source = futures::stream::iter(0..10).inspect(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let mut items = Box::pin(windowed(source, Arc::new(Semaphore::new(3))));
+        let mut held: Vec<_> = (0..3)
+            .map(|expected| {
+                let (item, place) = items.next().now_or_never().flatten().unwrap();
+                assert_eq!(item, expected);
+                place
+            })
+            .collect();
+        // Every place held: the next item waits, and is not even read.
+        assert!(items.next().now_or_never().is_none());
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 3);
+        // One answered: exactly one more is read.
+        drop(held.remove(0));
+        let (item, _place) = items.next().now_or_never().flatten().unwrap();
+        assert_eq!(item, 3);
+        assert!(items.next().now_or_never().is_none());
+        assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 4);
     }
 }

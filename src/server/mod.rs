@@ -64,9 +64,9 @@ pub const MAX_CONCURRENT_STREAMS_PER_CONNECTION: u32 = 128;
 pub const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// Open `SubmitStream` streams, over all connections. An idle one costs
-/// about 10 to 20 KiB; a busy one holds its window of events (256 being verified
-/// and 256 awaiting their batch: ~0.5 MiB of typical observations, more
-/// at the payload cap). Bulk submitters are missions, each with one stream;
+/// about 10 to 20 KiB; a busy one holds its window of 256 events (being
+/// verified, queued or awaiting their batch: ~0.25 MiB of typical
+/// observations, up to 16 MiB at the payload cap). Bulk submitters are missions, each with one stream;
 /// 256 of them bounds the total without limiting an honest deployment
 /// (`bench --stream` opens one per client, 64 by default).
 pub const MAX_SUBMIT_STREAMS: usize = 256;

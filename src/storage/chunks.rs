@@ -7,10 +7,12 @@
 //! **Why chunks.** sled 0.34 copies a whole tree node and logs a delta for
 //! every key it inserts, so its cost is per key, not per byte: a layout of
 //! one key per leaf and one per record spent most of the sequencer's time
-//! inside sled. A batch now writes its entries as a few chunks of about
-//! [`CHUNK_TARGET_BYTES`]. That size keeps a sled leaf node (at most 17
-//! keys) under sled's 128 KiB inline limit, so chunks are never moved to
-//! separate blob files.
+//! inside sled. A batch now writes its entries as chunks of at most
+//! [`CHUNK_TARGET_BYTES`] (or one entry, if larger); a chunk never spans two
+//! batches, so under light load a chunk is a batch of a few entries. That
+//! size keeps a sled leaf node (at most 17 keys) of typical chunks under
+//! sled's 128 KiB inline limit; a node of many near-cap leaves goes to a
+//! separate blob file, which `durability.rs` syncs like the rest.
 //!
 //! **Finding things.** A chunk's key is `e` and its first seq ([`key`]); the
 //! chunk holding `seq` is the last chunk key at or before `key(seq)`.
@@ -27,8 +29,8 @@ use crate::core::rules::ObservationRecord;
 
 use super::records;
 
-/// Bytes after which a batch starts a new chunk. About 15 typical
-/// observations; 17 chunks (sled's largest leaf node) stay under the
+/// Most leaf bytes in a chunk of more than one entry. About 15 typical
+/// observations; 17 such chunks (sled's largest leaf node) stay under the
 /// 128 KiB that sled 0.34 logs inline with its default 512 KiB segments.
 pub const CHUNK_TARGET_BYTES: usize = 7 * 1024;
 
@@ -37,9 +39,7 @@ pub const KEY_PREFIX: u8 = b'e';
 
 /// The key of the chunk whose first entry is `first_seq`.
 pub fn key(first_seq: u64) -> [u8; 9] {
-    let mut key = [KEY_PREFIX; 9];
-    key[1..].copy_from_slice(&first_seq.to_be_bytes());
-    key
+    super::seq_key(KEY_PREFIX, first_seq)
 }
 
 /// The first seq of a chunk key; `None` for a key that is not a chunk's.

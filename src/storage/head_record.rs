@@ -40,11 +40,14 @@
 //! record (killed between its sync and the record's: a whole batch nobody
 //! was told of), never behind it or on another branch.
 //!
-//! A data directory without the file (a new store, or one written before
-//! the record existed) gets one for its current head. Deleting the file thus
-//! disables the check until the next batch: it defends against damage and
-//! crashes, not against a hand in the data directory. The record is local:
-//! neither the log format nor any wire format changes.
+//! A new store gets the file (synced) when it is first opened, before its
+//! first batch; so a store that holds entries and has no file lost it, and
+//! is refused like a damaged one. `rebuild-projections --adopt-head` takes
+//! such a store's head as it is, for an operator who has audited the log;
+//! private snapshots (auditors, exports) adopt it too, since their readers
+//! check the log themselves. The record defends against damage and crashes,
+//! not against a hand in the data directory. It is local: neither the log
+//! format nor any wire format changes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};

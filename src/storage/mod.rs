@@ -51,7 +51,7 @@ pub const DB_DIR_NAME: &str = "ledger.sled";
 
 /// sled's page cache. Its default (1 GiB) let the node's memory grow with
 /// the log; what is hot is small (the right edge of the tree, the latest
-/// chunks, the nonce and window index pages being written), so 64 MiB
+/// chunks, the nonce and window index pages being written), so 32 MiB
 /// holds it with room to spare.
 const SLED_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -79,6 +79,10 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("the store does not verify at entry {seq}: {reason}")]
     Corrupt { seq: u64, reason: String },
+    /// A record of the projection (summaries, windows, change log) does not
+    /// decode: no entry is at fault, and the log itself may be whole.
+    #[error("{0} is unreadable: the stored projection is damaged (`rebuild-projections` rebuilds it from the log)")]
+    CorruptProjection(String),
     #[error("the store's head record is unreadable: {0}")]
     BadHead(String),
     #[error("entry {seq} is not in the log (size {size})")]
@@ -141,6 +145,10 @@ impl StoreError {
                 path: relocate(path),
                 reason,
             },
+            StoreError::OtherLayout { path, found } => StoreError::OtherLayout {
+                path: relocate(path),
+                found,
+            },
             StoreError::LostEntries {
                 path,
                 recorded,
@@ -202,6 +210,14 @@ pub struct DurableHead {
 }
 
 impl DurableHead {
+    /// What the head record keeps of it.
+    fn recorded(&self) -> Recorded {
+        Recorded {
+            size: self.size,
+            root: self.root,
+        }
+    }
+
     pub fn empty() -> DurableHead {
         DurableHead {
             size: 0,
@@ -263,6 +279,14 @@ pub struct Store {
     record: Mutex<HeadRecord>,
 }
 
+/// The head stored in `tree`; an empty head for a new store.
+fn head_of(tree: &sled::Tree) -> Result<DurableHead, StoreError> {
+    match tree.get(HEAD_KEY)? {
+        Some(bytes) => DurableHead::decode(&bytes),
+        None => Ok(DurableHead::empty()),
+    }
+}
+
 fn seq_key(prefix: u8, seq: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = prefix;
@@ -286,6 +310,13 @@ fn nonce_key(author: &str, nonce: &[u8]) -> Vec<u8> {
     key
 }
 
+/// What opening does with a store that has entries but no head record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MissingRecord {
+    Refuse,
+    Adopt,
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`, for writing.
     ///
@@ -293,7 +324,23 @@ impl Store {
     /// sled panics on a damaged file) and one whose head does not extend the
     /// head record (see `head_record.rs`): sled silently recovered an older
     /// state, and serving it would lose acknowledged entries.
+    ///
+    /// A store that holds entries but has no head record is refused too:
+    /// it cannot be told from one rolled back by damage. See
+    /// [`Store::open_adopting_head`] for taking its head as it is.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, MissingRecord::Refuse)
+    }
+
+    /// Like [`Store::open`], but a store without a head record is accepted
+    /// as it is and recorded from now on. For an operator who lost the
+    /// record and has audited the log (`rebuild-projections --adopt-head`),
+    /// and for private snapshots, whose readers check the log themselves.
+    pub fn open_adopting_head(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, MissingRecord::Adopt)
+    }
+
+    fn open_with(data_dir: &Path, missing: MissingRecord) -> Result<Store, StoreError> {
         let path = data_dir.join(DB_DIR_NAME);
         std::fs::create_dir_all(&path)?;
         let unopenable = |reason: String| StoreError::Unopenable {
@@ -325,16 +372,13 @@ impl Store {
             }
         };
         let durability = Durability::new(&path)?;
-        let head = match tree.get(HEAD_KEY) {
-            Ok(Some(bytes)) => DurableHead::decode(&bytes)?,
-            Ok(None) => DurableHead::empty(),
-            Err(error) => {
-                return Err(unopenable(format!(
-                    "its head is unreadable: {}",
-                    sled_error_text(&error)
-                )))
-            }
-        };
+        let head = head_of(&tree).map_err(|error| match error {
+            StoreError::Sled(error) => unopenable(format!(
+                "its head is unreadable: {}",
+                sled_error_text(&error)
+            )),
+            other => other,
+        })?;
         match tree.get(LAYOUT_KEY) {
             Ok(Some(layout)) if layout.as_ref() == STORE_LAYOUT => {}
             // A new store takes this layout; it is synced with its first batch.
@@ -356,12 +400,24 @@ impl Store {
                 )))
             }
         }
-        let current = Recorded {
-            size: head.size,
-            root: head.root,
-        };
+        let current = head.recorded();
         let (record, recorded) = match HeadRecord::read(data_dir) {
             Ok(Some((record, recorded))) => (record, Some(recorded)),
+            // The record is created, synced, with the store (before its
+            // first batch), so a store with entries and no record lost it.
+            Ok(None) if head.size > 0 && missing == MissingRecord::Refuse => {
+                return Err(StoreError::BadRecord {
+                    path: data_dir.join(RECORD_FILE_NAME),
+                    reason: format!(
+                        "missing, but the store holds {} entries: without it a store \
+                         rolled back by damage cannot be told from a whole one; restore \
+                         the file from a backup of this directory, or audit the log \
+                         (`verify --data-dir`) and adopt its head with \
+                         `rebuild-projections --adopt-head`",
+                        head.size
+                    ),
+                })
+            }
             Ok(None) => (HeadRecord::create(data_dir, &current)?, None),
             Err(error) => {
                 return Err(StoreError::BadRecord {
@@ -447,17 +503,14 @@ impl Store {
             Err(error) => return Err(error.into()),
         }
         copy_dir(&source, &copy.path().join(DB_DIR_NAME))?;
-        let store =
-            Store::open(copy.path()).map_err(|error| error.relocated(copy.path(), data_dir))?;
+        let store = Store::open_adopting_head(copy.path())
+            .map_err(|error| error.relocated(copy.path(), data_dir))?;
         Ok((store, copy))
     }
 
     /// The durable head; an empty head for a new store.
     pub fn head(&self) -> Result<DurableHead, StoreError> {
-        match self.tree.get(HEAD_KEY)? {
-            Some(bytes) => DurableHead::decode(&bytes),
-            None => Ok(DurableHead::empty()),
-        }
+        head_of(&self.tree)
     }
 
     /// The checkpoint note stored with the head, if any.
@@ -604,7 +657,7 @@ impl Store {
         projection::write(&mut batch, projection)?;
         let mut chunk: Vec<ChunkEntry> = Vec::new();
         let mut chunk_bytes = 0;
-        for (position, entry) in entries.iter().enumerate() {
+        for entry in entries {
             batch.insert(
                 nonce_key(&entry.author, &entry.nonce),
                 &entry.seq.to_be_bytes(),
@@ -620,17 +673,23 @@ impl Store {
             if entry.is_governance {
                 batch.insert(&seq_key(GOVERNANCE_PREFIX, entry.seq), &[]);
             }
+            // Close the chunk before the entry that would take it past the
+            // target (a chunk holds at least one entry, however large).
+            if !chunk.is_empty() && chunk_bytes + entry.leaf.len() > CHUNK_TARGET_BYTES {
+                let first_seq = entry.seq - chunk.len() as u64;
+                batch.insert(&chunks::key(first_seq), chunks::encode(&chunk));
+                chunk.clear();
+                chunk_bytes = 0;
+            }
             chunk.push(ChunkEntry {
                 leaf: &entry.leaf,
                 record: own_record,
             });
             chunk_bytes += entry.leaf.len();
-            if chunk_bytes >= CHUNK_TARGET_BYTES || position + 1 == entries.len() {
-                let first_seq = entry.seq + 1 - chunk.len() as u64;
-                batch.insert(&chunks::key(first_seq), chunks::encode(&chunk));
-                chunk.clear();
-                chunk_bytes = 0;
-            }
+        }
+        if let Some(last) = entries.last() {
+            let first_seq = last.seq + 1 - chunk.len() as u64;
+            batch.insert(&chunks::key(first_seq), chunks::encode(&chunk));
         }
         for ((tile_level, tile_index), tile) in self.grown_tiles(entries)? {
             batch.insert(&hash_tiles::key(tile_level, tile_index), tile.encode());
@@ -643,10 +702,7 @@ impl Store {
         self.record
             .lock()
             .map_err(|_| std::io::Error::other("head record lock poisoned"))?
-            .write(&Recorded {
-                size: head.size,
-                root: head.root,
-            })?;
+            .write(&head.recorded())?;
         Ok(started.elapsed())
     }
 

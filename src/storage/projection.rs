@@ -147,10 +147,7 @@ fn pair_change_key(change: &StatusChange) -> Vec<u8> {
 }
 
 fn corrupt_record(what: &str) -> StoreError {
-    StoreError::Corrupt {
-        seq: 0,
-        reason: format!("a stored {what} is unreadable"),
-    }
+    StoreError::CorruptProjection(format!("a stored {what}"))
 }
 
 /// Adds the projection's part of a batch to a sled batch.
@@ -234,18 +231,18 @@ impl Store {
         }
     }
 
-    /// Status changes from (seq, index) on, in change-log order, read lazily.
-    pub fn changes_from(
+    /// Status changes from `from` through `through` (both (seq, index),
+    /// inclusive), in change-log order, read lazily. The upper bound is the
+    /// caller's: a batch is readable in sled before it is durable, so a
+    /// reader that must see only durable changes bounds itself by the last
+    /// change of a published view.
+    pub fn changes_between(
         &self,
-        seq: u64,
-        index: u32,
+        from: (u64, u32),
+        through: (u64, u32),
     ) -> impl Iterator<Item = Result<StatusChange, StoreError>> + Send + 'static {
         self.tree
-            .range(change_key(seq, index)..)
-            .take_while(|item| {
-                item.as_ref()
-                    .map_or(true, |(key, _)| key.first() == Some(&CHANGE_PREFIX))
-            })
+            .range(change_key(from.0, from.1)..=change_key(through.0, through.1))
             .map(|item| {
                 let (_, value) = item?;
                 serde_json::from_slice(&value).map_err(|_| corrupt_record("status change"))

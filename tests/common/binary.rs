@@ -1,11 +1,13 @@
-//! The real binary, for the tests that start, kill and restart it
-//! (`tests/crash.rs`, `tests/corruption.rs`): a `serve` process that is
-//! killed if a test leaves it running, commands with a bounded run time,
-//! free loopback ports, and a small seeded generator so a failing run can be
-//! replayed from the seed it prints.
+//! The real binary, for the tests that run it (`tests/crash.rs`,
+//! `tests/corruption.rs`, `tests/operations.rs`, `tests/audit.rs`,
+//! `tests/scenario_cli.rs`): a `serve` process that is killed if a test
+//! leaves it running, commands with no inherited settings and a bounded run
+//! time, free loopback ports, and a small seeded generator so a failing run
+//! can be replayed from the seed it prints.
 //!
 //! Included with `#[path = "common/binary.rs"] mod binary;` by the tests
-//! that need it (the other test binaries do not compile it).
+//! that need it (the other test binaries do not compile it); not every one
+//! uses every helper.
 #![allow(dead_code)]
 
 use std::ffi::{OsStr, OsString};
@@ -118,8 +120,7 @@ pub enum Started {
     Exited(ExitStatus),
 }
 
-/// A `serve` process on a loopback port, killed (SIGKILL) if a test leaves
-/// it running.
+/// A `serve` process, killed (SIGKILL) if a test leaves it running.
 pub struct Serve {
     child: Child,
     stderr: PathBuf,
@@ -142,22 +143,21 @@ impl Serve {
         args.extend(extra.iter().map(OsString::from));
         let arg_refs: Vec<&dyn AsRef<OsStr>> =
             args.iter().map(|arg| arg as &dyn AsRef<OsStr>).collect();
+        Serve::start(command(&arg_refs), format!("http://{listen}"), stderr)
+    }
+
+    /// Runs `command` (a `serve` made with [`command`], its flags, config
+    /// file or environment as the test wants them) that will serve on
+    /// `url`, its stderr in `stderr`.
+    pub fn start(mut command: Command, url: String, stderr: PathBuf) -> Serve {
         let file = std::fs::File::create(&stderr).expect("cannot create the stderr file");
-        let child = command(&arg_refs)
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .expect("cannot run the binary");
-        Serve {
-            child,
-            stderr,
-            url: format!("http://{listen}"),
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+        Serve { child, stderr, url }
     }
 
     pub fn stderr(&self) -> String {

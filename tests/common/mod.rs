@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use ceasefire_ledger::client::{self, now_timestamp, random_nonce, sign};
 use ceasefire_ledger::core::checkpoint::{open_checkpoint, CheckpointBody, NoteVerifier};
-use ceasefire_ledger::core::merkle::Hash;
+use ceasefire_ledger::core::leaf::Leaf;
+use ceasefire_ledger::core::merkle::{verify_inclusion, Hash};
 use ceasefire_ledger::dev::{self, DevKeys};
 use ceasefire_ledger::node::{self, Node, NodeConfig};
 use ceasefire_ledger::proto::{
-    compliance_client::ComplianceClient, event::Body, ledger_client::LedgerClient, Category, Event,
-    Finding, GetCheckpointRequest, GetEntriesRequest, LatLon, Location, LogEntry, Observation,
-    SignedEvent,
+    compliance_client::ComplianceClient, event::Body, ledger_client::LedgerClient,
+    submit_result::Outcome, Category, Event, Finding, GetCheckpointRequest, GetEntriesRequest,
+    LatLon, Location, LogEntry, Observation, Receipt, SignedEvent, SubmitResult,
 };
 use ceasefire_ledger::sequencer::{SequencerConfig, StartupCheck};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -321,6 +322,62 @@ pub fn hash32(bytes: &[u8]) -> Hash {
     bytes
         .try_into()
         .unwrap_or_else(|_| panic!("expected 32 bytes, got {}", bytes.len()))
+}
+
+/// Checks everything a receipt promises: the leaf bytes are the submitted
+/// payload under `seq`, the leaf hash is SHA-256(0x00 || leaf), the note
+/// verifies with the operator key and matches its copies, and the inclusion
+/// proof leads from the leaf hash to the note's root.
+pub fn check_receipt(receipt: &Receipt, submitted: &SignedEvent, operator: &VerifyingKey) {
+    let leaf = Leaf::decode(&receipt.leaf).expect("the receipt's leaf does not decode");
+    assert_eq!(leaf.seq, receipt.seq, "leaf seq differs from the receipt's");
+    assert_eq!(
+        leaf.payload, submitted.payload,
+        "leaf payload is not verbatim"
+    );
+    assert_eq!(
+        receipt.leaf_hash,
+        leaf_hash(&receipt.leaf).to_vec(),
+        "leaf hash is not SHA-256(0x00 || leaf)"
+    );
+    let message = receipt
+        .checkpoint
+        .as_ref()
+        .expect("receipt has no checkpoint");
+    let body = open_checkpoint(&message.note, &note_verifier(operator))
+        .unwrap_or_else(|error| panic!("receipt checkpoint does not verify: {error}"));
+    assert_eq!(message.tree_size, body.tree_size, "tree_size copy differs");
+    assert_eq!(
+        message.root_hash,
+        body.root_hash.to_vec(),
+        "root_hash copy differs"
+    );
+    assert!(
+        body.tree_size > receipt.seq,
+        "checkpoint does not cover seq"
+    );
+    let proof = receipt
+        .inclusion_proof
+        .as_ref()
+        .expect("receipt has no inclusion proof");
+    assert_eq!(proof.leaf_index, receipt.seq);
+    assert_eq!(proof.tree_size, body.tree_size);
+    verify_inclusion(
+        &hash32(&receipt.leaf_hash),
+        receipt.seq,
+        body.tree_size,
+        &proof_hashes(&proof.hashes),
+        &body.root_hash,
+    )
+    .unwrap_or_else(|error| panic!("receipt for seq {}: {error}", receipt.seq));
+}
+
+/// The receipt of a SubmitStream answer, or a panic naming the refusal.
+pub fn streamed_receipt(answer: &SubmitResult) -> &Receipt {
+    match &answer.outcome {
+        Some(Outcome::Receipt(receipt)) => receipt,
+        other => panic!("event {}: expected a receipt, got {other:?}", answer.index),
+    }
 }
 
 /// Starts a node for a ledger of its own (not the dev one): `bootstrap`

@@ -6,7 +6,8 @@
 //! resident memory is its own. A few honest clients, each on its own
 //! connection, submit valid observations one call at a time (a closed loop)
 //! for a fixed time in each phase, and every receipt's latency from send to
-//! receipt is kept. The phases:
+//! receipt is kept; the node's memory is read before each phase, mid-way
+//! through its honest clients' run, and after. The phases:
 //!
 //! - **quiet**: no abuse, the reference.
 //! - **idle streams**: thousands of streams opened and left idle over a few
@@ -14,9 +15,10 @@
 //!   whose reader grants no flow-control window), and connections that send
 //!   nothing at all; the node's memory is read after each kind, and streams
 //!   over a limit are counted by their refusal code.
-//! - **forged flood**: one abusive connection keeps hundreds of unary
-//!   Submits of events with a flipped signature bit in flight, plus a
-//!   SubmitStream full of them; every one must come back UNAUTHENTICATED.
+//! - **forged flood**: one abusive connection keeps as many unary Submits
+//!   of events with a flipped signature bit in flight as the node's
+//!   per-connection stream limit leaves room for beside a SubmitStream full
+//!   of them; every one must come back UNAUTHENTICATED.
 //! - **oversized**: messages over the 64 KiB gRPC limit and payloads between
 //!   the 32 KiB payload cap and that limit, on Submit and SubmitStream.
 //!
@@ -40,10 +42,13 @@ use super::clients::{build_events, LedgerConnection};
 use super::measure::percentile;
 use super::node::{resident_bytes, BenchNode};
 use crate::client;
+use crate::core::leaf::MAX_PAYLOAD_BYTES;
 use crate::proto::{
     compliance_client::ComplianceClient, event::Body, Event, GetEntriesRequest, SignedEvent,
     StatusFilter, SubscribeRequest,
 };
+use crate::sequencer::SequencerConfig;
+use crate::server::{MAX_CONCURRENT_STREAMS_PER_CONNECTION, MAX_GRPC_MESSAGE_BYTES};
 
 /// How long the honest clients are measured in each phase.
 const PHASE: Duration = Duration::from_secs(3);
@@ -55,8 +60,18 @@ const HONEST_CLIENTS: usize = 4;
 /// submits in [`PHASE`] one call at a time.
 const HONEST_POOL: usize = 6_000;
 
-/// Forged unary Submits the abusive connection keeps in flight.
-const FORGED_IN_FLIGHT: usize = 256;
+/// The node's batch delay: `serve`'s default (its max batch is `serve`'s
+/// default too, [`SequencerConfig`]'s), as an operator runs it. The honest
+/// clients have at most [`HONEST_CLIENTS`] events waiting at once and
+/// forged events never reach a batch, so the batching is not what this
+/// benchmark measures.
+const NODE_BATCH_DELAY_MS: u64 = 0;
+
+/// Forged unary Submits the abusive connection keeps in flight: every
+/// stream the node allows one connection
+/// ([`MAX_CONCURRENT_STREAMS_PER_CONNECTION`]) but the one its forged
+/// SubmitStream takes. More would only queue in this client.
+const FORGED_IN_FLIGHT: usize = MAX_CONCURRENT_STREAMS_PER_CONNECTION as usize - 1;
 
 /// Distinct forged events, sent round and round (each costs the node a full
 /// verification every time).
@@ -73,6 +88,20 @@ const IDLE_CONNECTIONS: usize = 1_000;
 /// Streams opened per connection in the idle phase: below the node's limit
 /// of concurrent streams per connection, so none of them waits for a slot.
 const STREAMS_PER_CONNECTION: usize = 100;
+const _: () = assert!(STREAMS_PER_CONNECTION <= MAX_CONCURRENT_STREAMS_PER_CONNECTION as usize);
+
+/// Oversized events: a message well over the node's gRPC message limit
+/// (refused from its length prefix), and a payload over the payload cap
+/// whose message is still under that limit (read, then refused).
+const OVER_MESSAGE_BYTES: usize = 100 * 1024;
+const OVER_PAYLOAD_BYTES: usize = 40 * 1024;
+const _: () = assert!(OVER_MESSAGE_BYTES > MAX_GRPC_MESSAGE_BYTES);
+const _: () = assert!(
+    OVER_PAYLOAD_BYTES > MAX_PAYLOAD_BYTES && OVER_PAYLOAD_BYTES + 1024 < MAX_GRPC_MESSAGE_BYTES
+);
+
+/// Time given to an abuse to build up before the node's memory is read.
+const BUILD_UP: Duration = Duration::from_millis(300);
 
 /// Oversized calls the abusive connection keeps in flight.
 const OVERSIZED_IN_FLIGHT: usize = 32;
@@ -86,7 +115,7 @@ struct Phase {
     name: &'static str,
     honest: Honest,
     resident_before: u64,
-    /// With the abuse in place (idle phase: after opening everything).
+    /// Mid-way through the honest clients' run, with the abuse in place.
     resident_during: u64,
     /// After the abuse stopped and the node had [`SETTLE`] to clean up.
     resident_after: u64,
@@ -104,12 +133,19 @@ struct Honest {
     elapsed: Duration,
     /// A client ran out of pre-signed events before the phase ended.
     exhausted: bool,
+    /// The node's resident bytes mid-way through the phase.
+    resident_mid: u64,
 }
 
 pub async fn run(data_dir: &Path, json: bool) -> anyhow::Result<()> {
     let keys = crate::dev::ensure_dev_keys(data_dir)?;
     let monitor = keys.monitor.key.clone();
-    let node = BenchNode::start(data_dir, 1024, 0).await?;
+    let node = BenchNode::start(
+        data_dir,
+        SequencerConfig::default().max_batch,
+        NODE_BATCH_DELAY_MS,
+    )
+    .await?;
     let result = phases(&node, &monitor).await;
     let stopped = node.stop().await.context("the node did not stop cleanly");
     let (phases, grown, receipts) = result?;
@@ -149,12 +185,12 @@ async fn phases(node: &BenchNode, monitor: &SigningKey) -> anyhow::Result<(Vec<P
     let mut phases = Vec::new();
 
     let resident_before = resident(node);
-    let honest = honest_phase(&honest_connections, monitor).await?;
+    let honest = honest_phase(node, &honest_connections, monitor).await?;
     phases.push(Phase {
         name: "quiet",
+        resident_during: honest.resident_mid,
         honest,
         resident_before,
-        resident_during: resident(node),
         resident_after: resident(node),
         abuse: BTreeMap::new(),
         note: "no abuse".into(),
@@ -178,8 +214,10 @@ fn resident(node: &BenchNode) -> u64 {
     resident_bytes(node.pid()).unwrap_or(0)
 }
 
-/// The honest clients for one [`PHASE`], each one call at a time.
+/// The honest clients for one [`PHASE`], each one call at a time; the
+/// node's memory is read half-way through.
 async fn honest_phase(
+    node: &BenchNode,
     connections: &[LedgerConnection],
     monitor: &SigningKey,
 ) -> anyhow::Result<Honest> {
@@ -229,7 +267,12 @@ async fn honest_phase(
             honest
         }));
     }
-    let mut honest = Honest::default();
+    tokio::time::sleep_until((started + PHASE / 2).into()).await;
+    let resident_mid = resident(node);
+    let mut honest = Honest {
+        resident_mid,
+        ..Honest::default()
+    };
     for task in tasks {
         let client = task.await.context("an honest client failed")?;
         honest.latencies_us.extend(client.latencies_us);
@@ -331,10 +374,9 @@ async fn forged_flood(
             }
         }));
     }
-    // Let the flood build up before measuring.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let resident_during = resident(node);
-    let honest = honest_phase(honest_connections, monitor).await?;
+    // Let the flood build up before the honest clients start.
+    tokio::time::sleep(BUILD_UP).await;
+    let honest = honest_phase(node, honest_connections, monitor).await?;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
@@ -344,9 +386,9 @@ async fn forged_flood(
     let refused: u64 = abuse.values().sum();
     Ok(Phase {
         name: "forged flood",
+        resident_during: honest.resident_mid,
         honest,
         resident_before,
-        resident_during,
         resident_after: resident(node),
         note: format!(
             "one connection: {FORGED_IN_FLIGHT} unary Submits in flight and a SubmitStream, \
@@ -481,9 +523,8 @@ async fn idle_streams(
         }
     }
     tokio::time::sleep(SETTLE).await;
-    let resident_during = resident(node);
-    let honest = honest_phase(honest_connections, monitor).await?;
-    kinds.push(("silent connection", silent.len(), resident_during));
+    kinds.push(("silent connection", silent.len(), resident(node)));
+    let honest = honest_phase(node, honest_connections, monitor).await?;
     drop((subscriptions, submit_streams, entry_readers, silent));
     tokio::time::sleep(SETTLE).await;
     let mut previous = resident_before;
@@ -500,9 +541,9 @@ async fn idle_streams(
     }
     Ok(Phase {
         name: "idle streams",
+        resident_during: honest.resident_mid,
         honest,
         resident_before,
-        resident_during,
         resident_after: resident(node),
         note: format!(
             "{} streams per connection; node memory per idle item: {}",
@@ -531,8 +572,8 @@ async fn oversized(
     monitor: &SigningKey,
 ) -> anyhow::Result<Phase> {
     let template = build_events(1, monitor).remove(0);
-    let over_message = Arc::new(sized_event(&template, monitor, 100 * 1024));
-    let over_payload = Arc::new(sized_event(&template, monitor, 40 * 1024));
+    let over_message = Arc::new(sized_event(&template, monitor, OVER_MESSAGE_BYTES));
+    let over_payload = Arc::new(sized_event(&template, monitor, OVER_PAYLOAD_BYTES));
     let abuser = client::connect(&node.url).await?;
     let outcomes: Outcomes = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -612,9 +653,8 @@ async fn oversized(
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let resident_during = resident(node);
-    let honest = honest_phase(honest_connections, monitor).await?;
+    tokio::time::sleep(BUILD_UP).await;
+    let honest = honest_phase(node, honest_connections, monitor).await?;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
@@ -622,13 +662,15 @@ async fn oversized(
     tokio::time::sleep(SETTLE).await;
     Ok(Phase {
         name: "oversized",
+        resident_during: honest.resident_mid,
         honest,
         resident_before,
-        resident_during,
         resident_after: resident(node),
         note: format!(
-            "one connection, {OVERSIZED_IN_FLIGHT} callers: 100 KiB messages and 40 KiB \
-             payloads on Submit and SubmitStream"
+            "one connection, {OVERSIZED_IN_FLIGHT} callers: {} KiB messages and {} KiB \
+             payloads on Submit and SubmitStream",
+            OVER_MESSAGE_BYTES / 1024,
+            OVER_PAYLOAD_BYTES / 1024
         ),
         abuse: take(&outcomes),
     })

@@ -1,7 +1,9 @@
 //! The benchmark's clients: observations signed before the clock starts,
 //! and the two ways of submitting them, one unary Submit at a time or a
 //! window of events in flight on one SubmitStream. Each records every
-//! event's latency from send to receipt.
+//! event's latency to its receipt: from when it was sent or, under
+//! `--rate`, from when it was due by the schedule, so that a node falling
+//! behind shows in the latencies (no coordinated omission).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,16 +21,22 @@ use crate::proto::{
 /// What one client saw.
 #[derive(Default)]
 pub struct ClientResult {
-    /// Latency of every successful call, microseconds.
+    /// Latency of every successful call, microseconds: from the send or,
+    /// under `--rate`, from the scheduled send time.
     pub latencies_us: Vec<u64>,
     /// Checkpoint tree size of every receipt (one per batch).
     pub checkpoint_sizes: Vec<u64>,
     /// Error message of every failed call.
     pub failures: Vec<String>,
-    /// How far sends started behind the `--rate` schedule.
+    /// How far behind the `--rate` schedule events actually left the
+    /// client (for a stream: after waiting for window credit).
     pub max_lag: Duration,
+    /// Events sent more than [`LATE`] behind the schedule.
     pub late_sends: usize,
 }
+
+/// A send this far behind its scheduled time counts as late.
+pub const LATE: Duration = Duration::from_millis(1);
 
 /// When a client's events are due under `--rate`.
 #[derive(Clone, Copy)]
@@ -41,18 +49,31 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Waits until event `k` of this client is due and notes how late it is.
-    async fn wait_for(&self, k: usize, result: &mut ClientResult) {
-        let Some(interval) = self.interval else {
-            return;
-        };
+    /// Waits until event `k` of this client is due; returns when it was due
+    /// (`None` without `--rate`).
+    async fn wait_for(&self, k: usize) -> Option<Instant> {
+        let interval = self.interval?;
         let due = self.start + interval.mul_f64((k * self.clients + self.client) as f64);
         tokio::time::sleep_until(due).await;
-        let lag = tokio::time::Instant::now().saturating_duration_since(due);
-        result.max_lag = result.max_lag.max(lag);
-        if lag > Duration::from_millis(1) {
-            result.late_sends += 1;
+        Some(due.into_std())
+    }
+}
+
+impl ClientResult {
+    /// Called as an event actually leaves the client: notes how far behind
+    /// its scheduled time `due` it is, and returns the instant its latency
+    /// counts from (the scheduled time under `--rate`, else now).
+    fn sending(&mut self, due: Option<Instant>) -> Instant {
+        let now = Instant::now();
+        let Some(due) = due else {
+            return now;
+        };
+        let lag = now.saturating_duration_since(due);
+        self.max_lag = self.max_lag.max(lag);
+        if lag > LATE {
+            self.late_sends += 1;
         }
+        due
     }
 }
 
@@ -67,15 +88,15 @@ impl ClientResult {
         }
     }
 
-    /// Records one event's answer, `sent` being when it left the client;
-    /// counts a receipt in `acknowledged`.
+    /// Records one event's answer, its latency counting from `since` (see
+    /// [`ClientResult::sending`]); counts a receipt in `acknowledged`.
     fn record(
         &mut self,
-        sent: Instant,
+        since: Instant,
         answer: Result<crate::proto::Receipt, String>,
         acknowledged: &AtomicU64,
     ) {
-        let latency = sent.elapsed();
+        let latency = since.elapsed();
         match answer {
             Ok(receipt) => match receipt.checkpoint {
                 Some(checkpoint) if receipt.seq < checkpoint.tree_size => {
@@ -102,20 +123,23 @@ pub async fn unary_client(
     let mut result = ClientResult::with_capacity(share.len());
     tokio::time::sleep_until(schedule.start).await;
     for (k, event) in share.into_iter().enumerate() {
-        schedule.wait_for(k, &mut result).await;
-        let sent = Instant::now();
+        let due = schedule.wait_for(k).await;
+        let since = result.sending(due);
         let answer = connection
             .submit(event)
             .await
             .map(tonic::Response::into_inner)
             .map_err(|status| format!("{:?}: {}", status.code(), status.message()));
-        result.record(sent, answer, &acknowledged);
+        result.record(since, answer, &acknowledged);
     }
     result
 }
 
 /// One SubmitStream with up to `window` events in flight; answers come back
-/// in the order sent, so each is matched with the oldest send time.
+/// in the order sent, so each is matched with the oldest send time. Under
+/// `--rate`, an event whose window credit comes late is late: its schedule
+/// lag is taken once it has credit, and its latency counts from when it
+/// was due.
 pub async fn stream_client(
     mut connection: LedgerConnection,
     share: Vec<SignedEvent>,
@@ -144,12 +168,12 @@ pub async fn stream_client(
         let mut lag = ClientResult::default();
         tokio::time::sleep_until(schedule.start).await;
         for (k, event) in share.into_iter().enumerate() {
-            schedule.wait_for(k, &mut lag).await;
+            let due = schedule.wait_for(k).await;
             let Ok(permit) = sender_credit.acquire().await else {
                 break;
             };
             permit.forget();
-            let _ = sent_times.send(Instant::now());
+            let _ = sent_times.send(lag.sending(due));
             if events.send(event).await.is_err() {
                 break;
             }
@@ -167,12 +191,12 @@ pub async fn stream_client(
                 break;
             }
         };
-        let Some(sent) = send_order.recv().await else {
+        let Some(since) = send_order.recv().await else {
             break;
         };
         credit.add_permits(1);
         result.record(
-            sent,
+            since,
             match answer.outcome {
                 Some(Outcome::Receipt(receipt)) => Ok(receipt),
                 Some(Outcome::Refusal(refusal)) => Err(format!(

@@ -8,20 +8,26 @@
 //! and every client has its own gRPC connection, opened before the clock
 //! too. Each client then submits its share as fast as it can or, with
 //! `--rate`, at a steady share of the offered load, and records each
-//! event's latency from send to receipt: one unary Submit call at a time,
-//! or, with `--stream`, on one SubmitStream with up to `--window` events in
-//! flight ([`clients`]).
+//! event's latency to its receipt: one unary Submit call at a time, or,
+//! with `--stream`, on one SubmitStream with up to `--window` events in
+//! flight ([`clients`]). Latency counts from the send or, under `--rate`,
+//! from the event's scheduled send time, so that waiting for the previous
+//! call or for stream credit when the node falls behind is counted; the
+//! schedule lag is taken when each event actually leaves the client.
 //!
 //! Batches are counted from the receipts: each carries the checkpoint
 //! committed with its batch, so the distinct checkpoint sizes are the batches
 //! (one sync each) that the run's events went into; nothing else writes.
-//! The node's resident memory is sampled as the log grows, and read at each
-//! power of ten it passes.
+//! The node's resident memory is read as the log passes each power of ten
+//! above its starting size (from 1,000), beside the log size the node
+//! reports right then, and at the end.
 //!
 //! After the node has stopped (SIGTERM, as an operator would), the same run
 //! measures this machine's single-thread strict verification rate over a
-//! real signed payload, the way the server checks it, so the ratio of the
-//! two is visible; inclusion proofs read from the store at tree sizes from
+//! real signed payload, decoding the public key every time (a conservative,
+//! cache-free reference: the server decodes each signer's key once per
+//! thread, so it verifies somewhat faster), so the ratio of the two is
+//! visible; inclusion proofs read from the final store for tree sizes from
 //! 1,000 up; the store's bytes per entry; and, with `--audit`, an audit of
 //! the whole log beside the all-core verify rate ([`measure`]).
 //!
@@ -50,8 +56,12 @@ use crate::sequencer::SequencerConfig;
 use clients::{ClientResult, Schedule};
 use node::BenchNode;
 
-/// How often the node's resident memory is sampled.
-const MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the acknowledged count is checked for the next memory
+/// milestone (the node's memory is read only when one is passed).
+const MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The first log size at which the node's memory is read, on a fresh log.
+const FIRST_MEMORY_MILESTONE: u64 = 1_000;
 
 /// Distinct error messages shown when submissions fail.
 const FAILURES_SHOWN: usize = 5;
@@ -93,8 +103,15 @@ pub struct BenchArgs {
     audit: bool,
     /// Instead of measuring ingest, measure honest clients while the node is
     /// abused: a forged-signature flood, thousands of idle streams,
-    /// oversized messages (a fixed, short run; other load flags do not apply).
-    #[arg(long, conflicts_with_all = ["rate", "stream", "audit", "events"])]
+    /// oversized messages (a fixed, short run with its own clients and the
+    /// node's default batching: the load, node and audit flags are refused).
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "clients", "events", "max_batch", "batch_delay_ms", "rate", "stream",
+            "window", "audit",
+        ]
+    )]
     abuse: bool,
     /// Also print the figures as one JSON object (last line of stdout).
     #[arg(long)]
@@ -192,8 +209,9 @@ struct Figures {
     payload_bytes: usize,
     max_lag: Duration,
     late_sends: usize,
-    /// The node's resident bytes when the log first reached each size
-    /// (powers of ten, and the final size).
+    /// The node's resident bytes by the log size the node reported right
+    /// after reading them (as the log passed each power of ten, and at the
+    /// end).
     memory: BTreeMap<u64, u64>,
 }
 
@@ -294,6 +312,7 @@ async fn drive(
     let clients_done = Arc::new(AtomicBool::new(false));
     let sampling = tokio::spawn(sample_memory(
         node.pid(),
+        client::connect(&node.url).await?,
         size_before,
         acknowledged.clone(),
         clients_done.clone(),
@@ -380,23 +399,36 @@ async fn drive(
     ))
 }
 
-/// Samples the node's resident memory until the clients are done; keeps
-/// the first sample taken once the log reached each power of ten.
+/// Until the clients are done, reads the node's resident memory each time
+/// the acknowledged log size passes a power of ten (the first above
+/// `size_before`, at least [`FIRST_MEMORY_MILESTONE`]), and keys it by the
+/// log size the node reports right after the read, not by the milestone.
 async fn sample_memory(
     pid: u32,
+    mut connection: clients::LedgerConnection,
     size_before: u64,
     acknowledged: Arc<AtomicU64>,
     clients_done: Arc<AtomicBool>,
 ) -> BTreeMap<u64, u64> {
     let mut memory = BTreeMap::new();
-    let mut next_milestone = 1_000u64;
+    let mut next_milestone = FIRST_MEMORY_MILESTONE;
+    while next_milestone <= size_before {
+        next_milestone = next_milestone.saturating_mul(10);
+    }
     while !clients_done.load(Ordering::Relaxed) {
-        let size = size_before + acknowledged.load(Ordering::Relaxed);
-        while size >= next_milestone {
-            if let Some(resident) = node::resident_bytes(pid) {
-                memory.insert(next_milestone, resident);
+        let acknowledged_size = size_before + acknowledged.load(Ordering::Relaxed);
+        if acknowledged_size >= next_milestone {
+            let resident = node::resident_bytes(pid);
+            let observed = connection
+                .get_checkpoint(crate::proto::GetCheckpointRequest {})
+                .await
+                .map(|checkpoint| checkpoint.into_inner().tree_size);
+            if let (Some(resident), Ok(size)) = (resident, observed) {
+                memory.insert(size, resident);
             }
-            next_milestone *= 10;
+            while next_milestone <= acknowledged_size {
+                next_milestone = next_milestone.saturating_mul(10);
+            }
         }
         tokio::time::sleep(MEMORY_SAMPLE_INTERVAL).await;
     }
@@ -459,15 +491,23 @@ fn report(
     }
     match args.rate {
         Some(rate) => println!(
-            "  offered load      {rate:.0} events/s ({} sends more than 1 ms behind schedule, worst {:.1} ms)",
+            "  offered load      {rate:.0} events/s ({} sends more than {} ms behind schedule, worst {:.1} ms)",
             figures.late_sends,
+            clients::LATE.as_millis(),
             figures.max_lag.as_secs_f64() * 1e3
         ),
         None => println!("  offered load      unlimited (closed loop)"),
     }
     println!("  wall time         {wall:.3} s");
     println!("  submissions/s     {throughput:.0}");
-    println!("  latency (ms)      p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2}");
+    let latency_from = if args.rate.is_some() {
+        "from the scheduled send"
+    } else {
+        "from the send"
+    };
+    println!(
+        "  latency (ms)      p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2} ({latency_from})"
+    );
     println!(
         "  batches           {batches} (mean {mean_batch:.1} events, largest {max_batch}), {syncs_per_second:.0} syncs/s"
     );
@@ -483,13 +523,13 @@ fn report(
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     for (size, resident) in &figures.memory {
         println!(
-            "  node memory       {:.1} MiB resident with {size} entries",
+            "  node memory       {:.1} MiB resident at log size {size}",
             mib(*resident)
         );
     }
-    for (size, length, micros) in proofs {
+    for (size, longest, micros) in proofs {
         println!(
-            "  inclusion proof   {micros:.1} us from the store in a tree of {size} ({length} hashes)"
+            "  inclusion proof   {micros:.1} us (final store, tree size {size}, up to {longest} hashes)"
         );
     }
     let bytes_per_entry = disk_bytes as f64 / figures.size_after.max(1) as f64;
@@ -531,6 +571,7 @@ fn report(
             "wall_seconds": wall,
             "submissions_per_second": throughput,
             "latency_ms": { "p50": p50, "p90": p90, "p99": p99, "max": max },
+            "latency_from": if args.rate.is_some() { "scheduled send" } else { "send" },
             "batches": batches,
             "mean_batch": mean_batch,
             "largest_batch": max_batch,
