@@ -24,9 +24,8 @@
 //!
 //! After the node has stopped (SIGTERM, as an operator would), the same run
 //! measures this machine's single-thread strict verification rate over a
-//! real signed payload, decoding the public key every time (a conservative,
-//! cache-free reference: the server decodes each signer's key once per
-//! thread, so it verifies somewhat faster), so the ratio of the two is
+//! real signed payload (`verify_strict` with the key decoded once: the
+//! primitive's own rate, the highest reference), so the ratio of the two is
 //! visible; inclusion proofs read from the final store for tree sizes from
 //! 1,000 up; the store's bytes per entry; and, with `--audit`, an audit of
 //! the whole log beside the all-core verify rate ([`measure`]).
