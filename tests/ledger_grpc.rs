@@ -681,6 +681,18 @@ async fn resubmitting_is_idempotent_and_a_replayed_nonce_is_refused() {
         codes.contains(&Code::Ok) && codes.contains(&Code::AlreadyExists),
         "two events with one nonce: {codes:?}"
     );
+    let size = node.checkpoint().await;
+
+    // After a restart, with nothing of the run left in memory: both still
+    // hold.
+    let (dir, keys) = node.stop().await;
+    let node = TestNode::resume(dir, keys).await;
+    let mut client = node.client.clone();
+    let again = submit_ok(&mut client, &signed).await;
+    assert_eq!((again.seq, &again.leaf), (first.seq, &first.leaf));
+    let status = client.submit(replay).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    submit_ok(&mut client, &node.signed_observation("after the restart")).await;
     assert_eq!(node.checkpoint().await.tree_size, size.tree_size + 1);
     node.shutdown().await;
 }

@@ -110,6 +110,13 @@ enum Command {
 }
 
 impl Cli {
+    /// Process-wide work the chosen command needs beside its own.
+    pub fn prepare_process(&self) {
+        if matches!(self.command, Command::Serve(_)) {
+            serve::trim_malloc_periodically();
+        }
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(args) => serve::run(args).await,

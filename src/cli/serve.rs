@@ -18,6 +18,37 @@ use crate::sequencer::{SequencerConfig, StartupCheck};
 use crate::server::TlsFiles;
 use crate::signed_file::SignedEventFile;
 
+/// How often the server hands glibc's free heap pages back to the system.
+/// glibc gives threads that allocate at once arenas of their own (up to
+/// eight per core) and returns an arena's free pages only from its top, so
+/// under ingest the node's resident memory grew ~80 MiB past what it used
+/// (`bench` continuing a 360k-entry log by 100k: 276 MiB by default). Two
+/// arenas instead cost 13-17% of ingest throughput (malloc contention
+/// between the runtime and the verifying threads); a trim each second
+/// costs a few milliseconds.
+const MALLOC_TRIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts a thread that trims glibc's heap every [`MALLOC_TRIM_INTERVAL`]
+/// for the life of the process.
+pub fn trim_malloc_periodically() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let spawned = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .spawn(|| loop {
+                std::thread::sleep(MALLOC_TRIM_INTERVAL);
+                // SAFETY: malloc_trim only releases free memory; glibc
+                // locks each arena while it trims it.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the malloc trimming thread");
+        }
+    }
+}
+
 const DEFAULT_DATA_DIR: &str = "ceasefire-data";
 const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 

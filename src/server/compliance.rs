@@ -14,7 +14,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
-use super::{store_status, StreamLimit, MAX_SUBSCRIPTIONS};
+use super::{read_store, StreamLimit, MAX_SUBSCRIPTIONS};
 use crate::core::projection::{severity, PairSummary, StatusChange as CoreChange};
 use crate::core::rules::micros_timestamp as timestamp;
 use crate::metrics::Metrics;
@@ -266,12 +266,8 @@ impl Compliance for ComplianceService {
                 key.1, key.0
             )));
         }
-        let store = self.store.clone();
         let as_of = view.head.as_of_seq.unwrap_or_default();
-        let changes = tokio::task::spawn_blocking(move || store.pair_history(&key))
-            .await
-            .map_err(|error| Status::internal(format!("read task failed: {error}")))?
-            .map_err(store_status)?;
+        let changes = read_store(&self.store, move |store| store.pair_history(&key)).await?;
         Ok(Response::new(GetHistoryResponse {
             // A batch may have committed since the view: answer as of the view.
             changes: changes
@@ -382,25 +378,17 @@ async fn follow_changes(
         // Read up to the view's last change only: the next batch may already
         // be in sled, readable but not yet durable (its sync still running),
         // and must not reach anyone before its receipts do.
-        let chunk_store = store.clone();
         let from = cursor;
-        let chunk = tokio::task::spawn_blocking(move || {
-            chunk_store
+        let read = read_store(&store, move |store| {
+            store
                 .changes_between(from, through)
                 .take(CATCH_UP_CHUNK)
                 .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
-        let chunk = match chunk {
-            Ok(Ok(chunk)) => chunk,
-            Ok(Err(error)) => {
-                let _ = sender.send(Err(store_status(error))).await;
-                return;
-            }
-            Err(error) => {
-                let _ = sender
-                    .send(Err(Status::internal(format!("read task failed: {error}"))))
-                    .await;
+        });
+        let chunk = match read.await {
+            Ok(chunk) => chunk,
+            Err(status) => {
+                let _ = sender.send(Err(status)).await;
                 return;
             }
         };

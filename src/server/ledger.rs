@@ -25,7 +25,7 @@ use tracing::Instrument;
 
 use super::compliance::stopping;
 use super::{
-    rejection_status, store_status, submit_status, ConnectionInfo, StreamLimit, MAX_ENTRY_STREAMS,
+    read_store, rejection_status, submit_status, ConnectionInfo, StreamLimit, MAX_ENTRY_STREAMS,
     MAX_SUBMIT_STREAMS,
 };
 use crate::core::leaf::MAX_PAYLOAD_BYTES;
@@ -107,18 +107,6 @@ impl LedgerService {
         self.sequencer
             .checkpoint()
             .ok_or_else(|| Status::failed_precondition("the ledger has no genesis yet"))
-    }
-
-    /// Runs a store read on the blocking pool (sled reads may touch disk).
-    async fn read<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&Store) -> Result<T, crate::storage::StoreError> + Send + 'static,
-    ) -> Result<T, Status> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || read(&store))
-            .await
-            .map_err(|error| Status::internal(format!("read task failed: {error}")))?
-            .map_err(store_status)
     }
 }
 
@@ -300,8 +288,10 @@ impl LedgerService {
         let proof = match sequenced.batch.inclusion_proof(seq) {
             Some(proof) => proof,
             None => {
-                self.read(move |store| store.inclusion_proof(seq, tree_size))
-                    .await?
+                read_store(&self.store, move |store| {
+                    store.inclusion_proof(seq, tree_size)
+                })
+                .await?
             }
         };
         tracing::debug!(seq, "receipt");
@@ -498,9 +488,10 @@ impl Ledger for LedgerService {
                 "entry {seq} is not in a tree of {tree_size} entries"
             )));
         }
-        let proof = self
-            .read(move |store| store.inclusion_proof(seq, tree_size))
-            .await?;
+        let proof = read_store(&self.store, move |store| {
+            store.inclusion_proof(seq, tree_size)
+        })
+        .await?;
         Ok(Response::new(Proof {
             hashes: hashes(proof),
             tree_size,
@@ -526,9 +517,10 @@ impl Ledger for LedgerService {
                 "old_size {old_size} is greater than new_size {new_size}"
             )));
         }
-        let proof = self
-            .read(move |store| store.consistency_proof(old_size, new_size))
-            .await?;
+        let proof = read_store(&self.store, move |store| {
+            store.consistency_proof(old_size, new_size)
+        })
+        .await?;
         Ok(Response::new(Proof {
             hashes: hashes(proof),
             tree_size: new_size,
@@ -550,23 +542,13 @@ async fn send_entries(
     let mut next = start;
     while next < end {
         let chunk_end = end.min(next.saturating_add(ENTRY_READ_CHUNK));
-        let chunk_store = store.clone();
-        let chunk = tokio::task::spawn_blocking(move || {
-            chunk_store
-                .leaves(next, chunk_end)
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await;
-        let chunk = match chunk {
-            Ok(Ok(chunk)) => chunk,
-            Ok(Err(error)) => {
-                let _ = sender.send(Err(store_status(error))).await;
-                return;
-            }
-            Err(error) => {
-                let _ = sender
-                    .send(Err(Status::internal(format!("read task failed: {error}"))))
-                    .await;
+        let read = read_store(&store, move |store| {
+            store.leaves(next, chunk_end).collect::<Result<Vec<_>, _>>()
+        });
+        let chunk = match read.await {
+            Ok(chunk) => chunk,
+            Err(status) => {
+                let _ = sender.send(Err(status)).await;
                 return;
             }
         };

@@ -276,6 +276,19 @@ pub(crate) fn submit_status(error: SubmitError) -> Status {
     }
 }
 
+/// Runs a store read on the blocking pool (sled reads may touch disk), its
+/// failure as the status its caller answers.
+pub(crate) async fn read_store<T: Send + 'static>(
+    store: &Arc<Store>,
+    read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .map_err(|error| Status::internal(format!("read task failed: {error}")))?
+        .map_err(store_status)
+}
+
 pub(crate) fn store_status(error: StoreError) -> Status {
     match error {
         StoreError::OutOfRange { .. } => Status::out_of_range(error.to_string()),
