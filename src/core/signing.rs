@@ -102,11 +102,10 @@ pub fn is_acceptable_public_key(bytes: &[u8; 32]) -> bool {
 /// Decoded public keys kept per thread (each verifying thread has its own,
 /// so threads never wait for each other). Decoding a key is a square root
 /// in the field, about a tenth of a strict verification on these machines,
-/// and events are
-/// signed by the few keys of registered parties. Past this many keys (a
-/// flood of events under random keys) the cache starts over, so it never
-/// holds more than ~0.5 MiB per thread (224 bytes an entry, in a table
-/// that keeps its 2,048 buckets).
+/// and events are signed by the few keys of registered parties. Past this
+/// many keys (a flood of events under random keys) the cache starts over,
+/// so it never holds more than ~0.5 MiB per thread (224 bytes an entry,
+/// in a table that keeps its 2,048 buckets).
 const DECODED_KEYS_PER_THREAD: usize = 1024;
 
 thread_local! {
