@@ -776,19 +776,11 @@ pub fn merkle(data: &[u8]) -> bool {
             Ok(()),
             "an inclusion proof of leaf {index} in {tree_size} does not verify"
         );
-        for position in 0..proof.len() {
-            let mut flipped = proof.clone();
-            flip(&mut flipped[position], &mut input);
-            assert!(verify(&leaf_hash, &flipped, &tree_root).is_err());
-        }
+        assert_altered_proofs_refused(&proof, tree_root, &mut input, |altered| {
+            verify(&leaf_hash, altered, &tree_root).is_err()
+        });
         assert!(verify(&flipped_copy(&leaf_hash, &mut input), &proof, &tree_root).is_err());
         assert!(verify(&leaf_hash, &proof, &flipped_copy(&tree_root, &mut input)).is_err());
-        assert!(verify(
-            &leaf_hash,
-            &[proof.as_slice(), &[tree_root]].concat(),
-            &tree_root
-        )
-        .is_err());
         if let Some((_, shorter)) = proof.split_last() {
             assert!(verify(&leaf_hash, shorter, &tree_root).is_err());
         }
@@ -804,17 +796,9 @@ pub fn merkle(data: &[u8]) -> bool {
         Ok(()),
         "a consistency proof from {old_size} to {new_size} does not verify"
     );
-    for position in 0..proof.len() {
-        let mut flipped = proof.clone();
-        flip(&mut flipped[position], &mut input);
-        assert!(verify(&old_root, &new_root, &flipped).is_err());
-    }
-    assert!(verify(
-        &old_root,
-        &new_root,
-        &[proof.as_slice(), &[new_root]].concat()
-    )
-    .is_err());
+    assert_altered_proofs_refused(&proof, new_root, &mut input, |altered| {
+        verify(&old_root, &new_root, altered).is_err()
+    });
     if old_size > 0 {
         // From the empty tree every pair of roots is consistent (RFC 9162);
         // from any other size both roots are bound by the proof.
@@ -827,6 +811,28 @@ pub fn merkle(data: &[u8]) -> bool {
     // A consistency proof without hashes proves nothing about the input
     // (from size 0, or between equal sizes), so it does not count.
     included.is_ok() || consistent.is_ok() && !raw_proof.is_empty()
+}
+
+/// Asserts that `refuses` holds for `proof` with any one hash flipped and
+/// for `proof` with `extra` appended.
+fn assert_altered_proofs_refused(
+    proof: &[Hash],
+    extra: Hash,
+    input: &mut Input,
+    refuses: impl Fn(&[Hash]) -> bool,
+) {
+    for position in 0..proof.len() {
+        let mut flipped = proof.to_vec();
+        flip(&mut flipped[position], input);
+        assert!(
+            refuses(&flipped),
+            "a proof with hash {position} flipped passed"
+        );
+    }
+    assert!(
+        refuses(&[proof, &[extra]].concat()),
+        "a proof with a hash appended passed"
+    );
 }
 
 /// Flips the input-chosen bits of an input-chosen byte of `hash` (never none).

@@ -88,3 +88,28 @@ fn offline_commands_refuse_bad_input_with_one_line() {
     let missing = run(&["verify", "--data-dir", "nowhere"], dir);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+/// `bench --abuse` runs a fixed measurement: load and node flags beside it
+/// are refused (clap's usage error, exit 2) before any node starts.
+#[test]
+fn bench_abuse_refuses_the_load_flags() {
+    let work = tempfile::tempdir().unwrap();
+    for flag in [
+        &["--clients", "4"][..],
+        &["--events", "100"],
+        &["--stream"],
+        &["--rate", "100"],
+        &["--max-batch", "8"],
+        &["--audit"],
+    ] {
+        let mut args = vec!["bench", "--abuse"];
+        args.extend_from_slice(flag);
+        let output = run(&args, work.path());
+        assert_eq!(output.status.code(), Some(2), "{flag:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("'--abuse' cannot be used with") && stderr.contains(flag[0]),
+            "{flag:?}: {stderr}"
+        );
+    }
+}

@@ -406,18 +406,33 @@ fn take(outcomes: &Outcomes) -> BTreeMap<String, u64> {
     )
 }
 
-/// Connections for `streams` streams, [`STREAMS_PER_CONNECTION`] each.
-async fn channels(
+/// Opens `total` streams with `open`, [`STREAMS_PER_CONNECTION`] to a
+/// connection (each made with `configure`), and keeps those the node
+/// accepted; a refusal is counted as `kind` and its code.
+async fn open_streams<T, Opened>(
     node: &BenchNode,
-    streams: usize,
+    total: usize,
     configure: impl Fn(tonic::transport::Endpoint) -> tonic::transport::Endpoint,
-) -> anyhow::Result<Vec<tonic::transport::Channel>> {
-    let mut channels = Vec::new();
-    for _ in 0..streams.div_ceil(STREAMS_PER_CONNECTION) {
+    kind: &str,
+    outcomes: &Outcomes,
+    open: impl Fn(tonic::transport::Channel) -> Opened,
+) -> anyhow::Result<Vec<T>>
+where
+    Opened: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut streams = Vec::new();
+    for connection in 0..total.div_ceil(STREAMS_PER_CONNECTION) {
         let endpoint = tonic::transport::Endpoint::from_shared(node.url.clone())?;
-        channels.push(configure(endpoint).connect().await?);
+        let channel = configure(endpoint).connect().await?;
+        let here = STREAMS_PER_CONNECTION.min(total - connection * STREAMS_PER_CONNECTION);
+        for _ in 0..here {
+            match open(channel.clone()).await {
+                Ok(stream) => streams.push(stream),
+                Err(status) => count(outcomes, format!("{kind} {}", code_name(status.code()))),
+            }
+        }
     }
-    Ok(channels)
+    Ok(streams)
 }
 
 /// Thousands of idle streams and silent connections, held through an
@@ -433,84 +448,64 @@ async fn idle_streams(
 
     // Memory after each kind, so each kind's cost per stream shows.
     let mut kinds: Vec<(&'static str, usize, u64)> = Vec::new();
-    let mut subscriptions = Vec::new();
-    for (index, channel) in channels(node, IDLE_SUBSCRIPTIONS, |endpoint| endpoint)
-        .await?
-        .into_iter()
-        .enumerate()
-    {
-        let mut compliance = ComplianceClient::new(channel);
-        let here = STREAMS_PER_CONNECTION.min(IDLE_SUBSCRIPTIONS - index * STREAMS_PER_CONNECTION);
-        for _ in 0..here {
+    let subscriptions = open_streams(
+        node,
+        IDLE_SUBSCRIPTIONS,
+        |endpoint| endpoint,
+        "Subscribe",
+        &outcomes,
+        |channel| async move {
             let request = SubscribeRequest {
                 filter: Some(StatusFilter::default()),
                 from_seq: size,
                 from_index: 0,
             };
-            match compliance.subscribe(request).await {
-                Ok(stream) => subscriptions.push(stream.into_inner()),
-                Err(status) => count(&outcomes, format!("Subscribe {}", code_name(status.code()))),
-            }
-        }
-    }
+            let stream = ComplianceClient::new(channel).subscribe(request).await?;
+            Ok(stream.into_inner())
+        },
+    )
+    .await?;
     tokio::time::sleep(SETTLE).await;
     kinds.push(("Subscribe", subscriptions.len(), resident(node)));
 
     // Each stream's events come from a channel kept open (nothing sent) and
     // closed at the end, which ends the stream on both sides.
-    let mut submit_streams = Vec::new();
-    for (index, channel) in channels(node, IDLE_SUBMIT_STREAMS, |endpoint| endpoint)
-        .await?
-        .into_iter()
-        .enumerate()
-    {
-        let mut ledger = client::ledger_client(channel);
-        let here = STREAMS_PER_CONNECTION.min(IDLE_SUBMIT_STREAMS - index * STREAMS_PER_CONNECTION);
-        for _ in 0..here {
+    let submit_streams = open_streams(
+        node,
+        IDLE_SUBMIT_STREAMS,
+        |endpoint| endpoint,
+        "SubmitStream",
+        &outcomes,
+        |channel| async move {
             let (events, outgoing) = tokio::sync::mpsc::channel::<SignedEvent>(1);
-            match ledger
+            let stream = client::ledger_client(channel)
                 .submit_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing))
-                .await
-            {
-                Ok(stream) => submit_streams.push((events, stream.into_inner())),
-                Err(status) => count(
-                    &outcomes,
-                    format!("SubmitStream {}", code_name(status.code())),
-                ),
-            }
-        }
-    }
+                .await?;
+            Ok((events, stream.into_inner()))
+        },
+    )
+    .await?;
     tokio::time::sleep(SETTLE).await;
     kinds.push(("SubmitStream", submit_streams.len(), resident(node)));
 
     // Readers that grant no flow-control window: the node can send them
     // nothing, so whatever it reads ahead for them stays in its memory.
-    let mut entry_readers = Vec::new();
-    for (index, channel) in channels(node, IDLE_ENTRY_READERS, |endpoint| {
-        endpoint.initial_stream_window_size(Some(0))
-    })
-    .await?
-    .into_iter()
-    .enumerate()
-    {
-        let mut ledger = client::ledger_client(channel);
-        let here = STREAMS_PER_CONNECTION.min(IDLE_ENTRY_READERS - index * STREAMS_PER_CONNECTION);
-        for _ in 0..here {
-            match ledger
-                .get_entries(GetEntriesRequest {
-                    start: 0,
-                    end: size,
-                })
-                .await
-            {
-                Ok(stream) => entry_readers.push(stream.into_inner()),
-                Err(status) => count(
-                    &outcomes,
-                    format!("GetEntries {}", code_name(status.code())),
-                ),
-            }
-        }
-    }
+    let entry_readers = open_streams(
+        node,
+        IDLE_ENTRY_READERS,
+        |endpoint| endpoint.initial_stream_window_size(Some(0)),
+        "GetEntries",
+        &outcomes,
+        |channel| async move {
+            let request = GetEntriesRequest {
+                start: 0,
+                end: size,
+            };
+            let stream = client::ledger_client(channel).get_entries(request).await?;
+            Ok(stream.into_inner())
+        },
+    )
+    .await?;
     tokio::time::sleep(SETTLE).await;
     kinds.push(("GetEntries", entry_readers.len(), resident(node)));
 
