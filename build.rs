@@ -1,26 +1,29 @@
-//! Compiles `proto/` with protox (pure Rust: no system `protoc`) and feeds
-//! the descriptor set to tonic's codegen. The same descriptor set is written
-//! to OUT_DIR so the binary can offer gRPC reflection and proto3 JSON input.
+//! Stamps the binary with what it was built from, for `--version`: the
+//! package version, the git commit when built from a checkout, and the
+//! log-format version it speaks (docs/spec.md), so an auditor or operator
+//! comparing two binaries knows whether they should agree byte for byte.
+//!
+//! The protos are compiled by `crates/core/build.rs` (messages) and
+//! `crates/grpc/build.rs` (services), not here.
 
-use std::{env, fs, path::PathBuf};
+use std::process::Command;
 
-const PROTO_FILES: &[&str] = &[
-    "ceasefire/v1/events.proto",
-    "ceasefire/v1/ledger.proto",
-    "ceasefire/v1/compliance.proto",
-];
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=proto");
-    let descriptors = protox::compile(PROTO_FILES, ["proto"])?;
-    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(
-        out_dir.join("ceasefire_descriptor.bin"),
-        prost::Message::encode_to_vec(&descriptors),
-    )?;
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(descriptors)?;
-    Ok(())
+fn main() {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .map(|commit| commit.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    for path in [".git/HEAD", ".git/index"] {
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    println!(
+        "cargo:rustc-env=CEASEFIRE_LEDGER_VERSION={} (commit {commit}; log format v1)",
+        env!("CARGO_PKG_VERSION")
+    );
 }

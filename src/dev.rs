@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::client::{new_event, now_timestamp, sign};
 use crate::keyfile::KeyFile;
-use crate::proto::{
+use ceasefire_grpc::client::{new_event, now_timestamp, sign};
+use ceasefire_grpc::proto::{
     event::Body, CommitmentKind, DefineCommitment, DefineZone, Event, Genesis, LatLon, Party,
     Polygon, RegisterParty, Role, SignedEvent, ZoneKind,
 };

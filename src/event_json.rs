@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 
-use crate::proto::{Event, FILE_DESCRIPTOR_SET};
+use ceasefire_grpc::proto::{Event, FILE_DESCRIPTOR_SET};
 
 fn descriptor(name: &str) -> anyhow::Result<MessageDescriptor> {
     // Decoded once: building the pool costs far more than a message, and
@@ -74,10 +74,13 @@ mod tests {
         .unwrap();
         assert_eq!(event.author, "mission-a");
         assert_eq!(event.created_at.unwrap().seconds, 1_795_586_400);
-        let Some(crate::proto::event::Body::Observation(observation)) = event.body else {
+        let Some(ceasefire_grpc::proto::event::Body::Observation(observation)) = event.body else {
             panic!("not an observation");
         };
-        assert_eq!(observation.finding, crate::proto::Finding::Violation as i32);
+        assert_eq!(
+            observation.finding,
+            ceasefire_grpc::proto::Finding::Violation as i32
+        );
     }
 
     #[test]

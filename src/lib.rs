@@ -1,29 +1,15 @@
-//! ceasefire-ledger: an append-only, hash-chained, signed log of ceasefire
-//! monitoring reports, with compliance projections and an offline auditor.
+//! ceasefire-ledger, the binary's library: the edge people touch. The
+//! layers it drives are crates (ARCHITECTURE.md has the map):
+//! `ceasefire_core` (bytes and rules, no I/O), `ceasefire_grpc` (the wire),
+//! `ceasefire_audit` (the auditor, on the core alone) and `ceasefire_node`
+//! (storage, sequencer, server, export).
 //!
-//! Layers, inside out (ARCHITECTURE.md has the map):
-//! - [`core`]: the bytes and the rules; no I/O.
-//! - [`storage`]: the log, tree and indexes in sled, synced to disk.
-//! - [`sequencer`]: the one writer, batching and committing.
-//! - [`server`]: the gRPC services.
-//! - [`node`]: all of the above wired into a running service.
-//! - [`audit`]: the auditor, on the core alone.
-//! - [`cli`], [`client`], [`keyfile`], [`signed_file`], [`event_json`], [`dev`]: the edge people touch.
-//! - [`fuzzing`]: the bodies of the fuzz targets in `fuzz/`, also run as tests.
+//! Here: [`cli`] (every subcommand, the bench and the demo), [`dev`] (the
+//! development bootstrap), and the files people write and read:
+//! [`keyfile`], [`signed_file`], [`event_json`].
 
-pub mod audit;
 pub mod cli;
-pub mod client;
-pub mod core;
 pub mod dev;
 pub mod event_json;
-pub mod fuzzing;
 pub mod keyfile;
-pub mod metrics;
-pub mod node;
-pub mod proto;
-pub mod sequencer;
-pub mod server;
 pub mod signed_file;
-pub mod storage;
-pub mod tiles;

@@ -20,10 +20,10 @@ use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
-use crate::core::rules::decode_event;
-use crate::core::signing::sign_event;
 use crate::event_json::message_to_json;
-use crate::proto::{Event, Signature, SignedEvent};
+use ceasefire_core::rules::decode_event;
+use ceasefire_core::signing::sign_event;
+use ceasefire_grpc::proto::{Event, Signature, SignedEvent};
 
 pub const SIGNED_EVENT_FILE_TYPE: &str = "ceasefire-ledger-signed-event";
 
@@ -78,7 +78,7 @@ impl SignedEventFile {
         {
             bail!(
                 "key {} has already signed this event",
-                crate::core::key_text(&public_key)
+                ceasefire_core::key_text(&public_key)
             );
         }
         let signature = sign_event(&self.signed.payload, key);

@@ -29,14 +29,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ceasefire_ledger::client::{self, sign};
-use ceasefire_ledger::core::leaf::Leaf;
-use ceasefire_ledger::proto::{
+use ceasefire_core::leaf::Leaf;
+use ceasefire_grpc::client::{self, sign};
+use ceasefire_grpc::proto::{
     compliance_client::ComplianceClient, event::Body, submit_result::Outcome, GetCheckpointRequest,
     GetEntriesRequest, GetHistoryRequest, GetInclusionProofRequest, Receipt, SignedEvent,
     StatusFilter, SubmitResult, SubscribeRequest,
 };
-use ceasefire_ledger::server::{
+use ceasefire_node::server::{
     HANDSHAKE_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT,
     MAX_CONCURRENT_STREAMS_PER_CONNECTION, MAX_ENTRY_STREAMS, MAX_GRPC_MESSAGE_BYTES,
     MAX_SUBMIT_STREAMS, MAX_SUBSCRIPTIONS, VERIFY_BUDGET_PER_CONNECTION,

@@ -24,23 +24,23 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ceasefire_ledger::audit::sources::{DataDirSource, ServerSource, TilesSource};
-use ceasefire_ledger::audit::{audit, AuditError, AuditFailure, AuditOptions, AuditReport};
-use ceasefire_ledger::client::{now_timestamp, random_nonce, sign, ClientTls};
-use ceasefire_ledger::core::checkpoint::{
-    parse_unverified, sign_checkpoint, CheckpointBody, NoteSigner,
-};
-use ceasefire_ledger::core::leaf::Leaf;
-use ceasefire_ledger::core::merkle::{self, Hash, MemorySource};
-use ceasefire_ledger::core::replay::Replay;
-use ceasefire_ledger::core::signing::sign_event;
-use ceasefire_ledger::dev::{self, DEV_AGREEMENT_ID, DEV_MONITOR, DEV_ORIGIN, DEV_SIGNATORY};
-use ceasefire_ledger::proto::{
+use ceasefire_audit::sources::{ServerSource, TilesSource};
+use ceasefire_audit::{audit, AuditError, AuditFailure, AuditOptions, AuditReport};
+use ceasefire_core::checkpoint::{parse_unverified, sign_checkpoint, CheckpointBody, NoteSigner};
+use ceasefire_core::leaf::Leaf;
+use ceasefire_core::merkle::{self, Hash, MemorySource};
+use ceasefire_core::replay::Replay;
+use ceasefire_core::signing::sign_event;
+use ceasefire_core::tiles;
+use ceasefire_grpc::client::{now_timestamp, random_nonce, sign, ClientTls};
+use ceasefire_grpc::proto::{
     event::Body, Amendment, AmendmentKind, Dispute, Event, GetCheckpointRequest, Observation,
     Party, Receipt, RegisterParty, RevokeKey, Role,
 };
-use ceasefire_ledger::storage::{Store, StoreError, DB_DIR_NAME};
-use ceasefire_ledger::tiles;
+use ceasefire_ledger::dev::{self, DEV_AGREEMENT_ID, DEV_MONITOR, DEV_ORIGIN, DEV_SIGNATORY};
+use ceasefire_node::export::export;
+use ceasefire_node::storage::{Store, StoreError, DB_DIR_NAME};
+use ceasefire_node::DataDirSource;
 use common::{observation_event, Client, TestNode};
 use ed25519_dalek::SigningKey;
 use prost::Message;
@@ -251,7 +251,7 @@ async fn build_honest() -> Honest {
         .map(|item| item.expect("cannot read a leaf").1)
         .collect();
     let tiles = kept.join("tiles");
-    tiles::export(&store, &tiles).expect("cannot export the honest log");
+    export(&store, &tiles).expect("cannot export the honest log");
     // The stored projection head is the fold of the leaves, in the layout
     // `projection_head` writes (tampering cases rely on it).
     let stored_projection = store
@@ -568,7 +568,7 @@ fn caught_at(dir: &Path, seq: u64, needle: &str) {
 #[test]
 fn the_honest_log_verifies_from_its_data_directory_and_a_tiles_export() {
     let honest = honest();
-    let root = ceasefire_ledger::core::key_text(honest.root);
+    let root = ceasefire_core::key_text(honest.root);
     for report in [
         audit_data_dir(&honest.dir, None).expect("the honest data directory does not verify"),
         audit_tiles(&honest.tiles).expect("the honest export does not verify"),
@@ -776,10 +776,7 @@ fn an_entry_appended_beyond_the_checkpoint_is_not_part_of_the_audited_log() {
     let report = audit_data_dir(dir.path(), None).expect("the committed log still verifies");
     assert_eq!(report.entries, n, "the audit went beyond the checkpoint");
     assert_eq!(report.checkpoint, honest.note);
-    assert_eq!(
-        report.root_hash,
-        ceasefire_ledger::core::key_text(honest.root)
-    );
+    assert_eq!(report.root_hash, ceasefire_core::key_text(honest.root));
     assert_eq!(report.observations, 38);
     let json = cli_verifies("--data-dir", dir.path().as_os_str());
     assert_eq!(json["entries"], n, "{json}");
@@ -869,7 +866,7 @@ fn a_checkpoint_with_a_wrong_root_is_caught() {
     });
     let message = expect_checkpoint(audit_data_dir(dir.path(), None), "is not the Merkle root");
     assert!(
-        message.contains(&ceasefire_ledger::core::key_text(honest.root))
+        message.contains(&ceasefire_core::key_text(honest.root))
             && message.contains(&format!("of the {} entries", honest.size)),
         "{message}"
     );

@@ -13,14 +13,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ceasefire_ledger::client::{now_timestamp, random_nonce, sign};
-use ceasefire_ledger::core::projection::StatusChange as CoreChange;
-use ceasefire_ledger::core::replay::Replay;
-use ceasefire_ledger::dev::{
-    DEV_AGREEMENT_ID, DEV_COMMITMENT, DEV_MONITOR, DEV_SIGNATORY, DEV_ZONE,
-};
-use ceasefire_ledger::keyfile::KeyFile;
-use ceasefire_ledger::proto::{
+use ceasefire_core::projection::StatusChange as CoreChange;
+use ceasefire_core::replay::Replay;
+use ceasefire_grpc::client::{now_timestamp, random_nonce, sign};
+use ceasefire_grpc::now_micros;
+use ceasefire_grpc::proto::{
     compliance_client::ComplianceClient, event::Body, Amendment, AmendmentKind, Category,
     CategoryCount, CommitmentKind, ComplianceStatus, DefineCommitment, DefineZone, Dispute, Event,
     Finding, GetCommitmentStatusRequest, GetHistoryRequest, GetPairStatusRequest,
@@ -28,8 +25,12 @@ use ceasefire_ledger::proto::{
     Polygon, ProjectionVersion, RegisterParty, Role, StatusChange, StatusFilter, SubscribeRequest,
     ZoneKind,
 };
-use ceasefire_ledger::sequencer::{now_micros, recovery::rebuild_projection};
-use ceasefire_ledger::storage::Store;
+use ceasefire_ledger::dev::{
+    DEV_AGREEMENT_ID, DEV_COMMITMENT, DEV_MONITOR, DEV_SIGNATORY, DEV_ZONE,
+};
+use ceasefire_ledger::keyfile::KeyFile;
+use ceasefire_node::sequencer::recovery::rebuild_projection;
+use ceasefire_node::storage::Store;
 use common::{Client, TestNode, BOOTSTRAP_ENTRIES};
 use ed25519_dalek::SigningKey;
 use tonic::transport::Channel;
@@ -56,10 +57,10 @@ const CONFIRMED: i32 = ComplianceStatus::ViolationConfirmed as i32;
 /// How long any one streamed message may take to arrive.
 const STREAM_WAIT: Duration = Duration::from_secs(10);
 
-use ceasefire_ledger::core::rules::micros_timestamp as timestamp;
+use ceasefire_core::rules::micros_timestamp as timestamp;
 // The replayed changes are converted as the service converts them; the
 // conversion itself is pinned by the hand-written statuses below.
-use ceasefire_ledger::server::{change_message, pair_status as pair_message};
+use ceasefire_node::server::{change_message, pair_status as pair_message};
 
 fn event(author: &str, body: Body) -> Event {
     Event {
@@ -192,7 +193,7 @@ impl Ledger {
     }
 
     /// The signed event `author` would submit.
-    fn signed(&self, author: &str, body: Body) -> ceasefire_ledger::proto::SignedEvent {
+    fn signed(&self, author: &str, body: Body) -> ceasefire_grpc::proto::SignedEvent {
         sign(&event(author, body), &[&self.key(author)])
     }
 
@@ -1607,16 +1608,13 @@ async fn a_subscriber_that_stops_reading_does_not_hold_shutdown_open() {
 /// Every observation the stored windows of these pairs count, in key order.
 fn stored_windows(
     store: &Store,
-    pairs: &std::collections::BTreeMap<
-        (String, String),
-        ceasefire_ledger::core::projection::PairSummary,
-    >,
+    pairs: &std::collections::BTreeMap<(String, String), ceasefire_core::projection::PairSummary>,
 ) -> Vec<(
-    ceasefire_ledger::core::windows::WindowKey,
-    ceasefire_ledger::core::windows::CountedObservation,
+    ceasefire_core::windows::WindowKey,
+    ceasefire_core::windows::CountedObservation,
 )> {
-    use ceasefire_ledger::core::windows::Windows;
-    let windows = ceasefire_ledger::storage::StoreWindows::new(store);
+    use ceasefire_core::windows::Windows;
+    let windows = ceasefire_node::storage::StoreWindows::new(store);
     let mut counted = Vec::new();
     for pair in pairs.keys() {
         windows

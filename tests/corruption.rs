@@ -53,11 +53,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use binary::{run_bounded, seed_from, Rng, Serve, Started};
-use ceasefire_ledger::client::sign;
-use ceasefire_ledger::core::merkle::Hash;
-use ceasefire_ledger::proto::{event::Body, Evidence, SignedEvent};
-use ceasefire_ledger::sequencer::{recover, StartupCheck};
-use ceasefire_ledger::storage::{Store, StoreError, DB_DIR_NAME, RECORD_FILE_NAME};
+use ceasefire_core::merkle::Hash;
+use ceasefire_grpc::client::sign;
+use ceasefire_grpc::proto::{event::Body, Evidence, SignedEvent};
+use ceasefire_node::sequencer::{recover, StartupCheck};
+use ceasefire_node::storage::{Store, StoreError, DB_DIR_NAME, RECORD_FILE_NAME};
 use common::{checkpoint, get_entries, observation, Client, TestNode};
 use ed25519_dalek::VerifyingKey;
 
@@ -380,10 +380,10 @@ async fn try_flip(
                 Some(line)
             }
             Started::Serving(_) => {
-                let channel = ceasefire_ledger::client::channel(&serve.url, &Default::default())
+                let channel = ceasefire_grpc::client::channel(&serve.url, &Default::default())
                     .await
                     .expect("cannot connect to serve");
-                let mut client = ceasefire_ledger::client::ledger_client(channel);
+                let mut client = ceasefire_grpc::client::ledger_client(channel);
                 let body = checkpoint(&mut client, &original.operator).await;
                 ensure!(
                 body.tree_size == original.size && body.root_hash == original.root,

@@ -46,13 +46,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use binary::{run_bounded, seed_from, Rng, Serve, Started};
-use ceasefire_ledger::client::{self, sign, ClientTls};
-use ceasefire_ledger::core::checkpoint::open_checkpoint;
-use ceasefire_ledger::core::leaf::Leaf;
-use ceasefire_ledger::core::merkle::Hash;
+use ceasefire_core::checkpoint::open_checkpoint;
+use ceasefire_core::leaf::Leaf;
+use ceasefire_core::merkle::Hash;
+use ceasefire_grpc::client::{self, sign, ClientTls};
+use ceasefire_grpc::proto::{Receipt, SignedEvent};
 use ceasefire_ledger::keyfile::KeyFile;
-use ceasefire_ledger::proto::{Receipt, SignedEvent};
-use ceasefire_ledger::storage::Store;
+use ceasefire_node::storage::Store;
 use common::{get_entries, leaf_hash, note_verifier, observation, Client, BOOTSTRAP_ENTRIES};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -219,7 +219,7 @@ async fn check_log(url: &str, known: &mut Known, cycle: u64) -> (u64, u64) {
         .expect("cannot connect to the restarted server");
     let mut ledger = client::ledger_client(channel);
     let note = ledger
-        .get_checkpoint(ceasefire_ledger::proto::GetCheckpointRequest {})
+        .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest {})
         .await
         .expect("GetCheckpoint failed")
         .into_inner()

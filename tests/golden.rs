@@ -10,12 +10,12 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use ceasefire_ledger::core::checkpoint::{
+use ceasefire_core::checkpoint::{
     key_id, open_checkpoint, sign_checkpoint, CheckpointBody, NoteSigner, NoteVerifier,
 };
-use ceasefire_ledger::core::leaf::{Leaf, LEAF_PREFIX};
-use ceasefire_ledger::core::merkle::{empty_root, hash_leaf};
-use ceasefire_ledger::core::signing::{
+use ceasefire_core::leaf::{Leaf, LEAF_PREFIX};
+use ceasefire_core::merkle::{empty_root, hash_leaf};
+use ceasefire_core::signing::{
     canonical_signatures, sign_event, signed_message, verify_event_signature,
     EVENT_SIGNATURE_DOMAIN,
 };

@@ -12,21 +12,21 @@
 
 mod common;
 
-use ceasefire_ledger::audit::{audit, sources::ServerSource, AuditOptions};
-use ceasefire_ledger::client::{now_timestamp, random_nonce, sign};
-use ceasefire_ledger::core::checkpoint::{open_checkpoint, CheckpointBody, NoteVerifier};
-use ceasefire_ledger::core::leaf::Leaf;
-use ceasefire_ledger::core::merkle::verify_inclusion;
-use ceasefire_ledger::core::signing::verify_all;
-use ceasefire_ledger::dev;
-use ceasefire_ledger::node::{self, Node, NodeConfig};
-use ceasefire_ledger::proto::{
+use ceasefire_audit::{audit, sources::ServerSource, AuditOptions};
+use ceasefire_core::checkpoint::{open_checkpoint, CheckpointBody, NoteVerifier};
+use ceasefire_core::leaf::Leaf;
+use ceasefire_core::merkle::verify_inclusion;
+use ceasefire_core::signing::verify_all;
+use ceasefire_grpc::client::{now_timestamp, random_nonce, sign};
+use ceasefire_grpc::proto::{
     compliance_client::ComplianceClient, event::Body, AddKey, Amendment, AmendmentKind,
     CommitmentKind, DefineCommitment, DefineZone, Dispute, Event, Genesis,
     GetInclusionProofRequest, GetPairStatusRequest, LatLon, ListStatusesRequest, Observation,
     PairStatus, Party, Polygon, ProjectionVersion, Receipt, RegisterParty, RevokeKey, Role,
     SignedEvent, ZoneKind,
 };
+use ceasefire_ledger::dev;
+use ceasefire_node::node::{self, Node, NodeConfig};
 use common::{
     checkpoint_of, get_entries, hash32, leaf_hash, observation_event, proof_hashes,
     start_ledger_node, Client, TestNode,

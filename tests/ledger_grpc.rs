@@ -9,17 +9,17 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ceasefire_ledger::client::sign;
-use ceasefire_ledger::core::checkpoint::CheckpointBody;
-use ceasefire_ledger::core::leaf::Leaf;
-use ceasefire_ledger::core::merkle::{self, verify_consistency, verify_inclusion, Hash};
-use ceasefire_ledger::core::signing::{sign_event, EVENT_SIGNATURE_DOMAIN};
-use ceasefire_ledger::dev;
-use ceasefire_ledger::proto::{
+use ceasefire_core::checkpoint::CheckpointBody;
+use ceasefire_core::leaf::Leaf;
+use ceasefire_core::merkle::{self, verify_consistency, verify_inclusion, Hash};
+use ceasefire_core::signing::{sign_event, EVENT_SIGNATURE_DOMAIN};
+use ceasefire_grpc::client::sign;
+use ceasefire_grpc::proto::{
     event::Body, submit_result::Outcome, Event, Evidence, GetConsistencyProofRequest,
     GetInclusionProofRequest, Receipt, Signature, SignedEvent, SubmitResult,
 };
-use ceasefire_ledger::sequencer::SequencerConfig;
+use ceasefire_ledger::dev;
+use ceasefire_node::sequencer::SequencerConfig;
 use common::{
     check_receipt, checkpoint, connect, get_entries, hash32, leaf_hash, observation,
     observation_event, proof_hashes, start_node, streamed_receipt, Client, TestNode,
@@ -85,7 +85,7 @@ async fn concurrent_submissions_get_contiguous_seqs_and_valid_receipts() {
 
 /// Decodes every entry and checks the chain and the clock; returns the
 /// leaf hashes in order.
-fn check_chain(entries: &[ceasefire_ledger::proto::LogEntry]) -> Vec<Hash> {
+fn check_chain(entries: &[ceasefire_grpc::proto::LogEntry]) -> Vec<Hash> {
     let mut previous_hash = [0u8; 32];
     let mut previous_time = i64::MIN;
     let mut hashes = Vec::new();
@@ -482,16 +482,16 @@ async fn a_restarted_node_serves_the_same_log_and_continues_the_chain() {
 async fn an_empty_directory_without_a_genesis_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dev::ensure_dev_keys(dir.path()).unwrap();
-    let result = ceasefire_ledger::node::start(ceasefire_ledger::node::NodeConfig {
+    let result = ceasefire_node::node::start(ceasefire_node::node::NodeConfig {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         operator_key: keys.operator.key.clone(),
         bootstrap: Vec::new(),
         sequencer: SequencerConfig::default(),
-        startup_check: ceasefire_ledger::sequencer::StartupCheck::Full,
+        startup_check: ceasefire_node::sequencer::StartupCheck::Full,
         tls: None,
         metrics_listen: None,
-        max_payload_bytes: ceasefire_ledger::core::leaf::MAX_PAYLOAD_BYTES,
+        max_payload_bytes: ceasefire_core::leaf::MAX_PAYLOAD_BYTES,
     })
     .await;
     let error = result
@@ -796,7 +796,7 @@ fn wire(key: &SigningKey, signature: [u8; 64]) -> Signature {
 
 fn with_observation(
     event: &mut Event,
-    change: impl FnOnce(&mut ceasefire_ledger::proto::Observation),
+    change: impl FnOnce(&mut ceasefire_grpc::proto::Observation),
 ) {
     match &mut event.body {
         Some(Body::Observation(observation)) => change(observation),
@@ -901,7 +901,7 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     // observation with fewer of them is accepted below).
     let signed = sign(&evidence_heavy(17), &[&monitor]);
     assert!(signed.payload.len() > 32 * 1024);
-    assert!(signed.encoded_len() < ceasefire_ledger::server::MAX_GRPC_MESSAGE_BYTES);
+    assert!(signed.encoded_len() < ceasefire_grpc::MAX_GRPC_MESSAGE_BYTES);
     assert_refused(&node, "payload over 32 KiB", signed, Code::InvalidArgument).await;
     let mut event = observation("");
     with_observation(&mut event, |o| o.narrative = "x".repeat(33 * 1024));

@@ -20,17 +20,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use binary::{free_port, Serve};
-use ceasefire_ledger::client::{self, sign, ClientTls};
-use ceasefire_ledger::core::leaf::Leaf;
-use ceasefire_ledger::dev::{self, DevKeys};
-use ceasefire_ledger::keyfile::KeyFile;
-use ceasefire_ledger::node::{self, Node, NodeConfig};
-use ceasefire_ledger::proto::{
+use ceasefire_core::leaf::Leaf;
+use ceasefire_grpc::client::{self, sign, ClientTls};
+use ceasefire_grpc::proto::{
     compliance_client::ComplianceClient, Receipt, SignedEvent, StatusChange, StatusFilter,
     SubscribeRequest,
 };
-use ceasefire_ledger::server::TlsFiles;
-use ceasefire_ledger::storage::Store;
+use ceasefire_ledger::dev::{self, DevKeys};
+use ceasefire_ledger::keyfile::KeyFile;
+use ceasefire_node::node::{self, Node, NodeConfig};
+use ceasefire_node::server::TlsFiles;
+use ceasefire_node::storage::Store;
 use common::{checkpoint, leaf_hash, observation, Client, BOOTSTRAP_ENTRIES};
 use prost::Message;
 use rcgen::{
@@ -192,7 +192,7 @@ async fn try_checkpoint(url: &str, tls: &ClientTls) -> Result<u64, String> {
             .map_err(|error| format!("connect: {error:#}"))?;
         let mut client = client::ledger_client(channel);
         client
-            .get_checkpoint(ceasefire_ledger::proto::GetCheckpointRequest {})
+            .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest {})
             .await
             .map(|response| response.into_inner().tree_size)
             .map_err(|status| format!("call: {status:?}"))

@@ -8,7 +8,7 @@ mod binary;
 use std::process::Command;
 
 use binary::free_port;
-use ceasefire_ledger::storage::Store;
+use ceasefire_node::storage::Store;
 
 #[test]
 fn the_example_scenario_runs_through_the_cli_and_a_revoked_key_is_refused() {

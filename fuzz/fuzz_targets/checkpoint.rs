@@ -1,6 +1,6 @@
 #![no_main]
 
-// The body and its properties: ceasefire_ledger::fuzzing::checkpoint.
+// The body and its properties: ceasefire_fuzz_bodies::checkpoint.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ceasefire_ledger::fuzzing::checkpoint(data);
+    ceasefire_fuzz_bodies::checkpoint(data);
 });

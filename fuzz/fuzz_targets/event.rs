@@ -1,6 +1,6 @@
 #![no_main]
 
-// The body and its properties: ceasefire_ledger::fuzzing::event.
+// The body and its properties: ceasefire_fuzz_bodies::event.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ceasefire_ledger::fuzzing::event(data);
+    ceasefire_fuzz_bodies::event(data);
 });

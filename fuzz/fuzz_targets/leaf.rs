@@ -1,6 +1,6 @@
 #![no_main]
 
-// The body and its properties: ceasefire_ledger::fuzzing::leaf.
+// The body and its properties: ceasefire_fuzz_bodies::leaf.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ceasefire_ledger::fuzzing::leaf(data);
+    ceasefire_fuzz_bodies::leaf(data);
 });

@@ -1,6 +1,6 @@
 #![no_main]
 
-// The body and its properties: ceasefire_ledger::fuzzing::merkle.
+// The body and its properties: ceasefire_fuzz_bodies::merkle.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ceasefire_ledger::fuzzing::merkle(data);
+    ceasefire_fuzz_bodies::merkle(data);
 });

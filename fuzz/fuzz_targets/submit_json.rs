@@ -1,6 +1,6 @@
 #![no_main]
 
-// The body and its properties: ceasefire_ledger::fuzzing::submit_json.
+// The body and its properties: ceasefire_fuzz_bodies::submit_json.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ceasefire_ledger::fuzzing::submit_json(data);
+    ceasefire_fuzz_bodies::submit_json(data);
 });

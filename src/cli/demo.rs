@@ -14,15 +14,15 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use ed25519_dalek::SigningKey;
 
-use crate::audit::sources::ServerSource;
-use crate::audit::{audit, AuditOptions};
-use crate::client::{self, now_timestamp};
 use crate::event_json::event_from_json;
-use crate::node::{self, NodeConfig};
-use crate::proto::{
+use ceasefire_audit::sources::ServerSource;
+use ceasefire_audit::{audit, AuditOptions};
+use ceasefire_grpc::client::{self, now_timestamp};
+use ceasefire_grpc::proto::{
     event::Body, ledger_client::LedgerClient, AmendmentKind, Dispute, Event, Genesis,
     ListStatusesRequest, Party, Receipt, Role,
 };
+use ceasefire_node::node::{self, NodeConfig};
 
 const AGREEMENT: &str = "eastern-sector-2026";
 const ORIGIN: &str = "ledger.example.org/eastern-sector-2026";
@@ -145,11 +145,11 @@ async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
         let json = json
             .replace(
                 "@MISSION_ALPHA_KEY@",
-                &crate::core::key_text(public(&cast.alpha)),
+                &ceasefire_core::key_text(public(&cast.alpha)),
             )
             .replace(
                 "@MISSION_BRAVO_KEY@",
-                &crate::core::key_text(public(&cast.bravo)),
+                &ceasefire_core::key_text(public(&cast.bravo)),
             );
         let event = fill(event_from_json(&json)?, "mediator")?;
         let receipt = submit(&mut ledger, &event, &[&cast.mediator, &cast.north]).await?;
@@ -200,7 +200,7 @@ async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
         .context("the scenario has no sector-4 explosion report")?;
     let retraction = header(
         "mission-alpha",
-        Body::Amendment(crate::proto::Amendment {
+        Body::Amendment(ceasefire_grpc::proto::Amendment {
             target_seq: explosion.seq,
             target_leaf_hash: explosion.leaf_hash.clone(),
             kind: AmendmentKind::Retract as i32,
@@ -215,7 +215,7 @@ async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
     );
 
     step("compliance: zones by commitments (* = disputed)");
-    let statuses = crate::proto::compliance_client::ComplianceClient::new(
+    let statuses = ceasefire_grpc::proto::compliance_client::ComplianceClient::new(
         client::channel(url, &Default::default()).await?,
     )
     .list_statuses(ListStatusesRequest { filter: None })
@@ -283,12 +283,13 @@ fn describe(event: &Event) -> String {
         ),
         Some(Body::Observation(observation)) => format!(
             "{} {} ({}): {}",
-            crate::proto::Finding::try_from(observation.finding).map_or("?", |finding| finding
-                .as_str_name()
-                .trim_start_matches("FINDING_")),
-            crate::proto::Category::try_from(observation.category).map_or("?", |category| category
-                .as_str_name()
-                .trim_start_matches("CATEGORY_")),
+            ceasefire_grpc::proto::Finding::try_from(observation.finding).map_or("?", |finding| {
+                finding.as_str_name().trim_start_matches("FINDING_")
+            }),
+            ceasefire_grpc::proto::Category::try_from(observation.category)
+                .map_or("?", |category| category
+                    .as_str_name()
+                    .trim_start_matches("CATEGORY_")),
             observation.commitment_id,
             observation.narrative
         ),

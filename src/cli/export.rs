@@ -1,6 +1,6 @@
 //! `export --tiles DIR`: write the log as a C2SP tlog-tiles directory, or
 //! bring an earlier export up to date (only new or changed files are
-//! written; see `crate::tiles`).
+//! written; see `ceasefire_node::export`).
 //!
 //! Works with the server running: sled lets one process open a store, so
 //! when the server holds it the export reads a private snapshot copy.
@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::storage::{Store, StoreError, DB_DIR_NAME};
-use crate::tiles;
+use ceasefire_node::export;
+use ceasefire_node::storage::{Store, StoreError, DB_DIR_NAME};
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
@@ -59,7 +59,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open the ledger in {}", args.data_dir.display()))
         }
     };
-    let result = tiles::export(&store, &args.tiles);
+    let result = export::export(&store, &args.tiles);
     // The store lives in the snapshot: close it before the copy is removed.
     drop(store);
     drop(snapshot);

@@ -7,9 +7,9 @@ use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::client::new_event;
-use crate::proto::{event::Body, Genesis, Party, Role};
 use crate::signed_file::SignedEventFile;
+use ceasefire_grpc::client::new_event;
+use ceasefire_grpc::proto::{event::Body, Genesis, Party, Role};
 
 #[derive(clap::Args)]
 pub struct InitArgs {

@@ -36,34 +36,34 @@ pub struct ConnectArgs {
     #[arg(long, env = "CEASEFIRE_LEDGER_SERVER", default_value = DEFAULT_SERVER_URL)]
     pub server: String,
     #[command(flatten)]
-    pub tls: crate::client::ClientTls,
+    pub tls: ceasefire_grpc::client::ClientTls,
 }
 
 impl ConnectArgs {
     pub async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
-        crate::client::channel(&self.server, &self.tls).await
+        ceasefire_grpc::client::channel(&self.server, &self.tls).await
     }
 
     pub async fn ledger(
         &self,
-    ) -> anyhow::Result<crate::proto::ledger_client::LedgerClient<tonic::transport::Channel>> {
-        Ok(crate::client::ledger_client(self.channel().await?))
+    ) -> anyhow::Result<ceasefire_grpc::proto::ledger_client::LedgerClient<tonic::transport::Channel>>
+    {
+        Ok(ceasefire_grpc::client::ledger_client(self.channel().await?))
     }
 
     pub async fn compliance(
         &self,
-    ) -> anyhow::Result<crate::proto::compliance_client::ComplianceClient<tonic::transport::Channel>>
-    {
-        Ok(crate::proto::compliance_client::ComplianceClient::new(
-            self.channel().await?,
-        ))
+    ) -> anyhow::Result<
+        ceasefire_grpc::proto::compliance_client::ComplianceClient<tonic::transport::Channel>,
+    > {
+        Ok(ceasefire_grpc::proto::compliance_client::ComplianceClient::new(self.channel().await?))
     }
 }
 
 #[derive(Parser)]
 #[command(
     name = "ceasefire-ledger",
-    version,
+    version = env!("CEASEFIRE_LEDGER_VERSION"),
     about = "An append-only, signed, verifiable ledger of ceasefire monitoring reports"
 )]
 pub struct Cli {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::sequencer::recovery::rebuild_projection;
-use crate::storage::{Store, DB_DIR_NAME};
+use ceasefire_node::sequencer::recovery::rebuild_projection;
+use ceasefire_node::storage::{Store, DB_DIR_NAME};
 
 #[derive(clap::Args)]
 pub struct RebuildArgs {

@@ -13,10 +13,10 @@ use serde::Deserialize;
 
 use crate::dev;
 use crate::keyfile::KeyFile;
-use crate::node::{self, NodeConfig};
-use crate::sequencer::{SequencerConfig, StartupCheck};
-use crate::server::TlsFiles;
 use crate::signed_file::SignedEventFile;
+use ceasefire_node::node::{self, NodeConfig};
+use ceasefire_node::sequencer::{SequencerConfig, StartupCheck};
+use ceasefire_node::server::TlsFiles;
 
 /// How often the server hands glibc's free heap pages back to the system.
 /// glibc gives threads that allocate at once arenas of their own (up to

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::client::{now_timestamp, random_nonce};
 use crate::event_json::{event_from_json, message_to_json};
 use crate::keyfile::KeyFile;
 use crate::signed_file::SignedEventFile;
+use ceasefire_grpc::client::{now_timestamp, random_nonce};
 
 #[derive(clap::Args)]
 pub struct SignArgs {

@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 
-use crate::client::status_name;
 use crate::event_json::message_to_json;
-use crate::proto::{ComplianceStatus, ListStatusesRequest, PairStatus, StatusFilter};
+use ceasefire_grpc::client::status_name;
+use ceasefire_grpc::proto::{ComplianceStatus, ListStatusesRequest, PairStatus, StatusFilter};
 
 #[derive(clap::Args)]
 pub struct StatusArgs {

@@ -17,15 +17,15 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use crate::client::{self, now_timestamp, random_nonce};
-use crate::core::checkpoint::{open_checkpoint, NoteVerifier};
-use crate::core::leaf::Leaf;
-use crate::core::merkle::{hash_leaf, verify_inclusion, Hash};
-use crate::core::rules::decode_event;
 use crate::event_json::{event_from_json, json_values, message_to_json};
 use crate::keyfile::KeyFile;
-use crate::proto::{event::Body, ledger_client::LedgerClient, GetEntriesRequest, Receipt};
 use crate::signed_file::SignedEventFile;
+use ceasefire_core::checkpoint::{open_checkpoint, NoteVerifier};
+use ceasefire_core::leaf::Leaf;
+use ceasefire_core::merkle::{hash_leaf, verify_inclusion, Hash};
+use ceasefire_core::rules::decode_event;
+use ceasefire_grpc::client::{self, now_timestamp, random_nonce};
+use ceasefire_grpc::proto::{event::Body, ledger_client::LedgerClient, GetEntriesRequest, Receipt};
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {

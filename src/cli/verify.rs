@@ -10,8 +10,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
 use super::Exit;
-use crate::audit::sources::{DataDirSource, ServerSource, TilesSource};
-use crate::audit::{audit, AuditError, AuditOptions, AuditReport, LogSource};
+use ceasefire_audit::sources::{ServerSource, TilesSource};
+use ceasefire_audit::{audit, AuditError, AuditOptions, AuditReport, LogSource};
+use ceasefire_node::DataDirSource;
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["server", "data_dir", "tiles"])))]
@@ -36,7 +37,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    tls: crate::client::ClientTls,
+    tls: ceasefire_grpc::client::ClientTls,
 }
 
 fn could_not_run(error: impl std::fmt::Display) -> anyhow::Error {

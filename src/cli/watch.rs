@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::client::status_name;
 use crate::event_json::message_to_json;
-use crate::proto::{ListStatusesRequest, StatusChange, StatusFilter, SubscribeRequest};
+use ceasefire_grpc::client::status_name;
+use ceasefire_grpc::proto::{ListStatusesRequest, StatusChange, StatusFilter, SubscribeRequest};
 
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use ceasefire_ledger::client::{self, ClientTls};
+use ceasefire_grpc::client::{self, ClientTls};
 
 /// The binary cargo built for this test.
 pub fn binary() -> &'static str {
@@ -241,7 +241,7 @@ pub async fn tree_size(url: &str) -> Result<u64, String> {
         .await
         .map_err(|error| error.to_string())?;
     client::ledger_client(channel)
-        .get_checkpoint(ceasefire_ledger::proto::GetCheckpointRequest {})
+        .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest {})
         .await
         .map(|response| response.into_inner().tree_size)
         .map_err(|status| status.to_string())

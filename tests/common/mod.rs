@@ -9,18 +9,18 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ceasefire_ledger::client::{self, now_timestamp, random_nonce, sign};
-use ceasefire_ledger::core::checkpoint::{open_checkpoint, CheckpointBody, NoteVerifier};
-use ceasefire_ledger::core::leaf::Leaf;
-use ceasefire_ledger::core::merkle::{verify_inclusion, Hash};
-use ceasefire_ledger::dev::{self, DevKeys};
-use ceasefire_ledger::node::{self, Node, NodeConfig};
-use ceasefire_ledger::proto::{
+use ceasefire_core::checkpoint::{open_checkpoint, CheckpointBody, NoteVerifier};
+use ceasefire_core::leaf::Leaf;
+use ceasefire_core::merkle::{verify_inclusion, Hash};
+use ceasefire_grpc::client::{self, now_timestamp, random_nonce, sign};
+use ceasefire_grpc::proto::{
     compliance_client::ComplianceClient, event::Body, ledger_client::LedgerClient,
     submit_result::Outcome, Category, Event, Finding, GetCheckpointRequest, GetEntriesRequest,
     LatLon, Location, LogEntry, Observation, Receipt, SignedEvent, SubmitResult,
 };
-use ceasefire_ledger::sequencer::{SequencerConfig, StartupCheck};
+use ceasefire_ledger::dev::{self, DevKeys};
+use ceasefire_node::node::{self, Node, NodeConfig};
+use ceasefire_node::sequencer::{SequencerConfig, StartupCheck};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tempfile::TempDir;
 use tonic::transport::Channel;
@@ -190,7 +190,7 @@ pub async fn start_node_with(
         startup_check: StartupCheck::Full,
         tls: None,
         metrics_listen: None,
-        max_payload_bytes: ceasefire_ledger::core::leaf::MAX_PAYLOAD_BYTES,
+        max_payload_bytes: ceasefire_core::leaf::MAX_PAYLOAD_BYTES,
     })
     .await
     .expect("the node did not start")
@@ -396,7 +396,7 @@ pub async fn start_ledger_node(
         startup_check: StartupCheck::Full,
         tls: None,
         metrics_listen: None,
-        max_payload_bytes: ceasefire_ledger::core::leaf::MAX_PAYLOAD_BYTES,
+        max_payload_bytes: ceasefire_core::leaf::MAX_PAYLOAD_BYTES,
     })
     .await
     .expect("the node did not start")

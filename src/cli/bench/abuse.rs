@@ -41,14 +41,14 @@ use prost::Message;
 use super::clients::{build_events, LedgerConnection};
 use super::measure::percentile;
 use super::node::{resident_bytes, BenchNode};
-use crate::client;
-use crate::core::leaf::MAX_PAYLOAD_BYTES;
-use crate::proto::{
+use ceasefire_core::leaf::MAX_PAYLOAD_BYTES;
+use ceasefire_grpc::client;
+use ceasefire_grpc::proto::{
     compliance_client::ComplianceClient, event::Body, Event, GetEntriesRequest, SignedEvent,
     StatusFilter, SubscribeRequest,
 };
-use crate::sequencer::SequencerConfig;
-use crate::server::{MAX_CONCURRENT_STREAMS_PER_CONNECTION, MAX_GRPC_MESSAGE_BYTES};
+use ceasefire_node::sequencer::SequencerConfig;
+use ceasefire_node::server::{MAX_CONCURRENT_STREAMS_PER_CONNECTION, MAX_GRPC_MESSAGE_BYTES};
 
 /// How long the honest clients are measured in each phase.
 const PHASE: Duration = Duration::from_secs(3);
@@ -356,9 +356,9 @@ async fn forged_flood(
                     Ok(Some(answer)) => count(
                         &outcomes,
                         match answer.outcome {
-                            Some(crate::proto::submit_result::Outcome::Refusal(refusal)) => {
-                                code_name(tonic::Code::from_i32(refusal.code))
-                            }
+                            Some(ceasefire_grpc::proto::submit_result::Outcome::Refusal(
+                                refusal,
+                            )) => code_name(tonic::Code::from_i32(refusal.code)),
                             _ => "Ok (a forged event accepted!)".to_string(),
                         },
                     ),
@@ -601,7 +601,7 @@ async fn oversized(
                                             &outcomes,
                                             match answer.outcome {
                                                 Some(
-                                                    crate::proto::submit_result::Outcome::Refusal(
+                                                    ceasefire_grpc::proto::submit_result::Outcome::Refusal(
                                                         refusal,
                                                     ),
                                                 ) => format!(

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
 
-use crate::client;
 use crate::dev;
-use crate::proto::{
+use ceasefire_grpc::client;
+use ceasefire_grpc::proto::{
     event::Body, Category, Event, Finding, LatLon, Location, Observation, SignedEvent,
 };
 
@@ -77,7 +77,8 @@ impl ClientResult {
     }
 }
 
-pub type LedgerConnection = crate::proto::ledger_client::LedgerClient<tonic::transport::Channel>;
+pub type LedgerConnection =
+    ceasefire_grpc::proto::ledger_client::LedgerClient<tonic::transport::Channel>;
 
 impl ClientResult {
     fn with_capacity(events: usize) -> ClientResult {
@@ -93,7 +94,7 @@ impl ClientResult {
     fn record(
         &mut self,
         since: Instant,
-        answer: Result<crate::proto::Receipt, String>,
+        answer: Result<ceasefire_grpc::proto::Receipt, String>,
         acknowledged: &AtomicU64,
     ) {
         let latency = since.elapsed();
@@ -147,7 +148,7 @@ pub async fn stream_client(
     window: usize,
     acknowledged: Arc<AtomicU64>,
 ) -> ClientResult {
-    use crate::proto::submit_result::Outcome;
+    use ceasefire_grpc::proto::submit_result::Outcome;
     let mut result = ClientResult::with_capacity(share.len());
     let expected = share.len();
     let (events, outgoing) = tokio::sync::mpsc::channel::<SignedEvent>(window);
@@ -225,8 +226,8 @@ pub async fn stream_client(
 /// Builds and signs `count` observations by the dev monitor (on every core:
 /// this happens before the clock starts).
 pub fn build_events(count: usize, monitor: &SigningKey) -> Vec<SignedEvent> {
-    let now = crate::sequencer::now_micros();
-    let timestamp = crate::core::rules::micros_timestamp;
+    let now = ceasefire_grpc::now_micros();
+    let timestamp = ceasefire_core::rules::micros_timestamp;
     let minute = 60 * 1_000_000;
     (0..count)
         .into_par_iter()

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rayon::prelude::*;
 
-use crate::core::signing::{signed_message, verify_event_signature, EventSignature};
-use crate::proto::SignedEvent;
-use crate::storage::Store;
+use ceasefire_core::signing::{signed_message, verify_event_signature, EventSignature};
+use ceasefire_grpc::proto::SignedEvent;
+use ceasefire_node::storage::Store;
 
 /// How long each strict-verify measurement runs.
 const VERIFY_SECONDS: f64 = 1.5;
@@ -72,9 +72,9 @@ pub fn audit_throughput(
     data_dir: &std::path::Path,
     sample: &SignedEvent,
 ) -> anyhow::Result<(f64, u64, f64)> {
-    let mut source = crate::audit::sources::DataDirSource::open(data_dir)?;
+    let mut source = ceasefire_node::DataDirSource::open(data_dir)?;
     let started = Instant::now();
-    let report = crate::audit::audit(&mut source, Default::default())
+    let report = ceasefire_audit::audit(&mut source, Default::default())
         .map_err(|error| anyhow::anyhow!("the audit failed: {error}"))?;
     let audit_rate = report.entries as f64 / started.elapsed().as_secs_f64();
     let threads = rayon::current_num_threads();

@@ -48,10 +48,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::client;
 use crate::dev;
-use crate::proto::SignedEvent;
-use crate::sequencer::SequencerConfig;
+use ceasefire_grpc::client;
+use ceasefire_grpc::proto::SignedEvent;
+use ceasefire_node::sequencer::SequencerConfig;
 use clients::{ClientResult, Schedule};
 use node::BenchNode;
 
@@ -238,7 +238,7 @@ async fn bench(args: &BenchArgs, data_dir: &std::path::Path) -> anyhow::Result<(
     let proofs = tokio::task::spawn_blocking(move || measure::proof_timings(&path, &sizes))
         .await
         .context("the proof measurement failed")??;
-    let disk = measure::disk_bytes(&data_dir.join(crate::storage::DB_DIR_NAME))
+    let disk = measure::disk_bytes(&data_dir.join(ceasefire_node::storage::DB_DIR_NAME))
         .context("cannot measure the store on disk")?;
 
     report(
@@ -419,7 +419,7 @@ async fn sample_memory(
         if acknowledged_size >= next_milestone {
             let resident = node::resident_bytes(pid);
             let observed = connection
-                .get_checkpoint(crate::proto::GetCheckpointRequest {})
+                .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest {})
                 .await
                 .map(|checkpoint| checkpoint.into_inner().tree_size);
             if let (Some(resident), Ok(size)) = (resident, observed) {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::client;
-use crate::proto::GetCheckpointRequest;
+use ceasefire_grpc::client;
+use ceasefire_grpc::proto::GetCheckpointRequest;
 
 /// How long the node may take to start serving, or to stop after SIGTERM.
 const START_OR_STOP_BOUND: Duration = Duration::from_secs(120);

@@ -1,0 +1,262 @@
+//! Where an audit reads the log: a server over gRPC, or a tlog-tiles
+//! export. (A data directory is read by `ceasefire_node::DataDirSource`: it
+//! needs the store, which this crate does not link.)
+//!
+//! Sources only fetch bytes; every check is in [`super::audit`]. None of them
+//! uses the server's code: the server source is a gRPC client like any other.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use tokio::runtime::Handle;
+
+use super::{LogDefect, LogSource};
+use crate::tiles::{TilesError, TilesReader};
+use ceasefire_core::merkle::Hash;
+use ceasefire_core::merkle::{MemorySource, SubtreeSource};
+use ceasefire_core::tiles::{tiles_for_size, TILE_HEIGHT, TILE_WIDTH};
+use ceasefire_grpc::client::ClientTls;
+use ceasefire_grpc::proto::{
+    compliance_client::ComplianceClient, ledger_client::LedgerClient, GetCheckpointRequest,
+    GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest, ListStatusesRequest,
+};
+
+fn hashes(raw: Vec<Vec<u8>>) -> anyhow::Result<Vec<Hash>> {
+    raw.into_iter()
+        .map(|hash| {
+            hash.as_slice()
+                .try_into()
+                .map_err(|_| anyhow!("a proof hash is {} bytes, not 32", hash.len()))
+        })
+        .collect()
+}
+
+fn digest(bytes: &[u8]) -> anyhow::Result<Hash> {
+    bytes
+        .try_into()
+        .map_err(|_| anyhow!("the projection digest is {} bytes, not 32", bytes.len()))
+}
+
+/// A ledger server, read over gRPC. Must be used from a blocking thread of a
+/// tokio runtime (the audit runs in `spawn_blocking`).
+pub struct ServerSource {
+    url: String,
+    runtime: Handle,
+    ledger: LedgerClient<tonic::transport::Channel>,
+    compliance: ComplianceClient<tonic::transport::Channel>,
+}
+
+/// Leaves fetched per GetEntries call.
+const ENTRIES_PER_CALL: u64 = 4096;
+
+impl ServerSource {
+    pub async fn connect(url: &str, tls: &ClientTls) -> anyhow::Result<ServerSource> {
+        let channel = ceasefire_grpc::client::channel(url, tls).await?;
+        Ok(ServerSource {
+            url: url.to_string(),
+            runtime: Handle::current(),
+            ledger: ceasefire_grpc::client::ledger_client(channel.clone()),
+            compliance: ComplianceClient::new(channel),
+        })
+    }
+}
+
+fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
+    anyhow!("{what}: {:?}: {}", status.code(), status.message())
+}
+
+impl LogSource for ServerSource {
+    fn describe(&self) -> String {
+        format!("server {}", self.url)
+    }
+
+    fn checkpoint_note(&mut self) -> anyhow::Result<String> {
+        let response = self
+            .runtime
+            .block_on(self.ledger.get_checkpoint(GetCheckpointRequest {}))
+            .map_err(|status| status_error("GetCheckpoint", status))?;
+        Ok(response.into_inner().note)
+    }
+
+    fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
+        let response = self
+            .runtime
+            .block_on(
+                self.compliance
+                    .list_statuses(ListStatusesRequest { filter: None }),
+            )
+            .map_err(|status| status_error("ListStatuses", status))?;
+        match response.into_inner().version {
+            Some(version) => Ok(Some((version.as_of_seq, digest(&version.digest)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn leaves(
+        &mut self,
+        size: u64,
+    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+        let mut next = 0u64;
+        let mut buffered: std::collections::VecDeque<Vec<u8>> = Default::default();
+        Ok(Box::new(std::iter::from_fn(move || {
+            if next >= size {
+                return None;
+            }
+            if buffered.is_empty() {
+                let end = (next + ENTRIES_PER_CALL).min(size);
+                let fetched = self.runtime.block_on(async {
+                    let mut stream = self
+                        .ledger
+                        .get_entries(GetEntriesRequest { start: next, end })
+                        .await?
+                        .into_inner();
+                    let mut leaves = Vec::new();
+                    while let Some(entry) = stream.message().await? {
+                        leaves.push((entry.seq, entry.leaf));
+                    }
+                    Ok::<_, tonic::Status>(leaves)
+                });
+                match fetched {
+                    Ok(leaves) => {
+                        for (offset, (seq, leaf)) in leaves.into_iter().enumerate() {
+                            if seq != next + offset as u64 {
+                                return Some(Err(anyhow!(
+                                    "GetEntries answered entry {seq} in place of {}",
+                                    next + offset as u64
+                                )));
+                            }
+                            buffered.push_back(leaf);
+                        }
+                        if buffered.is_empty() {
+                            return Some(Err(anyhow!(
+                                "GetEntries returned nothing from entry {next}"
+                            )));
+                        }
+                    }
+                    Err(status) => return Some(Err(status_error("GetEntries", status))),
+                }
+            }
+            next += 1;
+            buffered.pop_front().map(Ok)
+        })))
+    }
+
+    fn consistency_proof(
+        &mut self,
+        old_size: u64,
+        new_size: u64,
+    ) -> anyhow::Result<Option<Vec<Hash>>> {
+        let response = self
+            .runtime
+            .block_on(
+                self.ledger
+                    .get_consistency_proof(GetConsistencyProofRequest { old_size, new_size }),
+            )
+            .map_err(|status| status_error("GetConsistencyProof", status))?;
+        Ok(Some(hashes(response.into_inner().hashes)?))
+    }
+
+    fn inclusion_proof(&mut self, seq: u64, size: u64) -> anyhow::Result<Option<Vec<Hash>>> {
+        let response = self
+            .runtime
+            .block_on(self.ledger.get_inclusion_proof(GetInclusionProofRequest {
+                seq,
+                tree_size: size,
+            }))
+            .map_err(|status| status_error("GetInclusionProof", status))?;
+        Ok(Some(hashes(response.into_inner().hashes)?))
+    }
+}
+
+/// A C2SP tlog-tiles export (`export --tiles`), read from its directory.
+pub struct TilesSource {
+    reader: TilesReader,
+}
+
+impl TilesSource {
+    pub fn open(dir: &Path) -> anyhow::Result<TilesSource> {
+        Ok(TilesSource {
+            reader: TilesReader::open(dir)?,
+        })
+    }
+}
+
+impl LogSource for TilesSource {
+    fn describe(&self) -> String {
+        format!("tiles {}", self.reader.dir().display())
+    }
+
+    fn checkpoint_note(&mut self) -> anyhow::Result<String> {
+        Ok(self.reader.checkpoint_note()?)
+    }
+
+    fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
+        Ok(self.reader.projection()?)
+    }
+
+    fn leaves(
+        &mut self,
+        size: u64,
+    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+        // Bundles are read whole, so a bad one fails before any of its
+        // entries is yielded: its first entry is the count yielded so far.
+        let mut yielded = 0u64;
+        Ok(Box::new(self.reader.leaves(size).map(move |leaf| {
+            let error = match leaf {
+                Ok(leaf) => {
+                    yielded += 1;
+                    return Ok(leaf);
+                }
+                Err(error) => error,
+            };
+            let seq = match &error {
+                // A file that is there but wrong is a wrong log; one that
+                // cannot be read is an incomplete copy.
+                TilesError::Missing { .. } | TilesError::Io { .. } => return Err(error.into()),
+                TilesError::BadEntry { entry, .. } => yielded + *entry as u64,
+                TilesError::TooFewEntries { found, .. } => yielded + *found as u64,
+                _ => yielded,
+            };
+            Err(LogDefect {
+                seq: Some(seq),
+                reason: error.to_string(),
+            }
+            .into())
+        })))
+    }
+
+    /// The auditor rebuilds roots itself; tiles serve no proofs.
+    fn consistency_proof(&mut self, _: u64, _: u64) -> anyhow::Result<Option<Vec<Hash>>> {
+        Ok(None)
+    }
+
+    fn inclusion_proof(&mut self, _: u64, _: u64) -> anyhow::Result<Option<Vec<Hash>>> {
+        Ok(None)
+    }
+
+    /// Every hash tile must hold the subtree hashes of the verified leaves:
+    /// tlog clients read proofs from them, so a wrong tile is a wrong log.
+    fn stored_tree_mismatch(
+        &mut self,
+        tree: &MemorySource,
+        size: u64,
+    ) -> anyhow::Result<Option<String>> {
+        for tile in tiles_for_size(size) {
+            let hashes = match self.reader.tile_hashes(tile.level, tile.index, tile.width) {
+                Ok(hashes) => hashes,
+                Err(error) => return Ok(Some(format!("{}: {error}", tile.path()))),
+            };
+            let level = tile.level * TILE_HEIGHT;
+            for (offset, hash) in hashes.iter().enumerate() {
+                let index = tile.index * u64::from(TILE_WIDTH) + offset as u64;
+                if tree.subtree_hash(level, index)? != *hash {
+                    return Ok(Some(format!(
+                        "{}: hash {offset} is not the tree's node (level {level}, index {index})",
+                        tile.path()
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+}

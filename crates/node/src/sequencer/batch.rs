@@ -1,0 +1,447 @@
+//! One batch in flight: the entries staged since the last commit.
+//!
+//! Everything here is provisional. Entries staged earlier in a batch are
+//! visible to later ones (a party registered at seq 10 may sign seq 11 of the
+//! same batch), through the batch's own overlay of the store. If the commit
+//! fails, the batch is dropped and nothing of it is on disk; the one piece
+//! of in-memory state it changed in place, the projection (folding a copy
+//! per batch would cost a clone of every pair), is why a failed commit
+//! stops the sequencer for good (fail-stop).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::{checkpoint_signer, Recovered, Sequenced, SignedCheckpoint, Submission, SubmitError};
+use crate::storage::{
+    DurableHead, ProjectionHead, ProjectionWrite, StagedEntry, Store, StoreError, StoreWindows,
+};
+use ceasefire_core::checkpoint::NoteSigner;
+use ceasefire_core::leaf::Leaf;
+use ceasefire_core::merkle::{hash_leaf, BatchSubtrees, Frontier, Hash};
+use ceasefire_core::projection::{PairKey, Projection, StatusChange};
+use ceasefire_core::rejection::Rejection;
+use ceasefire_core::rules::{Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord};
+use ceasefire_grpc::proto::event::Body;
+
+type Reply = oneshot::Sender<Result<Sequenced, SubmitError>>;
+
+/// Who is waiting on the batch, and for which entry.
+enum Waiter {
+    /// A new entry, `entries[index]`.
+    New { reply: Reply, index: usize },
+    /// An identical resubmission of the existing entry `seq`.
+    Existing { reply: Reply, seq: u64 },
+}
+
+pub(super) struct Batch<'a> {
+    received_at_micros: i64,
+    /// The durable log this batch extends.
+    base_size: u64,
+    durable_state: Option<&'a LedgerState>,
+    /// The rules' state with this batch applied; `None` while unchanged.
+    working_state: Option<LedgerState>,
+    head: DurableHead,
+    frontier: Frontier,
+    entries: Vec<StagedEntry>,
+    leaf_hashes: Vec<Hash>,
+    /// The tree nodes the batch completed and the frontier it started from:
+    /// what proves the batch's entries to their callers without reading
+    /// the store.
+    subtrees: BatchSubtrees,
+    waiters: Vec<Waiter>,
+    /// (author, nonce) of entries in this batch, to their index.
+    nonces: HashMap<(String, Vec<u8>), usize>,
+    /// Observation records written by this batch, newest last.
+    observations: HashMap<u64, ObservationRecord>,
+    /// Payload and signatures of each staged entry, to tell an identical
+    /// resubmission from a replayed nonce.
+    payloads: Vec<Vec<u8>>,
+    signature_lists: Vec<Vec<ceasefire_core::signing::EventSignature>>,
+    /// The durable projection, folded forward in place. A failed commit
+    /// stops the sequencer, so it is never read in a state that was not
+    /// committed.
+    projection: &'a mut Projection,
+    /// The projection's windows: the store's, under the batch's writes.
+    windows: StoreWindows<'a>,
+    /// Pairs the batch changed and the status changes it caused.
+    touched_pairs: std::collections::BTreeSet<PairKey>,
+    changes: Vec<StatusChange>,
+}
+
+/// A committed batch, ready to answer its callers.
+pub(super) struct Committed {
+    /// How long making the batch durable took.
+    pub sync_time: std::time::Duration,
+    pub projection_head: ProjectionHead,
+    /// Where the batch's last status change is in the change log, if any.
+    pub last_change: Option<(u64, u32)>,
+    pub durable_head: DurableHead,
+    pub frontier: Frontier,
+    /// The new rules' state if the batch changed it.
+    pub new_state: Option<LedgerState>,
+    pub entries: usize,
+    waiters: Vec<Waiter>,
+    staged: Vec<(u64, Hash, Vec<u8>)>,
+    subtrees: Arc<BatchSubtrees>,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(store: &'a Store, durable: &'a mut Recovered, received_at_micros: i64) -> Batch<'a> {
+        let Recovered {
+            head,
+            frontier,
+            state,
+            projection,
+        } = durable;
+        Batch {
+            received_at_micros,
+            base_size: head.size,
+            durable_state: state.as_ref(),
+            working_state: None,
+            head: *head,
+            subtrees: BatchSubtrees::starting_from(frontier),
+            frontier: frontier.clone(),
+            projection,
+            windows: StoreWindows::new(store),
+            touched_pairs: Default::default(),
+            changes: Vec::new(),
+            entries: Vec::new(),
+            leaf_hashes: Vec::new(),
+            waiters: Vec::new(),
+            nonces: HashMap::new(),
+            observations: HashMap::new(),
+            payloads: Vec::new(),
+            signature_lists: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    pub fn head(&self) -> DurableHead {
+        self.head
+    }
+
+    fn state(&self) -> Option<&LedgerState> {
+        self.working_state.as_ref().or(self.durable_state)
+    }
+
+    /// Stages one submission, or answers it at once if it is refused.
+    /// Returns the checkpoint signer when the submission is the genesis.
+    pub fn stage(
+        &mut self,
+        store: &Store,
+        submission: Submission,
+        operator_key: &ed25519_dalek::SigningKey,
+    ) -> Result<Option<NoteSigner>, StoreError> {
+        let Submission {
+            payload,
+            signatures,
+            event,
+            reply,
+        } = submission;
+
+        // Replays: the same author and nonce name the same event forever.
+        // Only the identical signed bytes (payload and signatures) get the
+        // original receipt back; anything else under a used nonce is refused.
+        let nonce_key = (event.author.clone(), event.nonce.clone());
+        if let Some(&index) = self.nonces.get(&nonce_key) {
+            let verdict =
+                if self.payloads[index] == payload && self.signature_lists[index] == signatures {
+                    Ok(())
+                } else {
+                    Err(replay_rejection(&event.author, self.entries[index].seq))
+                };
+            match verdict {
+                Ok(()) => self.waiters.push(Waiter::New { reply, index }),
+                Err(rejection) => refuse(reply, rejection),
+            }
+            return Ok(None);
+        }
+        if let Some(seq) = store.nonce_seq(&event.author, &event.nonce)? {
+            let existing = store.leaf(seq)?.ok_or(StoreError::Corrupt {
+                seq,
+                reason: "the nonce index names a missing entry".into(),
+            })?;
+            let same = Leaf::decode(&existing)
+                .map(|leaf| leaf.payload == payload && leaf.signatures == signatures)
+                .unwrap_or(false);
+            if same {
+                self.waiters.push(Waiter::Existing { reply, seq });
+            } else {
+                refuse(reply, replay_rejection(&event.author, seq));
+            }
+            return Ok(None);
+        }
+
+        let seq = self.head.size;
+        let leaf = Leaf {
+            seq,
+            prev_leaf_hash: self.head.last_leaf_hash,
+            received_at_micros: self.received_at_micros,
+            payload,
+            signatures,
+        };
+        let leaf_bytes = leaf.encode();
+        let context = EntryContext {
+            seq,
+            received_at_micros: self.received_at_micros,
+            leaf_hash: hash_leaf(&leaf_bytes),
+        };
+        let signers: Vec<[u8; 32]> = leaf.signatures.iter().map(|s| s.public_key).collect();
+
+        let mut genesis_signer = None;
+        let (accepted, founded) = match self.state() {
+            None => {
+                if !matches!(event.body, Some(Body::Genesis(_))) {
+                    refuse(
+                        reply,
+                        Rejection::precondition(
+                            "this ledger has no genesis yet: entry 0 must be a genesis",
+                        ),
+                    );
+                    return Ok(None);
+                }
+                let founded =
+                    LedgerState::from_genesis(&event, &signers, &context).and_then(|state| {
+                        checkpoint_signer(&state.agreement, operator_key)
+                            .map(|signer| (state, signer))
+                            .map_err(Rejection::precondition)
+                    });
+                match founded {
+                    Ok((state, signer)) => {
+                        genesis_signer = Some(signer);
+                        (None, Some(state))
+                    }
+                    Err(rejection) => {
+                        refuse(reply, rejection);
+                        return Ok(None);
+                    }
+                }
+            }
+            Some(state) => {
+                let overlay = Overlay {
+                    store,
+                    base_size: self.base_size,
+                    leaf_hashes: &self.leaf_hashes,
+                    observations: &self.observations,
+                };
+                match state.check(&event, &signers, &context, &overlay)? {
+                    Ok(accepted) => (Some(accepted), None),
+                    Err(rejection) => {
+                        refuse(reply, rejection);
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+
+        let mut observation_records = Vec::new();
+        let mut is_governance = founded.is_some();
+        if let Some(state) = founded {
+            self.working_state = Some(state);
+        }
+        if let Some(accepted) = &accepted {
+            match accepted {
+                Accepted::Governance(_) => {
+                    is_governance = true;
+                    let mut working = self
+                        .working_state
+                        .take()
+                        .or_else(|| self.durable_state.cloned())
+                        .expect("a checked event implies a state");
+                    working.apply(accepted);
+                    self.working_state = Some(working);
+                }
+                Accepted::Observation(record) => observation_records.push((seq, record.clone())),
+                Accepted::Amendment {
+                    target_seq,
+                    corrected,
+                    ..
+                } => observation_records.push((*target_seq, corrected.clone())),
+                Accepted::Dispute { .. } => {}
+            }
+        }
+        for (record_seq, record) in &observation_records {
+            self.observations.insert(*record_seq, record.clone());
+        }
+        let rules = self
+            .working_state
+            .as_ref()
+            .or(self.durable_state)
+            .expect("an accepted entry implies a state");
+        let folded = self.projection.fold(
+            &event,
+            accepted.as_ref(),
+            &context,
+            rules,
+            &mut self.windows,
+        )?;
+        self.touched_pairs.extend(folded.touched);
+        self.changes.extend(folded.changes);
+        let completed = self.frontier.push(context.leaf_hash);
+        self.subtrees.record(&completed);
+        self.head = DurableHead {
+            size: seq + 1,
+            root: self.frontier.root(),
+            last_leaf_hash: context.leaf_hash,
+            last_received_at_micros: self.received_at_micros,
+        };
+        let index = self.entries.len();
+        self.nonces.insert(nonce_key, index);
+        self.payloads.push(leaf.payload);
+        self.signature_lists.push(leaf.signatures);
+        self.leaf_hashes.push(context.leaf_hash);
+        self.entries.push(StagedEntry {
+            seq,
+            leaf: leaf_bytes,
+            completed: completed.into_iter().map(|(_, _, hash)| hash).collect(),
+            author: event.author,
+            nonce: event.nonce,
+            observation_records,
+            is_governance,
+        });
+        self.waiters.push(Waiter::New { reply, index });
+        Ok(genesis_signer)
+    }
+
+    /// Writes the batch and makes it durable. On failure the batch comes
+    /// back so its callers can be told.
+    pub fn commit(
+        self,
+        store: &Store,
+        checkpoint_note: &str,
+    ) -> Result<Committed, Box<(Batch<'a>, StoreError)>> {
+        let projection_head = ProjectionHead::of(self.projection);
+        let written = store.append(
+            &self.entries,
+            &self.head,
+            checkpoint_note,
+            &ProjectionWrite {
+                head: projection_head,
+                summaries: self
+                    .touched_pairs
+                    .iter()
+                    .map(|key| {
+                        (
+                            key,
+                            self.projection.pairs.get(key).map(|pair| &pair.summary),
+                        )
+                    })
+                    .collect(),
+                window_writes: self.windows.writes(),
+                changes: &self.changes,
+            },
+        );
+        let sync_time = match written {
+            Ok(sync_time) => sync_time,
+            Err(error) => return Err(Box::new((self, error))),
+        };
+        let staged = self
+            .entries
+            .into_iter()
+            .zip(self.leaf_hashes)
+            .map(|(entry, leaf_hash)| (entry.seq, leaf_hash, entry.leaf))
+            .collect::<Vec<_>>();
+        Ok(Committed {
+            sync_time,
+            projection_head,
+            last_change: self.changes.last().map(|change| (change.seq, change.index)),
+            durable_head: self.head,
+            frontier: self.frontier,
+            new_state: self.working_state,
+            entries: staged.len(),
+            waiters: self.waiters,
+            staged,
+            subtrees: Arc::new(self.subtrees),
+        })
+    }
+
+    /// Answers every caller of a batch that will not be committed.
+    pub fn refuse_all(self, reason: &str) {
+        for waiter in self.waiters {
+            let reply = match waiter {
+                Waiter::New { reply, .. } | Waiter::Existing { reply, .. } => reply,
+            };
+            let _ = reply.send(Err(SubmitError::Unavailable(reason.to_string())));
+        }
+    }
+}
+
+impl Committed {
+    /// Answers every caller with its durable entry.
+    pub fn answer(self, store: &Store, checkpoint: &Arc<SignedCheckpoint>) {
+        for waiter in self.waiters {
+            match waiter {
+                Waiter::New { reply, index } => {
+                    let (seq, leaf_hash, leaf) = &self.staged[index];
+                    let _ = reply.send(Ok(Sequenced {
+                        seq: *seq,
+                        leaf_hash: *leaf_hash,
+                        leaf: leaf.clone(),
+                        checkpoint: checkpoint.clone(),
+                        batch: self.subtrees.clone(),
+                    }));
+                }
+                Waiter::Existing { reply, seq } => {
+                    let answer = match store.leaf(seq) {
+                        Ok(Some(leaf)) => Ok(Sequenced {
+                            seq,
+                            leaf_hash: hash_leaf(&leaf),
+                            leaf,
+                            checkpoint: checkpoint.clone(),
+                            batch: self.subtrees.clone(),
+                        }),
+                        Ok(None) => Err(SubmitError::Unavailable(format!(
+                            "entry {seq} vanished from the store"
+                        ))),
+                        Err(error) => Err(SubmitError::Unavailable(error.to_string())),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+}
+
+fn refuse(reply: Reply, rejection: Rejection) {
+    let _ = reply.send(Err(SubmitError::Rejected(rejection)));
+}
+
+fn replay_rejection(author: &str, seq: u64) -> Rejection {
+    Rejection::already_exists(format!(
+        "author {author:?} already used this nonce for entry {seq} with different bytes"
+    ))
+}
+
+/// The store as seen from inside a batch: durable entries plus staged ones.
+struct Overlay<'b> {
+    store: &'b Store,
+    base_size: u64,
+    leaf_hashes: &'b [Hash],
+    observations: &'b HashMap<u64, ObservationRecord>,
+}
+
+impl EntryIndex for Overlay<'_> {
+    type Error = StoreError;
+
+    fn leaf_hash(&self, seq: u64) -> Result<Option<Hash>, StoreError> {
+        if seq >= self.base_size {
+            return Ok(self
+                .leaf_hashes
+                .get((seq - self.base_size) as usize)
+                .copied());
+        }
+        self.store.leaf_hash(seq)
+    }
+
+    fn observation(&self, seq: u64) -> Result<Option<ObservationRecord>, StoreError> {
+        match self.observations.get(&seq) {
+            Some(record) => Ok(Some(record.clone())),
+            None => self.store.observation(seq),
+        }
+    }
+}

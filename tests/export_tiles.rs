@@ -1,0 +1,310 @@
+//! The tiles export through a real node: the dev bootstrap, observations
+//! submitted over gRPC, exports of its store while it runs, read back by the
+//! auditor's tiles reader.
+
+use std::fs;
+use std::path::Path;
+
+use ceasefire_audit::tiles::TilesReader;
+use ceasefire_core::checkpoint::{self, CheckpointBody};
+use ceasefire_core::checkpoint::{sign_checkpoint, NoteSigner};
+use ceasefire_core::merkle::{hash_leaf, Hash, SubtreeSource};
+use ceasefire_core::tiles::*;
+use ceasefire_grpc::client::{self, now_timestamp, random_nonce};
+use ceasefire_grpc::proto::{
+    event::Body, ledger_client::LedgerClient, Category, Event, Finding, LatLon, Location,
+    Observation, SignedEvent,
+};
+use ceasefire_ledger::dev;
+use ceasefire_node::export::{export, ExportError, ExportSummary};
+use ceasefire_node::node::{self, Node, NodeConfig};
+use ceasefire_node::sequencer::{SequencerConfig, StartupCheck};
+use ceasefire_node::storage::Store;
+use futures::StreamExt as _;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+fn observation(monitor: &ed25519_dalek::SigningKey, number: u64) -> SignedEvent {
+    let now = now_timestamp();
+    let minutes_ago = |minutes: i64| prost_types::Timestamp {
+        seconds: now.seconds - minutes * 60,
+        nanos: 0,
+    };
+    let event = Event {
+        agreement_id: dev::DEV_AGREEMENT_ID.into(),
+        author: dev::DEV_MONITOR.into(),
+        created_at: Some(now),
+        nonce: random_nonce(),
+        body: Some(Body::Observation(Observation {
+            observed_from: Some(minutes_ago(20)),
+            observed_until: Some(minutes_ago(5)),
+            location: Some(Location {
+                point: Some(LatLon {
+                    lat: 48.51,
+                    lon: 37.62,
+                }),
+                accuracy_m: 250.0,
+            }),
+            zone_id: String::new(),
+            commitment_id: dev::DEV_COMMITMENT.into(),
+            finding: Finding::Violation as i32,
+            category: Category::Explosion as i32,
+            quantity: 1,
+            attributed_side: String::new(),
+            evidence: Vec::new(),
+            narrative: format!("report {number}"),
+        })),
+    };
+    client::sign(&event, &[monitor])
+}
+
+async fn submit(node: &Node, monitor: &ed25519_dalek::SigningKey, count: u64, from: u64) {
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        clients.push(LedgerClient::connect(node.url()).await.unwrap());
+    }
+    let results: Vec<_> = futures::stream::iter(from..from + count)
+        .map(|number| {
+            let mut client = clients[(number % 8) as usize].clone();
+            let event = observation(monitor, number);
+            async move { client.submit(event).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for result in results {
+        result.expect("an observation was refused");
+    }
+}
+
+async fn run_export(store: &Arc<Store>, dir: &Path) -> Result<ExportSummary, ExportError> {
+    let store = store.clone();
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || export(&store, &dir))
+        .await
+        .unwrap()
+}
+
+/// Everything the reader gives back is what the store holds.
+fn check_directory(store: &Store, dir: &Path, size: u64) {
+    let reader = TilesReader::open(dir).unwrap();
+    let body = checkpoint::parse_unverified(&reader.checkpoint_note().unwrap()).unwrap();
+    assert_eq!(body.tree_size, size);
+    assert_eq!(
+        reader.checkpoint_note().unwrap(),
+        store.checkpoint_note().unwrap().unwrap()
+    );
+    for tile in tiles_for_size(size) {
+        let bytes = fs::read(dir.join(tile.path())).unwrap();
+        assert_eq!(bytes.len(), usize::from(tile.width) * HASH_SIZE);
+        let hashes = reader
+            .tile_hashes(tile.level, tile.index, tile.width)
+            .unwrap();
+        for (i, hash) in hashes.iter().enumerate() {
+            let index = tile.index * 256 + i as u64;
+            assert_eq!(
+                store.subtree_hash(tile.level * 8, index).unwrap(),
+                *hash,
+                "{} hash {i}",
+                tile.path()
+            );
+        }
+    }
+    let leaves: Vec<Vec<u8>> = reader.leaves(size).map(Result::unwrap).collect();
+    let stored: Vec<Vec<u8>> = store.leaves(0, size).map(|item| item.unwrap().1).collect();
+    assert_eq!(leaves.len() as u64, size);
+    assert!(
+        leaves == stored,
+        "the bundles do not hold the store's leaves"
+    );
+    assert_eq!(reader.root(size).unwrap(), body.root_hash);
+    let projection = store.load_projection().unwrap().unwrap().head;
+    assert_eq!(
+        reader.projection().unwrap(),
+        Some((projection.as_of_seq.unwrap(), projection.digest))
+    );
+}
+
+fn set(paths: &[&str]) -> BTreeSet<String> {
+    paths.iter().map(|path| path.to_string()).collect()
+}
+
+fn written(summary: &ExportSummary) -> BTreeSet<String> {
+    summary.written.iter().cloned().collect()
+}
+
+fn flip_last_byte(path: &Path) -> Vec<u8> {
+    let original = fs::read(path).unwrap();
+    let mut changed = original.clone();
+    *changed.last_mut().unwrap() ^= 1;
+    fs::write(path, changed).unwrap();
+    original
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_are_exact_incremental_and_refuse_another_log() {
+    let data = tempfile::tempdir().unwrap();
+    let keys = dev::ensure_dev_keys(data.path()).unwrap();
+    let node = node::start(NodeConfig {
+        data_dir: data.path().to_path_buf(),
+        listen: ([127, 0, 0, 1], 0).into(),
+        operator_key: keys.operator.key.clone(),
+        bootstrap: dev::bootstrap_events(&keys),
+        sequencer: SequencerConfig::default(),
+        startup_check: StartupCheck::Full,
+        tls: None,
+        metrics_listen: None,
+        max_payload_bytes: ceasefire_core::leaf::MAX_PAYLOAD_BYTES,
+    })
+    .await
+    .unwrap();
+    let store = node.store.clone();
+    let bootstrap = store.head().unwrap().size;
+    submit(&node, &keys.monitor.key, 300 - bootstrap, 0).await;
+    assert_eq!(store.head().unwrap().size, 300);
+
+    let export_dir = tempfile::tempdir().unwrap();
+    let dir = export_dir.path().join("tiles");
+    let first = run_export(&store, &dir).await.unwrap();
+    assert_eq!(first.tree_size, 300);
+    assert_eq!(
+        written(&first),
+        set(&[
+            "checkpoint",
+            "ceasefire-ledger/projection",
+            "tile/0/000",
+            "tile/0/001.p/44",
+            "tile/1/000.p/1",
+            "tile/entries/000",
+            "tile/entries/001.p/44",
+        ])
+    );
+    assert_eq!(first.files_written, 7);
+    assert_eq!(first.files_unchanged, 0);
+    assert_eq!(bytes_on_disk(&first, &dir), first.bytes_written);
+    assert_eq!(first.written.last().map(String::as_str), Some("checkpoint"));
+    assert_eq!(first.projection.map(|(seq, _)| seq), Some(299));
+    check_directory(&store, &dir, 300);
+    let checkpoint_at_300 = fs::read_to_string(dir.join("checkpoint")).unwrap();
+
+    // Nothing new: nothing written.
+    let again = run_export(&store, &dir).await.unwrap();
+    assert_eq!(again.files_written, 0, "{:?}", again.written);
+    assert_eq!(again.files_unchanged, 7);
+    assert_eq!(again.bytes_written, 0);
+
+    // Past the next tile boundary: partials grow into full tiles.
+    submit(&node, &keys.monitor.key, 220, 1000).await;
+    assert_eq!(store.head().unwrap().size, 520);
+    let second = run_export(&store, &dir).await.unwrap();
+    assert_eq!(second.tree_size, 520);
+    assert_eq!(
+        written(&second),
+        set(&[
+            "checkpoint",
+            "ceasefire-ledger/projection",
+            "tile/0/001",
+            "tile/0/002.p/8",
+            "tile/1/000.p/2",
+            "tile/entries/001",
+            "tile/entries/002.p/8",
+        ])
+    );
+    assert_eq!(second.files_unchanged, 2);
+    assert_eq!(
+        second.written.last().map(String::as_str),
+        Some("checkpoint")
+    );
+    check_directory(&store, &dir, 520);
+    // The older tree is still readable from the partials it left.
+    let reader = TilesReader::open(&dir).unwrap();
+    let old = checkpoint::parse_unverified(&checkpoint_at_300).unwrap();
+    assert_eq!(reader.root(300).unwrap(), old.root_hash);
+    assert_eq!(reader.leaves(300).count(), 300);
+
+    let third = run_export(&store, &dir).await.unwrap();
+    assert_eq!(third.files_written, 0, "{:?}", third.written);
+    assert_eq!(third.files_unchanged, 9);
+
+    // A changed full tile or bundle: refused, naming it, nothing written.
+    for relative in ["tile/0/000", "tile/entries/001"] {
+        let path = dir.join(relative);
+        let original = flip_last_byte(&path);
+        let error = run_export(&store, &dir).await.unwrap_err();
+        match &error {
+            ExportError::Conflict { path: named, .. } => assert_eq!(named, &path),
+            other => panic!("{relative}: {other}"),
+        }
+        assert!(error.to_string().contains(relative), "{error}");
+        fs::write(&path, original).unwrap();
+    }
+    // A stale partial of another log beside a tile about to be written.
+    let other_dir = export_dir.path().join("other");
+    fs::create_dir_all(&other_dir).unwrap();
+    let partial = "tile/0/000.p/3";
+    write(&other_dir, partial, &tile_bytes(&leaf_hashes(3)));
+    let error = run_export(&store, &other_dir).await.unwrap_err();
+    assert!(error.to_string().contains(partial), "{error}");
+    assert!(!other_dir.join("checkpoint").exists());
+
+    // A checkpoint of another log (same origin, other root) in the directory.
+    let foreign_dir = export_dir.path().join("foreign");
+    let signer = NoteSigner::new(
+        dev::DEV_ORIGIN,
+        ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng),
+    )
+    .unwrap();
+    let foreign = sign_checkpoint(
+        &CheckpointBody {
+            origin: dev::DEV_ORIGIN.into(),
+            tree_size: 10,
+            root_hash: [9; 32],
+        },
+        &signer,
+    )
+    .unwrap();
+    write(&foreign_dir, CHECKPOINT_PATH, foreign.as_bytes());
+    let error = run_export(&store, &foreign_dir).await.unwrap_err();
+    assert!(error.to_string().contains("another root"), "{error}");
+    assert_eq!(
+        fs::read_to_string(foreign_dir.join(CHECKPOINT_PATH)).unwrap(),
+        foreign
+    );
+    // A directory ahead of the store is refused too.
+    let ahead = sign_checkpoint(
+        &CheckpointBody {
+            origin: dev::DEV_ORIGIN.into(),
+            tree_size: 10_000,
+            root_hash: [9; 32],
+        },
+        &signer,
+    )
+    .unwrap();
+    write(&foreign_dir, CHECKPOINT_PATH, ahead.as_bytes());
+    let error = run_export(&store, &foreign_dir).await.unwrap_err();
+    assert!(error.to_string().contains("ahead of this store"), "{error}");
+
+    drop(store);
+    node.shutdown().await.unwrap();
+}
+
+/// Bytes of the files an export wrote, as they are now on disk.
+fn bytes_on_disk(summary: &ExportSummary, dir: &Path) -> u64 {
+    summary
+        .written
+        .iter()
+        .map(|relative| fs::metadata(dir.join(relative)).unwrap().len())
+        .sum()
+}
+
+fn leaf_hashes(count: u64) -> Vec<Hash> {
+    (0..count)
+        .map(|seq| hash_leaf(format!("leaf {seq}").as_bytes()))
+        .collect()
+}
+
+fn write(dir: &Path, relative: &str, bytes: &[u8]) {
+    let path = dir.join(relative);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+}
