@@ -8,6 +8,10 @@
 //! development bootstrap), and the files people write and read:
 //! [`keyfile`], [`signed_file`], [`event_json`].
 
+// Two calls into libc need `unsafe`, each allowed where it stands with
+// its reason: `malloc_trim` (cli/serve.rs) and `kill` (cli/bench/node.rs).
+#![deny(unsafe_code)]
+
 pub mod cli;
 pub mod dev;
 pub mod event_json;

@@ -1,6 +1,8 @@
 //! The `ceasefire-ledger` binary: parse the command line, run, and turn any
 //! error into one line on stderr and a non-zero exit.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use ceasefire_ledger::cli::LogFormat;

@@ -589,6 +589,85 @@ async fn reflection_lists_the_services_and_resolves_their_files_and_imports() {
     stop(node).await;
 }
 
+/// Older clients (grpcurl before 1.8.8, Postman, several language runtimes)
+/// speak only reflection v1alpha: the same services and files answer there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1alpha_serves_the_same_services_and_files() {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dev::ensure_dev_keys(dir.path()).unwrap();
+    let node = start(dev_config(dir.path(), &keys)).await;
+    let channel = plain_channel(&node.url()).await;
+    let mut client = ServerReflectionClient::new(channel.clone());
+    let requests = vec![
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        },
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "ceasefire.v1.Ledger".into(),
+            )),
+        },
+    ];
+    let mut responses = tokio::time::timeout(
+        CALL_WAIT,
+        client.server_reflection_info(tokio_stream::iter(requests)),
+    )
+    .await
+    .expect("v1alpha reflection call hung")
+    .expect("v1alpha reflection call failed")
+    .into_inner();
+    let mut answers = Vec::new();
+    while let Some(response) = tokio::time::timeout(CALL_WAIT, responses.message())
+        .await
+        .expect("v1alpha reflection response hung")
+        .expect("v1alpha reflection stream failed")
+    {
+        answers.push(
+            response
+                .message_response
+                .expect("a response without a message"),
+        );
+    }
+    match &answers[..] {
+        [MessageResponse::ListServicesResponse(list), MessageResponse::FileDescriptorResponse(files)] =>
+        {
+            let services: BTreeSet<&str> = list
+                .service
+                .iter()
+                .map(|service| service.name.as_str())
+                .collect();
+            for service in [
+                "ceasefire.v1.Ledger",
+                "ceasefire.v1.Compliance",
+                "grpc.health.v1.Health",
+            ] {
+                assert!(services.contains(service), "{service} not in {services:?}");
+            }
+            let defines_ledger = files.file_descriptor_proto.iter().any(|bytes| {
+                prost_types::FileDescriptorProto::decode(bytes.as_slice())
+                    .unwrap()
+                    .service
+                    .iter()
+                    .any(|service| service.name() == "Ledger")
+            });
+            assert!(
+                defines_ledger,
+                "v1alpha did not return the file defining Ledger"
+            );
+        }
+        other => panic!("unexpected v1alpha answers: {other:?}"),
+    }
+    drop(channel);
+    stop(node).await;
+}
+
 // ---------------------------------------------------------------------------
 // 4. Metrics
 

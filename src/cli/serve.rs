@@ -39,6 +39,7 @@ pub fn trim_malloc_periodically() {
                 std::thread::sleep(MALLOC_TRIM_INTERVAL);
                 // SAFETY: malloc_trim only releases free memory; glibc
                 // locks each arena while it trims it.
+                #[allow(unsafe_code)]
                 unsafe {
                     libc::malloc_trim(0);
                 }

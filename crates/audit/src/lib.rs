@@ -14,6 +14,8 @@
 //! which is small and specified (docs/spec.md), not the operator's service.
 //! This crate does not link sled or the node (`cargo tree -p ceasefire-audit`).
 
+#![forbid(unsafe_code)]
+
 mod pipeline;
 pub mod sources;
 pub mod tiles;

@@ -4,6 +4,8 @@
 //! the clock. The server and the auditor both build on it, so they agree on
 //! every byte and every verdict by construction.
 
+#![forbid(unsafe_code)]
+
 /// Generated protobuf messages of `ceasefire.v1` (`proto/`): messages only,
 /// no gRPC (the services are in `ceasefire-grpc`).
 #[allow(clippy::all, missing_docs)]

@@ -6,6 +6,8 @@
 //! messages re-exported, plus the service modules (`ledger_client`,
 //! `ledger_server`, `compliance_client`, `compliance_server`).
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 
 /// Generated protobuf messages (from the core) and gRPC services (here).

@@ -9,6 +9,8 @@
 //! - [`data_dir_source`]: the auditor's view of a data directory.
 //! - [`metrics`]: Prometheus metrics and their endpoint.
 
+#![forbid(unsafe_code)]
+
 pub mod data_dir_source;
 pub mod export;
 pub mod metrics;

@@ -20,6 +20,8 @@
 //!   note opened, ...). The fuzzer ignores that; tests use it to show that the
 //!   seeds are valid inputs and that hostile inputs are refused.
 
+#![forbid(unsafe_code)]
+
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::OnceLock;

@@ -96,6 +96,7 @@ impl BenchNode {
     /// the batch in flight) and checks that it exits cleanly.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         // SAFETY: kill(2) with the pid of a child we have not yet reaped.
+        #[allow(unsafe_code)]
         let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         if sent != 0 {
             bail!(

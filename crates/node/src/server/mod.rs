@@ -191,11 +191,14 @@ pub async fn serve(
     health
         .set_serving::<ComplianceServer<ComplianceService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ceasefire_grpc::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: v1 is the standard, but many clients
+    // (older grpcurl, Postman, some language runtimes) speak only v1alpha.
+    let reflection = reflection_builder()
         .build_v1()
         .context("cannot build the reflection service")?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .context("cannot build the v1alpha reflection service")?;
     let mut stop = shutting_down;
     let shutdown = async move {
         compliance::stopping(&mut stop).await;
@@ -218,11 +221,19 @@ pub async fn serve(
     builder
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(ledger)
         .add_service(compliance)
         .serve_with_incoming_shutdown(accept(listener, severed), shutdown)
         .await
         .context("the gRPC server failed")
+}
+
+/// What reflection serves: our protos and the health service's.
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ceasefire_grpc::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// The accepted connections, each [`connection::Severable`]. A failed
