@@ -31,8 +31,8 @@ use pipeline::Replayed;
 const SAMPLED_INCLUSION_PROOFS: u64 = 16;
 
 /// A source's finding that the log it holds is wrong (an entry missing, a
-/// bundle malformed), as opposed to a failure to read it at all. Sources
-/// wrap such errors in it; the audit reports them as failures at the entry.
+/// bundle malformed), as opposed to a failure to read it at all
+/// ([`SourceError::Defect`]); the audit reports it as a failure at the entry.
 #[derive(Debug, thiserror::Error)]
 #[error("{reason}")]
 pub struct LogDefect {
@@ -40,6 +40,24 @@ pub struct LogDefect {
     pub seq: Option<u64>,
     pub reason: String,
 }
+
+/// Why a source could not hand over the next leaf: the copy it reads is
+/// wrong (a verdict on the log, exit 1) or could not be read at all (no
+/// verdict, exit 2). Sources say which; the audit matches on it.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The source holds a wrong log at this place (a missing entry, a
+    /// malformed bundle): the audit fails at that entry.
+    #[error(transparent)]
+    Defect(#[from] LogDefect),
+    /// The source could not be read (network, permissions, a missing file):
+    /// the audit could not run.
+    #[error("{0:#}")]
+    Unreadable(#[from] anyhow::Error),
+}
+
+/// The leaves of a log, in order, as a source reads them.
+pub type Leaves<'a> = Box<dyn Iterator<Item = Result<Vec<u8>, SourceError>> + 'a>;
 
 /// Where the auditor reads a log from.
 pub trait LogSource {
@@ -51,10 +69,7 @@ pub trait LogSource {
     /// before the checkpoint, so it is never ahead of it.
     fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>>;
     /// Leaves `0..size`, in order.
-    fn leaves(
-        &mut self,
-        size: u64,
-    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>>;
+    fn leaves(&mut self, size: u64) -> anyhow::Result<Leaves<'_>>;
     /// A consistency proof from the source, if it serves them.
     fn consistency_proof(
         &mut self,

@@ -23,7 +23,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use rayon::prelude::*;
 
-use super::{could_not_run, AuditError, AuditFailure, LogDefect, LogSource};
+use super::{could_not_run, AuditError, AuditFailure, LogSource, SourceError};
 use ceasefire_core::merkle::Hash;
 use ceasefire_core::replay::{PreparedEntry, Replay};
 use ceasefire_core::rules::Accepted;
@@ -108,13 +108,11 @@ fn read_chunks(
         for item in leaves.by_ref().take(CHUNK_LEAVES) {
             match item {
                 Ok(leaf) => chunk.leaves.push(leaf),
-                Err(error) => match error.downcast_ref::<LogDefect>() {
-                    Some(defect) => {
-                        chunk.defect = Some((defect.seq, defect.reason.clone()));
-                        break;
-                    }
-                    None => return Err(could_not_run(error)),
-                },
+                Err(SourceError::Defect(defect)) => {
+                    chunk.defect = Some((defect.seq, defect.reason));
+                    break;
+                }
+                Err(SourceError::Unreadable(error)) => return Err(could_not_run(error)),
             }
         }
         let last = chunk.leaves.len() < CHUNK_LEAVES || chunk.defect.is_some();

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::anyhow;
 use tokio::runtime::Handle;
 
-use super::{LogDefect, LogSource};
+use super::{Leaves, LogDefect, LogSource, SourceError};
 use crate::tiles::{TilesError, TilesReader};
 use ceasefire_core::merkle::Hash;
 use ceasefire_core::merkle::{MemorySource, SubtreeSource};
@@ -92,10 +92,7 @@ impl LogSource for ServerSource {
         }
     }
 
-    fn leaves(
-        &mut self,
-        size: u64,
-    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+    fn leaves(&mut self, size: u64) -> anyhow::Result<Leaves<'_>> {
         let mut next = 0u64;
         let mut buffered: std::collections::VecDeque<Vec<u8>> = Default::default();
         Ok(Box::new(std::iter::from_fn(move || {
@@ -123,17 +120,19 @@ impl LogSource for ServerSource {
                                 return Some(Err(anyhow!(
                                     "GetEntries answered entry {seq} in place of {}",
                                     next + offset as u64
-                                )));
+                                )
+                                .into()));
                             }
                             buffered.push_back(leaf);
                         }
                         if buffered.is_empty() {
                             return Some(Err(anyhow!(
                                 "GetEntries returned nothing from entry {next}"
-                            )));
+                            )
+                            .into()));
                         }
                     }
-                    Err(status) => return Some(Err(status_error("GetEntries", status))),
+                    Err(status) => return Some(Err(status_error("GetEntries", status).into())),
                 }
             }
             next += 1;
@@ -194,10 +193,7 @@ impl LogSource for TilesSource {
         Ok(self.reader.projection()?)
     }
 
-    fn leaves(
-        &mut self,
-        size: u64,
-    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+    fn leaves(&mut self, size: u64) -> anyhow::Result<Leaves<'_>> {
         // Bundles are read whole, so a bad one fails before any of its
         // entries is yielded: its first entry is the count yielded so far.
         let mut yielded = 0u64;
@@ -212,7 +208,9 @@ impl LogSource for TilesSource {
             let seq = match &error {
                 // A file that is there but wrong is a wrong log; one that
                 // cannot be read is an incomplete copy.
-                TilesError::Missing { .. } | TilesError::Io { .. } => return Err(error.into()),
+                TilesError::Missing { .. } | TilesError::Io { .. } => {
+                    return Err(SourceError::Unreadable(error.into()))
+                }
                 TilesError::BadEntry { entry, .. } => yielded + *entry as u64,
                 TilesError::TooFewEntries { found, .. } => yielded + *found as u64,
                 _ => yielded,

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
-use ceasefire_audit::{LogDefect, LogSource};
+use ceasefire_audit::{Leaves, LogDefect, LogSource, SourceError};
 use ceasefire_core::merkle::Hash;
 
 use crate::storage::Store;
@@ -53,13 +53,10 @@ impl LogSource for DataDirSource {
         }))
     }
 
-    fn leaves(
-        &mut self,
-        size: u64,
-    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+    fn leaves(&mut self, size: u64) -> anyhow::Result<Leaves<'_>> {
         let mut expected = 0u64;
         Ok(Box::new(self.store.leaves(0, size).map(move |item| {
-            let (seq, leaf) = item?;
+            let (seq, leaf) = item.map_err(|error| SourceError::Unreadable(error.into()))?;
             if seq != expected {
                 return Err(LogDefect {
                     seq: Some(expected),
