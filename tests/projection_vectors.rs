@@ -27,13 +27,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use ceasefire_ledger::client::sign;
-use ceasefire_ledger::core::leaf::Leaf;
-use ceasefire_ledger::core::projection::{severity, PairSummary, StatusChange};
-use ceasefire_ledger::core::replay::{Replay, ReplayedEntry};
-use ceasefire_ledger::core::rules::{micros_timestamp as timestamp, timestamp_micros};
-use ceasefire_ledger::core::signing::canonical_signatures;
-use ceasefire_ledger::proto::{
+use ceasefire_core::leaf::Leaf;
+use ceasefire_core::projection::{severity, PairSummary, StatusChange};
+use ceasefire_core::replay::{Replay, ReplayedEntry};
+use ceasefire_core::rules::{micros_timestamp as timestamp, timestamp_micros};
+use ceasefire_core::signing::canonical_signatures;
+use ceasefire_grpc::client::sign;
+use ceasefire_grpc::proto::{
     event::Body, Amendment, AmendmentKind, Category, CommitmentKind, ComplianceStatus,
     DefineCommitment, DefineZone, Dispute, Event, Finding, Genesis, LatLon, Location, Observation,
     Party, Polygon, RegisterParty, Role, ZoneKind,
@@ -741,7 +741,7 @@ impl Scenario {
 
     fn finish(mut self) -> VectorFile {
         self.snapshot();
-        let empty = ceasefire_ledger::core::projection::Projection::new();
+        let empty = ceasefire_core::projection::Projection::new();
         let empty_digest = hex::encode(empty.digest());
         assert_eq!(spec_digest(None, 0, &[]), empty_digest);
         let parties = self
