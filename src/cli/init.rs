@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
 use crate::signed_file::SignedEventFile;
+use ceasefire_core::rules::LedgerState;
 use ceasefire_grpc::client::new_event;
 use ceasefire_grpc::proto::{event::Body, Genesis, Party, Role};
 
@@ -83,6 +84,11 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             max_clock_skew_seconds: args.max_clock_skew_seconds,
         }),
     );
+    // The same content rules the ledger applies to entry 0 (origin, ids,
+    // threshold, keys...), so a genesis `serve` would refuse is never written.
+    if let Err(rejection) = LedgerState::check_genesis_content(&event) {
+        bail!("the genesis would be refused: {rejection}");
+    }
     if args.out.exists() {
         bail!("{} exists; refusing to overwrite it", args.out.display());
     }

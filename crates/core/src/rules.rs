@@ -342,6 +342,22 @@ impl LedgerState {
                 context.seq
             )));
         }
+        let state = Self::genesis_state(event)?;
+        state.check_time(event, context)?;
+        state.check_genesis_author(event)?;
+        state.check_governance_signers(&event.author, signers)?;
+        Ok(state)
+    }
+
+    /// What a genesis must satisfy before anyone signs it: every check of
+    /// [`LedgerState::from_genesis`] but the clock and the signatures. `init`
+    /// runs it, so it never writes a genesis the ledger would refuse.
+    pub fn check_genesis_content(event: &Event) -> Result<(), Rejection> {
+        Self::genesis_state(event)?.check_genesis_author(event)
+    }
+
+    /// The state a genesis founds, from its content alone.
+    fn genesis_state(event: &Event) -> Result<LedgerState, Rejection> {
         let Some(Body::Genesis(genesis)) = &event.body else {
             return Err(Rejection::invalid(
                 "entry 0 must be a genesis event".to_string(),
@@ -349,16 +365,17 @@ impl LedgerState {
         };
         check_identifier("agreement_id", &event.agreement_id)?;
         check_header(event)?;
-        let state = Self::found(&event.agreement_id, genesis)?;
-        state.check_time(event, context)?;
-        if !state.parties.contains_key(&event.author) {
+        Self::found(&event.agreement_id, genesis)
+    }
+
+    fn check_genesis_author(&self, event: &Event) -> Result<(), Rejection> {
+        if !self.parties.contains_key(&event.author) {
             return Err(Rejection::denied(format!(
                 "the genesis author {:?} must be one of its signatories",
                 event.author
             )));
         }
-        state.check_governance_signers(&event.author, signers)?;
-        Ok(state)
+        Ok(())
     }
 
     fn found(agreement_id: &str, genesis: &Genesis) -> Result<LedgerState, Rejection> {
