@@ -6,6 +6,7 @@ use std::{env, fs, path::PathBuf};
 
 const PROTO_FILES: &[&str] = &[
     "ceasefire/v1/events.proto",
+    "ceasefire/v1/errors.proto",
     "ceasefire/v1/ledger.proto",
     "ceasefire/v1/compliance.proto",
 ];
