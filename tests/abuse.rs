@@ -832,6 +832,7 @@ async fn thousands_of_idle_streams_meet_their_limits_and_honest_clients_go_on() 
         compliance_reader.get_history(GetHistoryRequest {
             zone_id: ceasefire_ledger::dev::DEV_ZONE.into(),
             commitment_id: ceasefire_ledger::dev::DEV_COMMITMENT.into(),
+            ..Default::default()
         }),
     )
     .await

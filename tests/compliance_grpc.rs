@@ -319,6 +319,7 @@ impl Ledger {
             .compliance
             .list_statuses(ListStatusesRequest {
                 filter: Some(filter),
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|status| panic!("ListStatuses: {status:?}"))
@@ -341,7 +342,10 @@ impl Ledger {
     async fn version(&mut self) -> ProjectionVersion {
         let response = self
             .compliance
-            .list_statuses(ListStatusesRequest { filter: None })
+            .list_statuses(ListStatusesRequest {
+                filter: None,
+                ..Default::default()
+            })
             .await
             .expect("ListStatuses failed")
             .into_inner();
@@ -355,6 +359,7 @@ impl Ledger {
             .get_history(GetHistoryRequest {
                 zone_id: zone_id.into(),
                 commitment_id: commitment_id.into(),
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|status| panic!("GetHistory({zone_id}, {commitment_id}): {status:?}"))
@@ -970,6 +975,7 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
         .get_history(GetHistoryRequest {
             zone_id: NORTH.into(),
             commitment_id: DEV_COMMITMENT.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -1059,7 +1065,10 @@ async fn the_served_digest_is_a_replay_a_rebuild_and_survives_a_restart() {
     // Every served pair is the replayed pair.
     let listed = ledger
         .compliance
-        .list_statuses(ListStatusesRequest { filter: None })
+        .list_statuses(ListStatusesRequest {
+            filter: None,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -1136,7 +1145,10 @@ async fn the_served_digest_is_a_replay_a_rebuild_and_survives_a_restart() {
     let node = TestNode::resume(dir, keys).await;
     let mut compliance = node.compliance().await;
     let version = compliance
-        .list_statuses(ListStatusesRequest { filter: None })
+        .list_statuses(ListStatusesRequest {
+            filter: None,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -1150,6 +1162,7 @@ async fn the_served_digest_is_a_replay_a_rebuild_and_survives_a_restart() {
         .get_history(GetHistoryRequest {
             zone_id: DEV_ZONE.into(),
             commitment_id: DEV_COMMITMENT.into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -1318,6 +1331,7 @@ async fn a_resumed_subscription_sees_every_change_once_and_filters_apply() {
     let status = compliance
         .list_statuses(ListStatusesRequest {
             filter: Some(unknown),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -311,7 +311,10 @@ impl Ledger {
     async fn projection(&self) -> ProjectionVersion {
         self.compliance
             .clone()
-            .list_statuses(ListStatusesRequest { filter: None })
+            .list_statuses(ListStatusesRequest {
+                filter: None,
+                ..Default::default()
+            })
             .await
             .expect("ListStatuses failed")
             .into_inner()

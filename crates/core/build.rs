@@ -8,6 +8,7 @@ use std::{env, fs, path::PathBuf};
 /// Every file of `proto/` (protox follows their imports).
 const PROTO_FILES: &[&str] = &[
     "ceasefire/v1/events.proto",
+    "ceasefire/v1/errors.proto",
     "ceasefire/v1/ledger.proto",
     "ceasefire/v1/compliance.proto",
 ];

@@ -218,7 +218,10 @@ async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
     let statuses = ceasefire_grpc::proto::compliance_client::ComplianceClient::new(
         client::channel(url, &Default::default()).await?,
     )
-    .list_statuses(ListStatusesRequest { filter: None })
+    .list_statuses(ListStatusesRequest {
+        filter: None,
+        ..Default::default()
+    })
     .await
     .map_err(|status| anyhow::anyhow!("{}", status.message()))?
     .into_inner();

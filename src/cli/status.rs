@@ -31,6 +31,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                 commitment_ids: args.commitments,
                 statuses: Vec::new(),
             }),
+            ..Default::default()
         })
         .await
         .map_err(|status| anyhow::anyhow!("{:?}: {}", status.code(), status.message()))?

@@ -111,7 +111,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
 async fn live_position(connection: &super::ConnectArgs) -> anyhow::Result<u64> {
     let mut client = connection.compliance().await?;
     let response = client
-        .list_statuses(ListStatusesRequest { filter: None })
+        .list_statuses(ListStatusesRequest {
+            filter: None,
+            ..Default::default()
+        })
         .await
         .map_err(|status| anyhow::anyhow!("{:?}: {}", status.code(), status.message()))?
         .into_inner();

@@ -81,10 +81,10 @@ impl LogSource for ServerSource {
     fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
         let response = self
             .runtime
-            .block_on(
-                self.compliance
-                    .list_statuses(ListStatusesRequest { filter: None }),
-            )
+            .block_on(self.compliance.list_statuses(ListStatusesRequest {
+                filter: None,
+                ..Default::default()
+            }))
             .map_err(|status| status_error("ListStatuses", status))?;
         match response.into_inner().version {
             Some(version) => Ok(Some((version.as_of_seq, digest(&version.digest)?))),

@@ -250,6 +250,7 @@ impl Compliance for ComplianceService {
         Ok(Response::new(ListStatusesResponse {
             pairs,
             version: version(&view),
+            ..Default::default()
         }))
     }
 
@@ -276,6 +277,7 @@ impl Compliance for ComplianceService {
                 .map(change_message)
                 .collect(),
             version: version(&view),
+            ..Default::default()
         }))
     }
 

@@ -335,6 +335,7 @@ fn submit_result(index: usize, answer: Result<Receipt, Status>) -> SubmitResult 
             Err(status) => Outcome::Refusal(Refusal {
                 code: status.code() as i32,
                 message: status.message().to_string(),
+                ..Default::default()
             }),
         }),
     }
