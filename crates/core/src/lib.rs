@@ -18,6 +18,7 @@ pub mod proto {
         include_bytes!(concat!(env!("OUT_DIR"), "/ceasefire_descriptor.bin"));
 }
 
+pub mod canonical;
 pub mod checkpoint;
 pub mod geo;
 pub mod leaf;

@@ -15,8 +15,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use prost::Message;
-
 use super::geo::{self, Point};
 use super::merkle::Hash;
 use super::rejection::Rejection;
@@ -184,10 +182,18 @@ pub enum GovernanceChange {
     },
 }
 
-/// Decodes an event payload.
+/// Decodes an event payload, which must be the canonical encoding of the
+/// event it decodes to (docs/spec.md section 1; [`canonical`](crate::canonical)).
+/// Every place that reads a payload to judge it (the server on submission,
+/// a replay, the node's recovery) goes through here, so none accepts bytes
+/// another can refuse.
 pub fn decode_event(payload: &[u8]) -> Result<Event, Rejection> {
-    Event::decode(payload).map_err(|error| {
-        Rejection::invalid(format!("payload is not a ceasefire.v1.Event: {error}"))
+    crate::canonical::decode_event(payload).map_err(|error| {
+        Rejection::invalid(if error.is_malformed() {
+            format!("payload is not a ceasefire.v1.Event: {error}")
+        } else {
+            format!("payload is not the canonical encoding of its ceasefire.v1.Event: {error}")
+        })
     })
 }
 

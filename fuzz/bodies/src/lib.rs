@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 use ed25519_dalek::{Signer as _, SigningKey};
 use prost::Message as _;
 
+use ceasefire_core::canonical;
 use ceasefire_core::checkpoint::{
     key_id, open_checkpoint, parse_unverified, sign_checkpoint, CheckpointBody, CheckpointError,
     NoteSigner, NoteVerifier, MAX_NOTE_BYTES,
@@ -388,15 +389,33 @@ fn event_fixture() -> &'static EventFixture {
 /// `LedgerState`, with several signer lists), and as entry 0 of a new log
 /// (`LedgerState::from_genesis`); accepted events are applied and folded into
 /// the compliance projection. Never panics; an accepted event satisfies the
-/// rules of docs/spec.md section 7 that are restated below.
+/// rules of docs/spec.md section 7 that are restated below. Decoding accepts
+/// exactly the canonical payloads (section 1): the bytes prost re-encodes to
+/// themselves; the wire-format walker that explains a refusal agrees with
+/// that round trip, and calls malformed only what prost cannot decode.
 pub fn event(data: &[u8]) -> bool {
+    let round_trips = Event::decode(data).is_ok_and(|event| event.encode_to_vec() == data);
+    let walked = canonical::check_event(data);
+    assert_eq!(
+        walked.is_ok(),
+        round_trips,
+        "the canonical walker ({walked:?}) disagrees with prost's round trip"
+    );
+    if walked.as_ref().is_err_and(|error| error.is_malformed()) {
+        assert!(
+            Event::decode(data).is_err(),
+            "the walker calls malformed ({walked:?}) what prost decodes"
+        );
+    }
     let event = match decode_event(data) {
         Ok(event) => event,
         Err(rejection) => {
+            assert!(!round_trips, "a canonical payload is refused: {rejection}");
             assert_eq!(rejection.kind, RejectionKind::InvalidArgument);
             return false;
         }
     };
+    assert!(round_trips, "a non-canonical payload is accepted");
     let fixture = event_fixture();
     let mut accepted_any = false;
     let context = EntryContext {

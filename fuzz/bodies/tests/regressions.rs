@@ -223,8 +223,35 @@ fn hostile_events_are_refused() {
         assert!(decode_event(bytes).is_err(), "{bytes:02x?} decodes");
         assert!(!fuzzing::event(bytes));
     }
+    // docs/spec.md section 1: only canonical payloads decode. The known
+    // answers of testdata/canonical/ go through the target (whose walker and
+    // round trip must agree); the non-canonical ones are refused.
+    let vectors: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fuzz_dir().join("../testdata/canonical/vectors.json"))
+            .expect("testdata/canonical/vectors.json"),
+    )
+    .expect("the vectors are JSON");
+    for vector in vectors["vectors"].as_array().expect("a vectors array") {
+        let payload = hex::decode(vector["payload"].as_str().unwrap()).unwrap();
+        let canonical = vector["canonical"].as_bool().unwrap();
+        assert_eq!(
+            decode_event(&payload).is_ok(),
+            canonical,
+            "{}",
+            vector["name"]
+        );
+        if !canonical {
+            assert!(!fuzzing::event(&payload), "{}", vector["name"]);
+        }
+    }
     let observation = seed("event", "next-observation");
     assert!(fuzzing::event(&observation));
+    let mut unknown = observation.clone();
+    unknown.extend_from_slice(&[0xc2, 0x3e, 0x02, 0x00, 0x00]);
+    assert!(
+        !fuzzing::event(&unknown),
+        "an unknown field 1000 is accepted"
+    );
     for len in 0..observation.len() {
         assert!(
             !fuzzing::event(&observation[..len]),

@@ -194,7 +194,8 @@ impl LedgerService {
     }
 
     /// The stateless checks, in parallel with every other call: size,
-    /// canonical signature list, decoding, agreement, and strict signature
+    /// canonical signature list, decoding (canonical payloads only,
+    /// docs/spec.md section 1), agreement, and strict signature
     /// verification on the rayon pool, within the connection's `budget`.
     async fn verify_event(
         &self,
