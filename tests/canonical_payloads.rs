@@ -13,7 +13,7 @@
 
 mod common;
 
-use ceasefire_audit::{audit, AuditError, AuditFailure, AuditOptions, LogSource};
+use ceasefire_audit::{audit, AuditError, AuditFailure, AuditOptions, Leaves, LogSource};
 use ceasefire_core::checkpoint::{sign_checkpoint, CheckpointBody, NoteSigner};
 use ceasefire_core::leaf::{Leaf, MAX_PAYLOAD_BYTES};
 use ceasefire_core::merkle::{self, Hash, MemorySource};
@@ -345,10 +345,7 @@ impl LogSource for MemoryLog {
     fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
         Ok(None)
     }
-    fn leaves(
-        &mut self,
-        size: u64,
-    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<Vec<u8>>> + '_>> {
+    fn leaves(&mut self, size: u64) -> anyhow::Result<Leaves<'_>> {
         Ok(Box::new(
             self.leaves.iter().take(size as usize).cloned().map(Ok),
         ))
