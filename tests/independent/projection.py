@@ -36,7 +36,6 @@ import json
 import os
 import struct
 import sys
-from fractions import Fraction
 
 # ---------------------------------------------------------------------------
 # Section 2: strict Ed25519 (RFC 8032 arithmetic, dalek verify_strict rules)
@@ -387,24 +386,32 @@ def leaf_hash(leaf):
 
 # ---------------------------------------------------------------------------
 # Section 7 (as needed by 9.2): polygon containment, planar on (lon, lat),
-# boundary inclusive. Exact rational arithmetic on the doubles' values.
+# boundary inclusive, exactly as section 7 "Geometry" computes it in IEEE
+# 754 binary64 (Python floats; every operation rounded, in the order
+# written).
+
+def cross(o, a, b):
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def on_segment(a, b, p):
+    return (cross(a, b, p) == 0.0
+            and min(a[0], b[0]) <= p[0] <= max(a[0], b[0])
+            and min(a[1], b[1]) <= p[1] <= max(a[1], b[1]))
+
 
 def contains(vertices, lat, lon):
-    px, py = Fraction(lon), Fraction(lat)
-    pts = [(Fraction(v["lon"]), Fraction(v["lat"])) for v in vertices]
+    p = (lon, lat)
+    pts = [(v["lon"], v["lat"]) for v in vertices]
     n = len(pts)
     inside = False
     for k in range(n):
-        x1, y1 = pts[k]
-        x2, y2 = pts[(k + 1) % n]
-        # on the edge (boundary inclusive)
-        cross = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
-        if cross == 0 and min(x1, x2) <= px <= max(x1, x2) and min(y1, y2) <= py <= max(y1, y2):
+        a, b = pts[k], pts[(k + 1) % n]
+        if on_segment(a, b, p):
             return True
-        # crossing number, half-open in y
-        if (y1 > py) != (y2 > py):
-            xint = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
-            if px < xint:
+        if (a[1] > p[1]) != (b[1] > p[1]):
+            crossing_lon = a[0] + ((p[1] - a[1]) / (b[1] - a[1])) * (b[0] - a[0])
+            if p[0] < crossing_lon:
                 inside = not inside
     return inside
 
