@@ -28,6 +28,7 @@ pub mod rejection;
 pub mod replay;
 pub mod rules;
 pub mod signing;
+pub mod step;
 pub mod tiles;
 pub mod windows;
 

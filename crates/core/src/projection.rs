@@ -317,7 +317,11 @@ impl Projection {
         let mut touched = BTreeSet::new();
         let mut created = BTreeSet::new();
         let mut dropped = BTreeMap::new();
+        // Every kind of accepted entry is named: a new one does not compile
+        // until it is decided here.
         match (accepted, &event.body) {
+            // The genesis binds no pair.
+            (None, _) => {}
             (
                 Some(Accepted::Governance(GovernanceChange::DefineCommitment {
                     commitment_id,
@@ -362,6 +366,16 @@ impl Projection {
                     touched.insert(key);
                 }
             }
+            // Parties, keys and zones bind no pair.
+            (
+                Some(Accepted::Governance(
+                    GovernanceChange::RegisterParty { .. }
+                    | GovernanceChange::AddKey { .. }
+                    | GovernanceChange::RevokeKey { .. }
+                    | GovernanceChange::DefineZone { .. },
+                )),
+                _,
+            ) => {}
             (Some(Accepted::Observation(record)), Some(Body::Observation(observation))) => {
                 if let Some(key) = self.count(seq, record, observation, false, rules, windows)? {
                     touched.insert(key);
@@ -406,7 +420,9 @@ impl Projection {
                     windows.insert(key, observation);
                 }
             }
-            _ => {}
+            // The rules accept an observation or an amendment only from an
+            // event of that kind: another body never comes with one.
+            (Some(Accepted::Observation(_) | Accepted::Amendment { .. }), _) => {}
         }
         self.expire(&mut touched, rules, windows)?;
         self.as_of_seq = Some(seq);

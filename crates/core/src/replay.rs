@@ -2,8 +2,10 @@
 //!
 //! [`Replay::apply`] takes leaf bytes one at a time and checks the leaf
 //! encoding, its seq, the hash chain, that `received_at` never goes down,
-//! (optionally) every signature, nonce uniqueness, and the rules; then it
-//! folds the entry into the governance state and the compliance projection.
+//! (optionally) every signature and nonce uniqueness (any reuse is a
+//! defect here); then it takes the entry through [`step`], the sequencer's
+//! own step: the rules (entry 0 must found the log as a genesis), the
+//! governance state, the observation index and the compliance projection.
 //! The auditor runs it over a downloaded log; the server runs it to rebuild
 //! its projection. Both therefore reach the same verdicts and digests.
 //!
@@ -17,6 +19,7 @@
 //! observations its windows count): that
 //! is the price of checking everything from the bytes alone.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::fmt;
@@ -24,10 +27,9 @@ use std::fmt;
 use super::leaf::Leaf;
 use super::merkle::{hash_leaf, Hash};
 use super::projection::{MemoryWindows, Projection, StatusChange};
-use super::rules::{
-    decode_event, Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord,
-};
+use super::rules::{decode_event, Accepted, EntryIndex, LedgerState, ObservationRecord};
 use super::signing::verify_all;
+use super::step::{step, Entry, Fold};
 use crate::proto::Event;
 
 /// Why a log does not verify, at which entry.
@@ -188,51 +190,28 @@ impl Replay {
                 event.author
             )));
         }
-        let context = EntryContext {
-            seq,
-            received_at_micros: leaf.received_at_micros,
-            leaf_hash,
-        };
-        let signers: Vec<[u8; 32]> = leaf.signatures.iter().map(|s| s.public_key).collect();
-        let accepted = match &mut self.state {
-            None => {
-                self.state = Some(
-                    LedgerState::from_genesis(&event, &signers, &context)
-                        .map_err(|r| fail(r.message))?,
-                );
-                None
-            }
-            Some(state) => {
-                let Ok(verdict) = state.check(&event, &signers, &context, &self.index);
-                let accepted = verdict.map_err(|r| fail(r.message))?;
-                state.apply(&accepted);
-                Some(accepted)
-            }
-        };
-        let state = self.state.as_ref().expect("set above");
-        match &accepted {
-            Some(Accepted::Observation(record)) => {
-                self.index.observations.insert(seq, record.clone());
-            }
-            Some(Accepted::Amendment {
-                target_seq,
-                corrected,
-                ..
-            }) => {
-                self.index
-                    .observations
-                    .insert(*target_seq, corrected.clone());
-            }
-            _ => {}
-        }
-        let Ok(folded) = self.projection.fold(
-            &event,
-            accepted.as_ref(),
-            &context,
-            state,
-            &mut self.windows,
+        let mut state = self.state.take().map(Cow::Owned);
+        let Ok(verdict) = step(
+            &mut state,
+            Entry {
+                seq,
+                leaf: &leaf,
+                leaf_hash,
+                event: &event,
+            },
+            &self.index,
+            Fold::Into {
+                projection: &mut self.projection,
+                windows: &mut self.windows,
+            },
+            |_| Ok(()),
         );
-        let changes = folded.changes;
+        // A refused entry left the state as it was.
+        self.state = state.map(Cow::into_owned);
+        let stepped = verdict.map_err(|r| fail(r.message))?;
+        if let Some((record_seq, record)) = stepped.record {
+            self.index.observations.insert(record_seq, record);
+        }
         self.index.leaf_hashes.push(leaf_hash);
         self.last_received_at_micros = leaf.received_at_micros;
         Ok(ReplayedEntry {
@@ -240,8 +219,8 @@ impl Replay {
             leaf_hash,
             leaf,
             event,
-            accepted,
-            changes,
+            accepted: stepped.accepted,
+            changes: stepped.folded.changes,
         })
     }
 }

@@ -1,5 +1,14 @@
 //! One batch in flight: the entries staged since the last commit.
 //!
+//! Each new entry goes through the core's [`step`], the check, apply, index
+//! and fold that start-up recovery and an auditor's replay run too: with
+//! the batch's overlay of the store as its index, the store's windows under
+//! the batch's writes, and the checkpoint signer built from a genesis. What
+//! stays here is what only the live log does: an identical resubmission is
+//! answered with its original receipt (any other reuse of a nonce is
+//! refused), the leaf is made (seq, chain, `received_at`), and anything
+//! before the genesis is refused as premature.
+//!
 //! Everything here is provisional. Entries staged earlier in a batch are
 //! visible to later ones (a party registered at seq 10 may sign seq 11 of the
 //! same batch), through the batch's own overlay of the store. If the commit
@@ -8,6 +17,7 @@
 //! per batch would cost a clone of every pair), is why a failed commit
 //! stops the sequencer for good (fail-stop).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,7 +32,8 @@ use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::{hash_leaf, BatchSubtrees, Frontier, Hash};
 use ceasefire_core::projection::{PairKey, Projection, StatusChange};
 use ceasefire_core::rejection::Rejection;
-use ceasefire_core::rules::{Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord};
+use ceasefire_core::rules::{EntryIndex, LedgerState, ObservationRecord};
+use ceasefire_core::step::{step, Entry, Fold, Stepped};
 use ceasefire_grpc::proto::event::Body;
 
 type Reply = oneshot::Sender<Result<Sequenced, SubmitError>>;
@@ -39,9 +50,11 @@ pub(super) struct Batch<'a> {
     received_at_micros: i64,
     /// The durable log this batch extends.
     base_size: u64,
-    durable_state: Option<&'a LedgerState>,
-    /// The rules' state with this batch applied; `None` while unchanged.
-    working_state: Option<LedgerState>,
+    /// The rules' state with this batch applied: the durable state, lent,
+    /// until a genesis or governance entry makes a working copy (the step
+    /// clones it then; the durable state changes only after the commit).
+    /// `None` before the genesis.
+    state: Option<Cow<'a, LedgerState>>,
     head: DurableHead,
     frontier: Frontier,
     entries: Vec<StagedEntry>,
@@ -98,8 +111,7 @@ impl<'a> Batch<'a> {
         Batch {
             received_at_micros,
             base_size: head.size,
-            durable_state: state.as_ref(),
-            working_state: None,
+            state: state.as_ref().map(Cow::Borrowed),
             head: *head,
             subtrees: BatchSubtrees::starting_from(frontier),
             frontier: frontier.clone(),
@@ -123,10 +135,6 @@ impl<'a> Batch<'a> {
 
     pub fn head(&self) -> DurableHead {
         self.head
-    }
-
-    fn state(&self) -> Option<&LedgerState> {
-        self.working_state.as_ref().or(self.durable_state)
     }
 
     /// Stages one submission, or answers it at once if it is refused.
@@ -186,122 +194,83 @@ impl<'a> Batch<'a> {
             signatures,
         };
         let leaf_bytes = leaf.encode();
-        let context = EntryContext {
-            seq,
-            received_at_micros: self.received_at_micros,
-            leaf_hash: hash_leaf(&leaf_bytes),
-        };
-        let signers: Vec<[u8; 32]> = leaf.signatures.iter().map(|s| s.public_key).collect();
+        let leaf_hash = hash_leaf(&leaf_bytes);
 
-        let mut genesis_signer = None;
-        let (accepted, founded) = match self.state() {
-            None => {
-                if !matches!(event.body, Some(Body::Genesis(_))) {
-                    refuse(
-                        reply,
-                        Rejection::precondition(
-                            "this ledger has no genesis yet: entry 0 must be a genesis",
-                        ),
-                    );
-                    return Ok(None);
-                }
-                let founded =
-                    LedgerState::from_genesis(&event, &signers, &context).and_then(|state| {
-                        checkpoint_signer(&state.agreement, operator_key)
-                            .map(|signer| (state, signer))
-                            .map_err(Rejection::precondition)
-                    });
-                match founded {
-                    Ok((state, signer)) => {
-                        genesis_signer = Some(signer);
-                        (None, Some(state))
-                    }
-                    Err(rejection) => {
-                        refuse(reply, rejection);
-                        return Ok(None);
-                    }
-                }
-            }
-            Some(state) => {
-                let overlay = Overlay {
-                    store,
-                    base_size: self.base_size,
-                    leaf_hashes: &self.leaf_hashes,
-                    observations: &self.observations,
-                };
-                match state.check(&event, &signers, &context, &overlay)? {
-                    Ok(accepted) => (Some(accepted), None),
-                    Err(rejection) => {
-                        refuse(reply, rejection);
-                        return Ok(None);
-                    }
-                }
+        // Before the genesis the ledger is not ready for anything else: the
+        // event may be fine once there is one (the rules' own refusal,
+        // INVALID_ARGUMENT, would say it never is).
+        if self.state.is_none() && !matches!(event.body, Some(Body::Genesis(_))) {
+            refuse(
+                reply,
+                Rejection::precondition(
+                    "this ledger has no genesis yet: entry 0 must be a genesis",
+                ),
+            );
+            return Ok(None);
+        }
+        let overlay = Overlay {
+            store,
+            base_size: self.base_size,
+            leaf_hashes: &self.leaf_hashes,
+            observations: &self.observations,
+        };
+        let stepped = step(
+            &mut self.state,
+            Entry {
+                seq,
+                leaf: &leaf,
+                leaf_hash,
+                event: &event,
+            },
+            &overlay,
+            Fold::Into {
+                projection: &mut *self.projection,
+                windows: &mut self.windows,
+            },
+            // What signs the log's checkpoints: the genesis is refused
+            // unless it names our operator key.
+            |state| {
+                checkpoint_signer(&state.agreement, operator_key).map_err(Rejection::precondition)
+            },
+        )?;
+        let Stepped {
+            founded: genesis_signer,
+            record,
+            is_governance,
+            folded,
+            ..
+        } = match stepped {
+            Ok(stepped) => stepped,
+            Err(rejection) => {
+                refuse(reply, rejection);
+                return Ok(None);
             }
         };
-
-        let mut observation_records = Vec::new();
-        let mut is_governance = founded.is_some();
-        if let Some(state) = founded {
-            self.working_state = Some(state);
-        }
-        if let Some(accepted) = &accepted {
-            match accepted {
-                Accepted::Governance(_) => {
-                    is_governance = true;
-                    let mut working = self
-                        .working_state
-                        .take()
-                        .or_else(|| self.durable_state.cloned())
-                        .expect("a checked event implies a state");
-                    working.apply(accepted);
-                    self.working_state = Some(working);
-                }
-                Accepted::Observation(record) => observation_records.push((seq, record.clone())),
-                Accepted::Amendment {
-                    target_seq,
-                    corrected,
-                    ..
-                } => observation_records.push((*target_seq, corrected.clone())),
-                Accepted::Dispute { .. } => {}
-            }
-        }
-        for (record_seq, record) in &observation_records {
+        if let Some((record_seq, record)) = &record {
             self.observations.insert(*record_seq, record.clone());
         }
-        let rules = self
-            .working_state
-            .as_ref()
-            .or(self.durable_state)
-            .expect("an accepted entry implies a state");
-        let folded = self.projection.fold(
-            &event,
-            accepted.as_ref(),
-            &context,
-            rules,
-            &mut self.windows,
-        )?;
         self.touched_pairs.extend(folded.touched);
         self.changes.extend(folded.changes);
-        let completed = self.frontier.push(context.leaf_hash);
+        let completed = self.frontier.push(leaf_hash);
         self.subtrees.record(&completed);
         self.head = DurableHead {
             size: seq + 1,
             root: self.frontier.root(),
-            last_leaf_hash: context.leaf_hash,
+            last_leaf_hash: leaf_hash,
             last_received_at_micros: self.received_at_micros,
         };
         let index = self.entries.len();
         self.nonces.insert(nonce_key, index);
         self.payloads.push(leaf.payload);
         self.signature_lists.push(leaf.signatures);
-        self.leaf_hashes.push(context.leaf_hash);
+        self.leaf_hashes.push(leaf_hash);
         self.entries.push(StagedEntry {
             seq,
             leaf: leaf_bytes,
             completed: completed.into_iter().map(|(_, _, hash)| hash).collect(),
             author: event.author,
             nonce: event.nonce,
-            observation_records,
+            observation_records: record.into_iter().collect(),
             is_governance,
         });
         self.waiters.push(Waiter::New { reply, index });
@@ -352,7 +321,10 @@ impl<'a> Batch<'a> {
             last_change: self.changes.last().map(|change| (change.seq, change.index)),
             durable_head: self.head,
             frontier: self.frontier,
-            new_state: self.working_state,
+            new_state: match self.state {
+                Some(Cow::Owned(state)) => Some(state),
+                Some(Cow::Borrowed(_)) | None => None,
+            },
             entries: staged.len(),
             waiters: self.waiters,
             staged,

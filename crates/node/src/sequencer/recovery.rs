@@ -3,17 +3,23 @@
 //!
 //! The store is the only source of truth. The governance state is not
 //! stored in a second format: it is replayed from the log's own governance
-//! events (few, indexed by seq), through the same rules that accepted them,
-//! so it can never disagree with the log. The stored projection is loaded
-//! and accepted only if it is as of the log's last entry and its digest
-//! recomputes; otherwise it is rebuilt from the whole log ([`rebuild_projection`]).
+//! events (few, indexed by seq), through the core's [`step`] that accepted
+//! them, so it can never disagree with the log. That step folds nothing
+//! ([`Fold::Nothing`]): a fold of the governance entries alone would be the
+//! projection of no log. The stored projection is loaded and accepted only
+//! if it is as of the log's last entry and its digest recomputes; otherwise
+//! it is rebuilt from the whole log ([`rebuild_projection`], through a
+//! [`Replay`], which steps every entry and folds it).
+
+use std::borrow::Cow;
 
 use crate::storage::{DurableHead, Store, StoreError, StoreWindows};
 use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::Frontier;
 use ceasefire_core::projection::Projection;
 use ceasefire_core::replay::Replay;
-use ceasefire_core::rules::{decode_event, EntryContext, LedgerState};
+use ceasefire_core::rules::{decode_event, LedgerState};
+use ceasefire_core::step::{step, Entry, Fold};
 
 /// What the sequencer needs to continue an existing log.
 pub struct Recovered {
@@ -51,7 +57,7 @@ pub fn recover(store: &Store, check: StartupCheck) -> Result<Recovered, StoreErr
             reason: "the head's root does not match the stored tree".into(),
         });
     }
-    let mut state: Option<LedgerState> = None;
+    let mut state: Option<Cow<'_, LedgerState>> = None;
     for seq in store.governance_seqs() {
         let seq = seq?;
         let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
@@ -60,28 +66,30 @@ pub fn recover(store: &Store, check: StartupCheck) -> Result<Recovered, StoreErr
             .ok_or_else(|| corrupt("governance entry is missing".into()))?;
         let leaf = Leaf::decode(&bytes).map_err(|error| corrupt(error.to_string()))?;
         let event = decode_event(&leaf.payload).map_err(|error| corrupt(error.message))?;
-        let signers: Vec<[u8; 32]> = leaf.signatures.iter().map(|s| s.public_key).collect();
-        let context = EntryContext {
+        let founding = state.is_none();
+        let entry = Entry {
             seq,
-            received_at_micros: leaf.received_at_micros,
+            leaf: &leaf,
             leaf_hash: ceasefire_core::merkle::hash_leaf(&bytes),
+            event: &event,
         };
-        state = Some(match state.take() {
-            None => LedgerState::from_genesis(&event, &signers, &context).map_err(|rejection| {
-                corrupt(format!("genesis no longer validates: {rejection}"))
-            })?,
-            Some(mut current) => {
-                let accepted =
-                    current
-                        .check(&event, &signers, &context, store)?
-                        .map_err(|rejection| {
-                            corrupt(format!("entry no longer validates: {rejection}"))
-                        })?;
-                current.apply(&accepted);
-                current
-            }
-        });
+        // The rules' state only: the projection is loaded or rebuilt below.
+        let stepped = step(
+            &mut state,
+            entry,
+            store,
+            Fold::<StoreWindows>::Nothing,
+            |_| Ok(()),
+        )?;
+        if let Err(rejection) = stepped {
+            return Err(corrupt(if founding {
+                format!("genesis no longer validates: {rejection}")
+            } else {
+                format!("entry no longer validates: {rejection}")
+            }));
+        }
     }
+    let state = state.map(Cow::into_owned);
     if head.size > 0 && state.is_none() {
         return Err(StoreError::Corrupt {
             seq: 0,
