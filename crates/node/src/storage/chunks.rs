@@ -2,7 +2,7 @@
 //!
 //! What an entry brings that never changes once it is durable lives in its
 //! chunk: the leaf bytes (verbatim) and the observation record the rules
-//! accepted for it, if any. (Its tree nodes are in `hash_tiles.rs`.)
+//! accepted for it, if any. (Its tree nodes are in `node_blocks.rs`.)
 //!
 //! **Why chunks.** sled 0.34 copies a whole tree node and logs a delta for
 //! every key it inserts, so its cost is per key, not per byte: a layout of

@@ -9,7 +9,7 @@
 //! | `h`                          | [`DurableHead`]: size, root, last leaf hash, last received_at |
 //! | `c`                          | the signed checkpoint note for the head |
 //! | `e` first seq                | an entry chunk (`chunks.rs`): consecutive entries' leaf bytes (verbatim) and observation records |
-//! | `n` tile level, tile index   | a hash tile (`hash_tiles.rs`): the tree's complete subtrees, 4 levels over 16 nodes |
+//! | `n` block level, block index   | a node block (`node_blocks.rs`): the tree's complete subtrees, 4 levels over 16 nodes |
 //! | `a` author 0x00 nonce        | seq of the author's event with that nonce |
 //! | `o` seq                      | the corrected [`ObservationRecord`] of an amended observation (overrides its chunk's) |
 //! | `g` seq                      | empty: seqs of governance events, replayed on open |
@@ -17,7 +17,7 @@
 //!
 //! Invariants: the head names exactly the leaves `0..size`, held by chunks
 //! that follow each other without gap or overlap; every complete subtree of
-//! those leaves is stored, in its hash tile;
+//! those leaves is stored, in its node block;
 //! nothing of a batch is visible unless
 //! all of it is. A batch is acknowledged only after [`Durability`] has synced it
 //! and the head record (`head_record.rs`, a file beside the sled directory)
@@ -27,8 +27,8 @@
 
 pub mod chunks;
 mod durability;
-mod hash_tiles;
 mod head_record;
+mod node_blocks;
 mod projection;
 mod records;
 
@@ -37,9 +37,9 @@ use std::sync::Mutex;
 
 use chunks::{Chunk, ChunkEntry, CHUNK_TARGET_BYTES};
 pub use durability::Durability;
-use hash_tiles::{Place, Tile};
 pub use head_record::RECORD_FILE_NAME;
 use head_record::{HeadRecord, Recorded};
+use node_blocks::{Block, Place};
 pub use projection::{ProjectionHead, ProjectionWrite, StoreWindows, StoredProjection};
 
 use ceasefire_core::leaf::Leaf;
@@ -691,8 +691,8 @@ impl Store {
             let first_seq = last.seq + 1 - chunk.len() as u64;
             batch.insert(&chunks::key(first_seq), chunks::encode(&chunk));
         }
-        for ((tile_level, tile_index), tile) in self.grown_tiles(entries)? {
-            batch.insert(&hash_tiles::key(tile_level, tile_index), tile.encode());
+        for ((block_level, block_index), block) in self.grown_blocks(entries)? {
+            batch.insert(&node_blocks::key(block_level, block_index), block.encode());
         }
         batch.insert(HEAD_KEY, head.encode());
         batch.insert(CHECKPOINT_KEY, checkpoint_note.as_bytes());
@@ -706,50 +706,50 @@ impl Store {
         Ok(started.elapsed())
     }
 
-    /// Hash tile `(tile_level, tile_index)`, if stored.
-    fn stored_tile(&self, tile_level: u8, tile_index: u64) -> Result<Option<Tile>, StoreError> {
-        match self.tree.get(hash_tiles::key(tile_level, tile_index))? {
-            Some(bytes) => Tile::decode(&bytes)
+    /// Node block `(block_level, block_index)`, if stored.
+    fn stored_block(&self, block_level: u8, block_index: u64) -> Result<Option<Block>, StoreError> {
+        match self.tree.get(node_blocks::key(block_level, block_index))? {
+            Some(bytes) => Block::decode(&bytes)
                 .map(Some)
                 .map_err(|_| StoreError::Corrupt {
-                    seq: tile_index << (4 * u32::from(tile_level) + 4).min(63),
-                    reason: format!("hash tile ({tile_level}, {tile_index}) is damaged"),
+                    seq: block_index << (4 * u32::from(block_level) + 4).min(63),
+                    reason: format!("node block ({block_level}, {block_index}) is damaged"),
                 }),
             None => Ok(None),
         }
     }
 
-    /// The hash tiles the entries' tree nodes go into, each as stored plus
+    /// The node blocks the entries' tree nodes go into, each as stored plus
     /// the new nodes.
-    fn grown_tiles(
+    fn grown_blocks(
         &self,
         entries: &[StagedEntry],
-    ) -> Result<std::collections::BTreeMap<(u8, u64), Tile>, StoreError> {
-        let mut tiles = std::collections::BTreeMap::new();
+    ) -> Result<std::collections::BTreeMap<(u8, u64), Block>, StoreError> {
+        let mut blocks = std::collections::BTreeMap::new();
         for entry in entries {
             for (level, hash) in (0u8..).zip(&entry.completed) {
                 let index = entry.seq >> level;
                 let place = Place::of(level, index);
-                let tile = match tiles.entry((place.tile_level, place.tile_index)) {
-                    std::collections::btree_map::Entry::Occupied(tile) => tile.into_mut(),
+                let block = match blocks.entry((place.block_level, place.block_index)) {
+                    std::collections::btree_map::Entry::Occupied(block) => block.into_mut(),
                     std::collections::btree_map::Entry::Vacant(vacant) => vacant.insert(
-                        self.stored_tile(place.tile_level, place.tile_index)?
+                        self.stored_block(place.block_level, place.block_index)?
                             .unwrap_or_default(),
                     ),
                 };
-                if !tile.push(&place, *hash) {
+                if !block.push(&place, *hash) {
                     return Err(StoreError::Corrupt {
                         seq: entry.seq,
                         reason: format!(
                             "its tree node (level {level}, index {index}) does not follow \
-                             what hash tile ({}, {}) holds",
-                            place.tile_level, place.tile_index
+                             what node block ({}, {}) holds",
+                            place.block_level, place.block_index
                         ),
                     });
                 }
             }
         }
-        Ok(tiles)
+        Ok(blocks)
     }
 
     fn make_durable(&self) -> Result<(), StoreError> {
@@ -784,8 +784,8 @@ impl Store {
             entry.record()?;
             Ok(entry.leaf.to_vec())
         });
-        // The tile last read at each tile level: the scan reads each once.
-        let mut tiles: Vec<Option<(u64, Tile)>> = Vec::new();
+        // The block last read at each block level: the scan reads each once.
+        let mut blocks: Vec<Option<(u64, Block)>> = Vec::new();
         for item in entries {
             let (seq, bytes) = item.map_err(|error| unreadable(expected_seq, error))?;
             let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
@@ -816,17 +816,19 @@ impl Store {
             let leaf_hash = merkle::hash_leaf(&bytes);
             for (level, index, hash) in frontier.push(leaf_hash) {
                 let place = Place::of(level, index);
-                let slot = usize::from(place.tile_level);
-                if tiles.len() <= slot {
-                    tiles.resize_with(slot + 1, || None);
+                let slot = usize::from(place.block_level);
+                if blocks.len() <= slot {
+                    blocks.resize_with(slot + 1, || None);
                 }
-                if !matches!(&tiles[slot], Some((at, _)) if *at == place.tile_index) {
-                    tiles[slot] = self
-                        .stored_tile(place.tile_level, place.tile_index)
+                if !matches!(&blocks[slot], Some((at, _)) if *at == place.block_index) {
+                    blocks[slot] = self
+                        .stored_block(place.block_level, place.block_index)
                         .map_err(|error| unreadable(seq, error))?
-                        .map(|tile| (place.tile_index, tile));
+                        .map(|block| (place.block_index, block));
                 }
-                let stored = tiles[slot].as_ref().and_then(|(_, tile)| tile.get(&place));
+                let stored = blocks[slot]
+                    .as_ref()
+                    .and_then(|(_, block)| block.get(&place));
                 if stored != Some(hash) {
                     return Err(corrupt(format!(
                         "stored tree node (level {level}, index {index}) does not match the leaves"
@@ -883,8 +885,8 @@ impl SubtreeSource for Store {
 
     fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
         let place = Place::of(level, index);
-        self.stored_tile(place.tile_level, place.tile_index)?
-            .and_then(|tile| tile.get(&place))
+        self.stored_block(place.block_level, place.block_index)?
+            .and_then(|block| block.get(&place))
             .ok_or_else(|| StoreError::Corrupt {
                 seq: index.checked_shl(u32::from(level)).unwrap_or(u64::MAX),
                 reason: format!("tree node (level {level}, index {index}) is missing"),
