@@ -176,154 +176,58 @@ impl SubtreeSource for UniformSource {
     }
 }
 
-// ---- Known-answer vectors from transparency-dev/merkle (Go):
-// testonly/constants.go, proof/verify_test.go, rfc6962/rfc6962_test.go,
-// proof/proof_test.go. ----
+// ---- Known-answer vectors from transparency-dev/merkle (Go), kept as data
+// any language can load: testdata/merkle/transparency-dev.json. ----
 
-const KAT_LEAF_INPUTS: [&str; 8] = [
-    "",
-    "00",
-    "10",
-    "2021",
-    "3031",
-    "40414243",
-    "5051525354555657",
-    "606162636465666768696a6b6c6d6e6f",
-];
+/// The vectors of `testdata/merkle/transparency-dev.json` (its `notes` say
+/// what each holds).
+#[derive(serde::Deserialize)]
+struct Kat {
+    leaf_inputs: Vec<String>,
+    empty_root: String,
+    some_hash: String,
+    roots: Vec<String>,
+    node_hashes: Vec<Vec<String>>,
+    frontiers: Vec<Vec<(usize, usize)>>,
+    inclusion_proofs: Vec<KatProof>,
+    consistency_proofs: Vec<KatProof>,
+}
 
-const KAT_EMPTY_ROOT: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-const KAT_SOME_HASH: &str = "abacaba000000000000000000000000000000000000000000060061e00123456";
+/// An inclusion proof (`leaf_index`, `tree_size`) or a consistency proof
+/// (`old_size`, `new_size`).
+#[derive(serde::Deserialize)]
+struct KatProof {
+    #[serde(alias = "leaf_index")]
+    old_size: u64,
+    #[serde(alias = "tree_size")]
+    new_size: u64,
+    proof: Vec<String>,
+}
 
-/// Roots of the trees of the first 1..=8 KAT leaves.
-const KAT_ROOTS: [&str; 8] = [
-    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
-    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
-    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
-    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
-    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-];
+fn kat() -> &'static Kat {
+    static KAT: OnceLock<Kat> = OnceLock::new();
+    KAT.get_or_init(|| {
+        serde_json::from_str(include_str!(
+            "../../../../testdata/merkle/transparency-dev.json"
+        ))
+        .expect("testdata/merkle/transparency-dev.json parses")
+    })
+}
 
-/// Every complete subtree of the 8-leaf KAT tree, by level then index.
-const KAT_NODE_HASHES: [&[&str]; 4] = [
-    &[
-        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-        "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
-        "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
-        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-        "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
-        "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-        "46f6ffadd3d06a09ff3c5860d2755c8b9819db7df44251788c7d8e3180de8eb1",
-    ],
-    &[
-        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-        "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-        "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-    ],
-    &[
-        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-    ],
-    &["5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"],
-];
-
-/// The compact-tree (frontier) nodes for sizes 0..=8, as (level, index)
-/// into `KAT_NODE_HASHES` (testonly/constants.go `CompactTrees`).
-const KAT_FRONTIERS: [&[(usize, usize)]; 9] = [
-    &[],
-    &[(0, 0)],
-    &[(1, 0)],
-    &[(1, 0), (0, 2)],
-    &[(2, 0)],
-    &[(2, 0), (0, 4)],
-    &[(2, 0), (1, 2)],
-    &[(2, 0), (1, 2), (0, 6)],
-    &[(3, 0)],
-];
-
-/// (leaf index, tree size, proof); verify_test.go numbers leaves from 1.
-const KAT_INCLUSION_PROOFS: [(u64, u64, &[&str]); 5] = [
-    (
-        0,
-        8,
-        &[
-            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-        ],
-    ),
-    (
-        5,
-        8,
-        &[
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ],
-    ),
-    (
-        2,
-        3,
-        &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
-    ),
-    (
-        1,
-        5,
-        &[
-            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-        ],
-    ),
-    (0, 1, &[]),
-];
-
-/// (old size, new size, proof).
-const KAT_CONSISTENCY_PROOFS: [(u64, u64, &[&str]); 5] = [
-    (1, 1, &[]),
-    (
-        1,
-        8,
-        &[
-            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-        ],
-    ),
-    (
-        6,
-        8,
-        &[
-            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ],
-    ),
-    (
-        2,
-        5,
-        &[
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-        ],
-    ),
-    (
-        6,
-        7,
-        &[
-            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ],
-    ),
-];
+/// (first number, second number, proof) of each vector.
+fn kat_proofs(proofs: &[KatProof]) -> impl Iterator<Item = (u64, u64, Vec<&str>)> {
+    proofs.iter().map(|vector| {
+        (
+            vector.old_size,
+            vector.new_size,
+            vector.proof.iter().map(String::as_str).collect(),
+        )
+    })
+}
 
 fn kat_leaf_hashes() -> Vec<Hash> {
-    KAT_LEAF_INPUTS
+    kat()
+        .leaf_inputs
         .iter()
         .map(|input| hash_leaf(&hex::decode(input).expect("valid hex")))
         .collect()
@@ -331,19 +235,22 @@ fn kat_leaf_hashes() -> Vec<Hash> {
 
 fn kat_root(size: u64) -> Hash {
     match size {
-        0 => hash_from_hex(KAT_EMPTY_ROOT),
-        _ => hash_from_hex(KAT_ROOTS[size as usize - 1]),
+        0 => hash_from_hex(&kat().empty_root),
+        _ => hash_from_hex(&kat().roots[size as usize - 1]),
     }
 }
 
-fn hashes_from_hex(texts: &[&str]) -> Vec<Hash> {
-    texts.iter().map(|text| hash_from_hex(text)).collect()
+fn hashes_from_hex(texts: &[impl AsRef<str>]) -> Vec<Hash> {
+    texts
+        .iter()
+        .map(|text| hash_from_hex(text.as_ref()))
+        .collect()
 }
 
 #[test]
 fn kat_hashing_primitives() {
     // rfc6962/rfc6962_test.go
-    assert_eq!(empty_root(), hash_from_hex(KAT_EMPTY_ROOT));
+    assert_eq!(empty_root(), hash_from_hex(&kat().empty_root));
     assert_eq!(
         hash_leaf(b""),
         hash_from_hex("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")
@@ -371,7 +278,8 @@ fn kat_hashing_primitives() {
 fn kat_node_hashes_and_roots() {
     let leaves = kat_leaf_hashes();
     let source = MemorySource::from_leaf_hashes(leaves.iter().copied());
-    let expected_levels: Vec<Vec<Hash>> = KAT_NODE_HASHES
+    let expected_levels: Vec<Vec<Hash>> = kat()
+        .node_hashes
         .iter()
         .map(|level| hashes_from_hex(level))
         .collect();
@@ -388,10 +296,10 @@ fn kat_frontier_nodes() {
     let leaves = kat_leaf_hashes();
     let mut frontier = Frontier::new();
     let mut pushed = MapSource::default();
-    for (size, frontier_nodes) in KAT_FRONTIERS.iter().enumerate() {
+    for (size, frontier_nodes) in kat().frontiers.iter().enumerate() {
         let expected: Vec<Hash> = frontier_nodes
             .iter()
-            .map(|&(level, index)| hash_from_hex(KAT_NODE_HASHES[level][index]))
+            .map(|&(level, index)| hash_from_hex(&kat().node_hashes[level][index]))
             .collect();
         assert_eq!(frontier.subtree_roots(), expected.as_slice(), "size {size}");
         assert_eq!(frontier.root(), kat_root(size as u64));
@@ -402,7 +310,7 @@ fn kat_frontier_nodes() {
         }
     }
     let mut expected_nodes = HashMap::new();
-    for (level, hashes) in KAT_NODE_HASHES.iter().enumerate() {
+    for (level, hashes) in kat().node_hashes.iter().enumerate() {
         for (index, hash) in hashes.iter().enumerate() {
             expected_nodes.insert((level as u8, index as u64), hash_from_hex(hash));
         }
@@ -432,7 +340,7 @@ impl InclusionClaim {
 /// stand-ins play those parts.
 fn corrupted_inclusion_claims(honest: &InclusionClaim) -> Vec<(&'static str, InclusionClaim)> {
     let garbage = [0u8; 32];
-    let some_hash = hash_from_hex(KAT_SOME_HASH);
+    let some_hash = hash_from_hex(&kat().some_hash);
     let proof = honest.proof.as_slice();
     let with_proof = |proof: Vec<Hash>| InclusionClaim {
         proof,
@@ -484,7 +392,7 @@ fn corrupted_inclusion_claims(honest: &InclusionClaim) -> Vec<(&'static str, Inc
         (
             "empty root",
             InclusionClaim {
-                root: hash_from_hex(KAT_EMPTY_ROOT),
+                root: hash_from_hex(&kat().empty_root),
                 ..honest.clone()
             },
         ),
@@ -530,8 +438,8 @@ fn corrupted_inclusion_claims(honest: &InclusionClaim) -> Vec<(&'static str, Inc
 fn kat_inclusion_proofs() {
     let leaves = kat_leaf_hashes();
     let source = MemorySource::from_leaf_hashes(leaves.iter().copied());
-    for (index, size, proof_hex) in KAT_INCLUSION_PROOFS {
-        let expected = hashes_from_hex(proof_hex);
+    for (index, size, proof_hex) in kat_proofs(&kat().inclusion_proofs) {
+        let expected = hashes_from_hex(&proof_hex);
         assert_eq!(inclusion_proof(&source, index, size), Ok(expected.clone()));
         let honest = InclusionClaim {
             leaf: leaves[index as usize],
@@ -562,8 +470,8 @@ fn kat_inclusion_proofs() {
 fn kat_inclusion_rejects_degenerate_inputs() {
     // proof/verify_test.go TestVerifyInclusionSingleEntry and TestVerifyInclusion.
     let data_hash = hash_leaf(b"data");
-    let empty = hash_from_hex(KAT_EMPTY_ROOT);
-    let some_hash = hash_from_hex(KAT_SOME_HASH);
+    let empty = hash_from_hex(&kat().empty_root);
+    let some_hash = hash_from_hex(&kat().some_hash);
     assert_eq!(verify_inclusion(&data_hash, 0, 1, &[], &data_hash), Ok(()));
     assert!(verify_inclusion(&data_hash, 0, 1, &[], &empty).is_err());
     assert!(verify_inclusion(&empty, 0, 1, &[], &data_hash).is_err());
@@ -671,8 +579,8 @@ fn corrupted_consistency_claims(
 fn kat_consistency_proofs() {
     let leaves = kat_leaf_hashes();
     let source = MemorySource::from_leaf_hashes(leaves.iter().copied());
-    for (old_size, new_size, proof_hex) in KAT_CONSISTENCY_PROOFS {
-        let expected = hashes_from_hex(proof_hex);
+    for (old_size, new_size, proof_hex) in kat_proofs(&kat().consistency_proofs) {
+        let expected = hashes_from_hex(&proof_hex);
         assert_eq!(
             consistency_proof(&source, old_size, new_size),
             Ok(expected.clone())
@@ -711,7 +619,7 @@ fn kat_consistency_edge_cases() {
     // proof/verify_test.go TestVerifyConsistency.
     let root1 = hash_leaf(b"don't care 1");
     let root2 = hash_leaf(b"don't care 2");
-    let empty = hash_from_hex(KAT_EMPTY_ROOT);
+    let empty = hash_from_hex(&kat().empty_root);
     let no_proof: &[Hash] = &[];
     let one_hash: &[Hash] = &[empty];
     let cases = [
