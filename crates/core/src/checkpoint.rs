@@ -567,52 +567,116 @@ fn parse_root_hash(s: &str) -> Result<Hash, CheckpointError> {
 mod tests {
     use super::*;
 
-    // Golden vector. Seed: 32 bytes of 0x07. Root: the bytes 0x00, 0x01, ...,
-    // 0x1f. Expected values were computed independently with Python's
-    // `cryptography` package (OpenSSL's Ed25519) and hashlib, then pasted here.
-    const GOLDEN_ORIGIN: &str = "example.org/ceasefire-ledger";
-    const GOLDEN_SEED: [u8; 32] = [0x07; 32];
-    const GOLDEN_PUBLIC_KEY_HEX: &str =
-        "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
-    const GOLDEN_KEY_ID_HEX: &str = "b45c2ff3";
-    const GOLDEN_VKEY: &str =
-        "example.org/ceasefire-ledger+b45c2ff3+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs";
-    const GOLDEN_NOTE: &str = "example.org/ceasefire-ledger\n\
-        3\n\
-        AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n\
-        \n\
-        \u{2014} example.org/ceasefire-ledger \
-        tFwv80eCmab+/Nw8UsIG0sAHySGb0MDoSxHsgAhIK0HcDLrRbmq8UCfYa8l4kZGH2KJa5huf1JWD6+KvmHjSYDnFCAg=\n";
+    // Known-answer vectors, kept as data any language can load:
+    // testdata/checkpoint/signed-notes.json. "golden" is ours (seed 07 x 32,
+    // root 00..1f; computed independently with Python's `cryptography` and
+    // hashlib); "go_sumdb" are golang.org/x/mod sumdb/note's own.
+    #[derive(serde::Deserialize)]
+    struct NoteVectors {
+        golden: GoldenVector,
+        go_sumdb: GoVectors,
+    }
 
-    // golang.org/x/mod sumdb/note (note.go package doc and note_test.go).
-    const PETER_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
-    const PETER_SKEY_DATA: &str = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
-    const ENOCH_VKEY: &str = "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop";
-    const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\n\
-        then you don't know what your problem is.\n";
-    const PETER_SIG_LINE: &str = "\u{2014} PeterNeumann \
-        x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
-    const ENOCH_SIG_LINE: &str = "\u{2014} EnochRoot \
-        rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
+    #[derive(serde::Deserialize)]
+    struct GoldenVector {
+        origin: String,
+        seed: String,
+        public_key: String,
+        key_id: String,
+        vkey: String,
+        tree_size: u64,
+        root_hash: String,
+        note: String,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct GoVectors {
+        peter_vkey: String,
+        peter_skey_data: String,
+        enoch_vkey: String,
+        text: String,
+        peter_signature_line: String,
+        enoch_signature_line: String,
+    }
+
+    fn vectors() -> &'static NoteVectors {
+        static VECTORS: std::sync::OnceLock<NoteVectors> = std::sync::OnceLock::new();
+        VECTORS.get_or_init(|| {
+            serde_json::from_str(include_str!(
+                "../../../testdata/checkpoint/signed-notes.json"
+            ))
+            .expect("testdata/checkpoint/signed-notes.json parses")
+        })
+    }
+
+    fn golden_origin() -> &'static str {
+        &vectors().golden.origin
+    }
+
+    fn golden_public_key_hex() -> &'static str {
+        &vectors().golden.public_key
+    }
+
+    fn golden_key_id_hex() -> &'static str {
+        &vectors().golden.key_id
+    }
+
+    fn golden_vkey() -> &'static str {
+        &vectors().golden.vkey
+    }
+
+    fn golden_note() -> &'static str {
+        &vectors().golden.note
+    }
+
+    fn peter_vkey() -> &'static str {
+        &vectors().go_sumdb.peter_vkey
+    }
+
+    fn peter_skey_data() -> &'static str {
+        &vectors().go_sumdb.peter_skey_data
+    }
+
+    fn enoch_vkey() -> &'static str {
+        &vectors().go_sumdb.enoch_vkey
+    }
+
+    fn go_text() -> &'static str {
+        &vectors().go_sumdb.text
+    }
+
+    fn peter_sig_line() -> &'static str {
+        &vectors().go_sumdb.peter_signature_line
+    }
+
+    fn enoch_sig_line() -> &'static str {
+        &vectors().go_sumdb.enoch_signature_line
+    }
+
+    fn golden_seed() -> [u8; 32] {
+        hex::decode(&vectors().golden.seed)
+            .unwrap()
+            .try_into()
+            .unwrap()
+    }
 
     fn golden_root() -> Hash {
-        let mut root = [0u8; 32];
-        for (i, b) in root.iter_mut().enumerate() {
-            *b = i as u8;
-        }
-        root
+        hex::decode(&vectors().golden.root_hash)
+            .unwrap()
+            .try_into()
+            .unwrap()
     }
 
     fn golden_body() -> CheckpointBody {
         CheckpointBody {
-            origin: GOLDEN_ORIGIN.to_owned(),
-            tree_size: 3,
+            origin: golden_origin().to_owned(),
+            tree_size: vectors().golden.tree_size,
             root_hash: golden_root(),
         }
     }
 
     fn golden_signer() -> NoteSigner {
-        NoteSigner::new(GOLDEN_ORIGIN, SigningKey::from_bytes(&GOLDEN_SEED)).unwrap()
+        NoteSigner::new(golden_origin(), SigningKey::from_bytes(&golden_seed())).unwrap()
     }
 
     fn other_signer(name: &str, seed: u8) -> NoteSigner {
@@ -649,27 +713,27 @@ mod tests {
     fn golden_vector() {
         let signer = golden_signer();
         let public_key = signer.verifier().public_key().to_owned();
-        assert_eq!(hex::encode(public_key.as_bytes()), GOLDEN_PUBLIC_KEY_HEX);
+        assert_eq!(hex::encode(public_key.as_bytes()), golden_public_key_hex());
 
         // Key ID straight from the spec formula, with sha2 directly.
         let mut h = Sha256::new();
-        h.update(GOLDEN_ORIGIN.as_bytes());
+        h.update(golden_origin().as_bytes());
         h.update([0x0a, 0x01]);
         h.update(public_key.as_bytes());
         let expected_id: [u8; 4] = h.finalize()[..4].try_into().unwrap();
-        assert_eq!(hex::encode(expected_id), GOLDEN_KEY_ID_HEX);
-        assert_eq!(key_id(GOLDEN_ORIGIN, &public_key), expected_id);
+        assert_eq!(hex::encode(expected_id), golden_key_id_hex());
+        assert_eq!(key_id(golden_origin(), &public_key), expected_id);
         assert_eq!(signer.key_id(), expected_id);
         assert_eq!(signer.verifier().key_id(), expected_id);
-        assert_eq!(signer.verifier().encoded_key(), GOLDEN_VKEY);
+        assert_eq!(signer.verifier().encoded_key(), golden_vkey());
 
         let note = sign_checkpoint(&golden_body(), &signer).unwrap();
-        assert_eq!(note, GOLDEN_NOTE);
+        assert_eq!(note, golden_note());
         assert_eq!(
-            open_checkpoint(GOLDEN_NOTE, &signer.verifier()),
+            open_checkpoint(golden_note(), &signer.verifier()),
             Ok(golden_body())
         );
-        assert_eq!(parse_unverified(GOLDEN_NOTE), Ok(golden_body()));
+        assert_eq!(parse_unverified(golden_note()), Ok(golden_body()));
     }
 
     #[test]
@@ -684,19 +748,23 @@ mod tests {
 
     #[test]
     fn go_peter_neumann_key_id_and_encoded_key() {
-        let (name, id, key) = vkey_parts(PETER_VKEY);
+        let (name, id, key) = vkey_parts(peter_vkey());
         assert_eq!(hex::encode(id), "c74f20a3");
         assert_eq!(key_id(&name, &key), id);
         let verifier = NoteVerifier::new(&name, &key).unwrap();
-        assert_eq!(verifier.encoded_key(), PETER_VKEY);
+        assert_eq!(verifier.encoded_key(), peter_vkey());
     }
 
     #[test]
     fn go_peter_neumann_note_verifies() {
-        let (name, _, key) = vkey_parts(PETER_VKEY);
+        let (name, _, key) = vkey_parts(peter_vkey());
         let verifier = NoteVerifier::new(&name, &key).unwrap();
-        let note = format!("{GO_TEXT}\n{PETER_SIG_LINE}");
-        assert_eq!(verify_note(&note, &verifier), Ok(GO_TEXT));
+        let note = format!(
+            "{go_text}\n{peter_sig_line}",
+            go_text = go_text(),
+            peter_sig_line = peter_sig_line()
+        );
+        assert_eq!(verify_note(&note, &verifier), Ok(go_text()));
 
         // Any change to the signed text breaks the signature.
         let tampered = note.replace("cryptography", "cryptographY");
@@ -716,14 +784,18 @@ mod tests {
 
     #[test]
     fn go_peter_neumann_signer_reproduces_published_signature() {
-        let typed = BASE64.decode(PETER_SKEY_DATA).unwrap();
+        let typed = BASE64.decode(peter_skey_data()).unwrap();
         assert_eq!(typed[0], 0x01);
         let seed: [u8; 32] = typed[1..].try_into().unwrap();
         let signer = NoteSigner::new("PeterNeumann", SigningKey::from_bytes(&seed)).unwrap();
-        assert_eq!(signer.verifier().encoded_key(), PETER_VKEY);
+        assert_eq!(signer.verifier().encoded_key(), peter_vkey());
         assert_eq!(
-            sign_raw(GO_TEXT, &signer),
-            format!("{GO_TEXT}\n{PETER_SIG_LINE}")
+            sign_raw(go_text(), &signer),
+            format!(
+                "{go_text}\n{peter_sig_line}",
+                go_text = go_text(),
+                peter_sig_line = peter_sig_line()
+            )
         );
     }
 
@@ -732,17 +804,26 @@ mod tests {
         // Go's doc: EnochRoot's key comes from GenerateKey over a reader of
         // zeros, i.e. an all-zero seed.
         let enoch = NoteSigner::new("EnochRoot", SigningKey::from_bytes(&[0; 32])).unwrap();
-        assert_eq!(enoch.verifier().encoded_key(), ENOCH_VKEY);
+        assert_eq!(enoch.verifier().encoded_key(), enoch_vkey());
         assert_eq!(
-            sign_raw(GO_TEXT, &enoch),
-            format!("{GO_TEXT}\n{ENOCH_SIG_LINE}")
+            sign_raw(go_text(), &enoch),
+            format!(
+                "{go_text}\n{enoch_sig_line}",
+                go_text = go_text(),
+                enoch_sig_line = enoch_sig_line()
+            )
         );
 
-        let note = format!("{GO_TEXT}\n{PETER_SIG_LINE}{ENOCH_SIG_LINE}");
-        let (name, _, key) = vkey_parts(PETER_VKEY);
+        let note = format!(
+            "{go_text}\n{peter_sig_line}{enoch_sig_line}",
+            go_text = go_text(),
+            peter_sig_line = peter_sig_line(),
+            enoch_sig_line = enoch_sig_line()
+        );
+        let (name, _, key) = vkey_parts(peter_vkey());
         let peter = NoteVerifier::new(&name, &key).unwrap();
-        assert_eq!(verify_note(&note, &peter), Ok(GO_TEXT));
-        assert_eq!(verify_note(&note, &enoch.verifier()), Ok(GO_TEXT));
+        assert_eq!(verify_note(&note, &peter), Ok(go_text()));
+        assert_eq!(verify_note(&note, &enoch.verifier()), Ok(go_text()));
     }
 
     #[test]
@@ -816,20 +897,20 @@ mod tests {
 
     #[test]
     fn changed_size_is_bad_signature() {
-        let note = GOLDEN_NOTE.replacen("\n3\n", "\n4\n", 1);
+        let note = golden_note().replacen("\n3\n", "\n4\n", 1);
         assert_eq!(open_golden(&note), Err(bad_signature()));
     }
 
     #[test]
     fn changed_root_is_bad_signature() {
-        let note = GOLDEN_NOTE.replacen("AAECAwQF", "AAECAwQG", 1);
-        assert_ne!(note, GOLDEN_NOTE);
+        let note = golden_note().replacen("AAECAwQF", "AAECAwQG", 1);
+        assert_ne!(note, golden_note());
         assert_eq!(open_golden(&note), Err(bad_signature()));
     }
 
     #[test]
     fn changed_origin_is_bad_signature() {
-        let note = GOLDEN_NOTE.replacen(
+        let note = golden_note().replacen(
             "example.org/ceasefire-ledger\n",
             "example.org/ceasefire-ledger2\n",
             1,
@@ -840,14 +921,14 @@ mod tests {
     #[test]
     fn signature_by_another_key_is_unknown_key() {
         // Same name, different key: the key ID differs, so the line is not ours.
-        let impostor = other_signer(GOLDEN_ORIGIN, 8);
+        let impostor = other_signer(golden_origin(), 8);
         let note = sign_checkpoint(&golden_body(), &impostor).unwrap();
         assert_eq!(open_golden(&note), Err(unknown_key()));
     }
 
     #[test]
     fn signature_by_another_key_under_our_key_id_is_bad_signature() {
-        let impostor = other_signer(GOLDEN_ORIGIN, 8);
+        let impostor = other_signer(golden_origin(), 8);
         let note = sign_checkpoint(&golden_body(), &impostor).unwrap();
         let (_, blob64) = note.trim_end().rsplit_once(' ').unwrap();
         let mut blob = BASE64.decode(blob64).unwrap();
@@ -855,20 +936,20 @@ mod tests {
         let forged = format!(
             "{}\n{}",
             golden_body().to_text(),
-            sig_line(GOLDEN_ORIGIN, &blob)
+            sig_line(golden_origin(), &blob)
         );
         assert_eq!(open_golden(&forged), Err(bad_signature()));
     }
 
     #[test]
     fn truncated_signature_bytes_are_bad_signature() {
-        let (_, blob64) = GOLDEN_NOTE.trim_end().rsplit_once(' ').unwrap();
+        let (_, blob64) = golden_note().trim_end().rsplit_once(' ').unwrap();
         let blob = BASE64.decode(blob64).unwrap();
         for len in [5, 36, 67] {
             let note = format!(
                 "{}\n{}",
                 golden_body().to_text(),
-                sig_line(GOLDEN_ORIGIN, &blob[..len])
+                sig_line(golden_origin(), &blob[..len])
             );
             assert_eq!(open_golden(&note), Err(bad_signature()), "length {len}");
         }
@@ -877,13 +958,13 @@ mod tests {
     #[test]
     fn truncated_signature_text_is_malformed() {
         // Cut inside the base64: no longer valid base64.
-        let note = format!("{}\n", &GOLDEN_NOTE[..GOLDEN_NOTE.len() - 4]);
+        let note = format!("{}\n", &golden_note()[..golden_note().len() - 4]);
         assert!(matches!(
             open_golden(&note),
             Err(CheckpointError::MalformedSignatureLine { line: 1, .. })
         ));
         // Cut the final newline.
-        let note = &GOLDEN_NOTE[..GOLDEN_NOTE.len() - 1];
+        let note = &golden_note()[..golden_note().len() - 1];
         assert!(matches!(
             open_golden(note),
             Err(CheckpointError::MalformedSignatureLine { line: 1, .. })
@@ -892,7 +973,7 @@ mod tests {
         let note = format!(
             "{}\n{}",
             golden_body().to_text(),
-            sig_line(GOLDEN_ORIGIN, &golden_signer().key_id())
+            sig_line(golden_origin(), &golden_signer().key_id())
         );
         assert!(matches!(
             open_golden(&note),
@@ -902,7 +983,7 @@ mod tests {
 
     #[test]
     fn missing_blank_line() {
-        let note = GOLDEN_NOTE.replacen("=\n\n", "=\n", 1);
+        let note = golden_note().replacen("=\n\n", "=\n", 1);
         assert_eq!(open_golden(&note), Err(CheckpointError::MissingBlankLine));
         assert_eq!(
             open_golden(&golden_body().to_text()),
@@ -931,7 +1012,13 @@ mod tests {
             "0x3",
             "3.0",
         ] {
-            let note = sign_raw(&format!("{GOLDEN_ORIGIN}\n{size}\n{root}\n"), &signer);
+            let note = sign_raw(
+                &format!(
+                    "{golden_origin}\n{size}\n{root}\n",
+                    golden_origin = golden_origin()
+                ),
+                &signer,
+            );
             assert_eq!(
                 open_checkpoint(&note, &signer.verifier()),
                 Err(CheckpointError::NonCanonicalTreeSize {
@@ -942,7 +1029,13 @@ mod tests {
         }
         // The largest u64 and zero are fine.
         for (size, n) in [("18446744073709551615", u64::MAX), ("0", 0)] {
-            let note = sign_raw(&format!("{GOLDEN_ORIGIN}\n{size}\n{root}\n"), &signer);
+            let note = sign_raw(
+                &format!(
+                    "{golden_origin}\n{size}\n{root}\n",
+                    golden_origin = golden_origin()
+                ),
+                &signer,
+            );
             assert_eq!(
                 open_checkpoint(&note, &signer.verifier()).map(|b| b.tree_size),
                 Ok(n)
@@ -970,7 +1063,13 @@ mod tests {
             url_safe,
             String::new(),
         ] {
-            let note = sign_raw(&format!("{GOLDEN_ORIGIN}\n3\n{root}\n"), &signer);
+            let note = sign_raw(
+                &format!(
+                    "{golden_origin}\n3\n{root}\n",
+                    golden_origin = golden_origin()
+                ),
+                &signer,
+            );
             assert!(
                 matches!(
                     open_checkpoint(&note, &signer.verifier()),
@@ -984,15 +1083,19 @@ mod tests {
     #[test]
     fn garbage_base64_signature_is_malformed() {
         let note = format!(
-            "{}\n\u{2014} {GOLDEN_ORIGIN} @@not*base64@@\n",
-            golden_body().to_text()
+            "{}\n\u{2014} {golden_origin} @@not*base64@@\n",
+            golden_body().to_text(),
+            golden_origin = golden_origin()
         );
         assert!(matches!(
             open_golden(&note),
             Err(CheckpointError::MalformedSignatureLine { line: 1, .. })
         ));
         // Even on an unknown key's line, as in Go.
-        let note = format!("{GOLDEN_NOTE}\u{2014} someone.else %%%%\n");
+        let note = format!(
+            "{golden_note}\u{2014} someone.else %%%%\n",
+            golden_note = golden_note()
+        );
         assert!(matches!(
             open_golden(&note),
             Err(CheckpointError::MalformedSignatureLine { line: 2, .. })
@@ -1014,7 +1117,7 @@ mod tests {
             "\u{2014} a AAAAAA==\n",            // 4 bytes: no signature after ID
             "Unexpected line.\n",
         ] {
-            let note = format!("{GOLDEN_NOTE}{line}");
+            let note = format!("{golden_note}{line}", golden_note = golden_note());
             assert!(
                 matches!(
                     open_golden(&note),
@@ -1038,11 +1141,11 @@ mod tests {
         let witness_line = witness_line.rsplit_once("\n\n").unwrap().1;
         // Before and after ours, and a line that shares only our name or only
         // our key ID (signed-note: ignore unless both match).
-        let same_name = sig_line(GOLDEN_ORIGIN, &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
+        let same_name = sig_line(golden_origin(), &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
         let mut same_id = golden_signer().key_id().to_vec();
         same_id.extend_from_slice(&[9; 64]);
         let same_id = sig_line("someone.else", &same_id);
-        let ours = GOLDEN_NOTE.rsplit_once("\n\n").unwrap().1;
+        let ours = golden_note().rsplit_once("\n\n").unwrap().1;
         let note = format!(
             "{}\n{witness_line}{same_name}{ours}{same_id}",
             golden_body().to_text()
@@ -1052,14 +1155,14 @@ mod tests {
             open_checkpoint(&note, &witness.verifier()).map(|_| ()),
             Err(CheckpointError::OriginMismatch {
                 expected: "witness.example/w1".to_owned(),
-                found: GOLDEN_ORIGIN.to_owned(),
+                found: golden_origin().to_owned(),
             })
         );
     }
 
     #[test]
     fn at_least_sixteen_signatures_and_at_most_the_limit() {
-        let ours = GOLDEN_NOTE.rsplit_once("\n\n").unwrap().1;
+        let ours = golden_note().rsplit_once("\n\n").unwrap().1;
         let filler: String = (0..MAX_SIGNATURES - 1)
             .map(|i| sig_line(&format!("w{i}.example"), &[i as u8; 68]))
             .collect();
@@ -1076,13 +1179,17 @@ mod tests {
 
     #[test]
     fn a_bad_duplicate_of_our_signature_spoils_the_note() {
-        let ours = GOLDEN_NOTE.rsplit_once("\n\n").unwrap().1;
+        let ours = golden_note().rsplit_once("\n\n").unwrap().1;
         let mut blob = golden_signer().key_id().to_vec();
         blob.extend_from_slice(&[7; 64]);
-        let note = format!("{GOLDEN_NOTE}{}", sig_line(GOLDEN_ORIGIN, &blob));
+        let note = format!(
+            "{golden_note}{}",
+            sig_line(golden_origin(), &blob),
+            golden_note = golden_note()
+        );
         assert_eq!(open_golden(&note), Err(bad_signature()));
         // A good duplicate is harmless.
-        let note = format!("{GOLDEN_NOTE}{ours}");
+        let note = format!("{golden_note}{ours}", golden_note = golden_note());
         assert_eq!(open_golden(&note), Ok(golden_body()));
     }
 
@@ -1102,7 +1209,7 @@ mod tests {
         assert_eq!(
             open_golden(&note),
             Err(CheckpointError::OriginMismatch {
-                expected: GOLDEN_ORIGIN.to_owned(),
+                expected: golden_origin().to_owned(),
                 found: "example.org/other-ledger".to_owned(),
             })
         );
@@ -1117,7 +1224,7 @@ mod tests {
         assert_eq!(
             sign_checkpoint(&body, &golden_signer()),
             Err(CheckpointError::OriginMismatch {
-                expected: GOLDEN_ORIGIN.to_owned(),
+                expected: golden_origin().to_owned(),
                 found: "example.org/other\nline".to_owned(),
             })
         );
@@ -1146,11 +1253,11 @@ mod tests {
         let root = BASE64.encode(golden_root());
         let cases = [
             (
-                format!("{GOLDEN_ORIGIN}\n3\n"),
+                format!("{golden_origin}\n3\n", golden_origin = golden_origin()),
                 "fewer than three lines (origin, tree size, root hash)",
             ),
             (
-                format!("{GOLDEN_ORIGIN}\n"),
+                format!("{golden_origin}\n", golden_origin = golden_origin()),
                 "fewer than three lines (origin, tree size, root hash)",
             ),
             (format!("\n3\n{root}\n"), "the origin line is empty"),
@@ -1167,12 +1274,12 @@ mod tests {
 
     #[test]
     fn control_characters_and_size_limit() {
-        let note = GOLDEN_NOTE.replacen("ceasefire", "cease\tfire", 1);
+        let note = golden_note().replacen("ceasefire", "cease\tfire", 1);
         assert_eq!(
             open_golden(&note),
             Err(CheckpointError::ControlCharacter { offset: 17 })
         );
-        let note = GOLDEN_NOTE.replace('\n', "\r\n");
+        let note = golden_note().replace('\n', "\r\n");
         assert!(matches!(
             parse_unverified(&note),
             Err(CheckpointError::ControlCharacter { .. })
@@ -1198,7 +1305,7 @@ mod tests {
 
     #[test]
     fn key_names_are_validated() {
-        let key = SigningKey::from_bytes(&GOLDEN_SEED);
+        let key = SigningKey::from_bytes(&golden_seed());
         let public = key.verifying_key();
         let long = "a".repeat(MAX_KEY_NAME_BYTES + 1);
         for name in [
@@ -1233,7 +1340,7 @@ mod tests {
         identity[0] = 1;
         let weak = VerifyingKey::from_bytes(&identity).unwrap();
         assert_eq!(
-            NoteVerifier::new(GOLDEN_ORIGIN, &weak),
+            NoteVerifier::new(golden_origin(), &weak),
             Err(CheckpointError::WeakPublicKey)
         );
     }
@@ -1241,9 +1348,9 @@ mod tests {
     #[test]
     fn signer_debug_shows_no_secret() {
         let shown = format!("{:?}", golden_signer());
-        assert!(shown.contains(GOLDEN_KEY_ID_HEX), "{shown}");
+        assert!(shown.contains(golden_key_id_hex()), "{shown}");
         assert!(!shown.contains("verifying_key"), "{shown}");
-        assert!(!shown.contains(&hex::encode(GOLDEN_SEED)), "{shown}");
+        assert!(!shown.contains(&hex::encode(golden_seed())), "{shown}");
     }
 
     #[test]
@@ -1267,14 +1374,14 @@ mod tests {
     #[test]
     fn every_truncation_and_byte_flip_is_rejected_without_panic() {
         let verifier = golden_signer().verifier();
-        for (cut, _) in GOLDEN_NOTE.char_indices().skip(1) {
+        for (cut, _) in golden_note().char_indices().skip(1) {
             assert!(
-                open_checkpoint(&GOLDEN_NOTE[..cut], &verifier).is_err(),
+                open_checkpoint(&golden_note()[..cut], &verifier).is_err(),
                 "cut {cut}"
             );
-            let _ = parse_unverified(&GOLDEN_NOTE[..cut]);
+            let _ = parse_unverified(&golden_note()[..cut]);
         }
-        let bytes = GOLDEN_NOTE.as_bytes();
+        let bytes = golden_note().as_bytes();
         for i in 0..bytes.len() {
             for replacement in [b'A', b'\n', b'0', b' '] {
                 if bytes[i] == replacement {
