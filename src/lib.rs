@@ -8,8 +8,8 @@
 //! development bootstrap), and the files people write and read:
 //! [`keyfile`], [`signed_file`], [`event_json`].
 
-// Two calls into libc need `unsafe`, each allowed where it stands with
-// its reason: `malloc_trim` (cli/serve.rs) and `kill` (cli/bench/node.rs).
+// One call into libc needs `unsafe`, allowed where it stands with its
+// reason: `malloc_trim` (cli/serve.rs). The other is the test kit's `kill`.
 #![deny(unsafe_code)]
 
 pub mod cli;

@@ -22,8 +22,6 @@
 //! receipts take, about three thousand stream openings, two silent
 //! connections. Every wait is bounded.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -41,7 +39,8 @@ use ceasefire_node::server::{
     MAX_CONCURRENT_STREAMS_PER_CONNECTION, MAX_ENTRY_STREAMS, MAX_GRPC_MESSAGE_BYTES,
     MAX_SUBMIT_STREAMS, MAX_SUBSCRIPTIONS, VERIFY_BUDGET_PER_CONNECTION,
 };
-use common::{check_receipt, observation, streamed_receipt, Client, TestNode};
+use ceasefire_testkit::fixture::{streamed_receipt, Client, TestNode};
+use ceasefire_testkit::scenario::{DEV_COMMITMENT, DEV_ZONE};
 use ed25519_dalek::SigningKey;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,13 +82,13 @@ impl Honest {
         let mut tasks = Vec::new();
         for client_index in 0..HONEST_CLIENTS {
             let mut client = node.new_client().await;
-            let monitor = node.monitor().clone();
+            let scenario = node.scenario.clone();
             let (stop, receipts) = (stop.clone(), receipts.clone());
             tasks.push(tokio::spawn(async move {
                 let mut submitted = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let narrative = format!("honest {client_index} report {}", submitted.len());
-                    let signed = sign(&observation(&narrative), &[&monitor]);
+                    let signed = scenario.observation().narrative(&narrative).signed();
                     let receipt = submit_ok(&mut client, &signed, &narrative).await;
                     receipts.fetch_add(1, Ordering::Relaxed);
                     submitted.push((signed, receipt));
@@ -127,9 +126,8 @@ impl Honest {
         for task in self.tasks {
             all.extend(task.await.expect("an honest client panicked"));
         }
-        let operator = node.operator_key();
         for (signed, receipt) in &all {
-            check_receipt(receipt, signed, &operator);
+            node.check_receipt(receipt, signed);
         }
         all
     }
@@ -171,7 +169,11 @@ fn forged(narrative: &str, node: &TestNode, signatures: usize) -> SignedEvent {
         .map(|_| SigningKey::generate(&mut rand_core::OsRng))
         .collect();
     let keys: Vec<&SigningKey> = std::iter::once(node.monitor()).chain(&others).collect();
-    let mut signed = sign(&observation(narrative), &keys);
+    let mut signed = node
+        .scenario
+        .observation()
+        .narrative(narrative)
+        .signed_by(&keys);
     signed
         .signatures
         .sort_by(|a, b| a.public_key.cmp(&b.public_key));
@@ -182,12 +184,7 @@ fn forged(narrative: &str, node: &TestNode, signatures: usize) -> SignedEvent {
 /// A valid observation by the dev monitor with a narrative of `bytes`
 /// bytes: valid in every way but its size.
 fn sized(node: &TestNode, bytes: usize) -> SignedEvent {
-    let mut event = observation("");
-    match &mut event.body {
-        Some(Body::Observation(observation)) => observation.narrative = "x".repeat(bytes),
-        _ => unreachable!("an observation"),
-    }
-    sign(&event, &[node.monitor()])
+    node.signed_observation(&"x".repeat(bytes))
 }
 
 fn refusal(answer: &SubmitResult) -> (Code, &str) {
@@ -370,7 +367,7 @@ async fn a_flood_of_forged_signatures_is_refused_and_honest_clients_keep_getting
     for probe in 0..PROBES {
         let signed = node.signed_observation(&format!("probe {probe}"));
         let receipt = submit_ok(&mut prober, &signed, "an honest probe during the flood").await;
-        check_receipt(&receipt, &signed, &node.operator_key());
+        node.check_receipt(&receipt, &signed);
         probes.push((signed, receipt));
     }
     // ... and still after the last one: every probe was answered during it.
@@ -405,7 +402,6 @@ async fn oversized_messages_and_payloads_are_refused_and_the_connection_goes_on(
     /// Oversized messages in flight at once on the abusive connection.
     const CONCURRENT_OVERSIZED: usize = 64;
     let node = TestNode::start().await;
-    let operator = node.operator_key();
     let before = node.checkpoint().await.tree_size;
     let honest = Honest::start(&node).await;
     // Honest events sent on the abusive connection, between the abuse.
@@ -450,7 +446,8 @@ async fn oversized_messages_and_payloads_are_refused_and_the_connection_goes_on(
 
     // The limit is the message's size: one byte over it is refused by the
     // transport, at it the event is read (and refused for its payload).
-    let mut event = observation("");
+    // One event, only its narrative changed: every other byte stays put.
+    let mut event = node.scenario.observation().event();
     let mut at_limit = |bytes: usize| {
         match &mut event.body {
             Some(Body::Observation(observation)) => observation.narrative = "x".repeat(bytes),
@@ -557,7 +554,7 @@ async fn oversized_messages_and_payloads_are_refused_and_the_connection_goes_on(
     ));
 
     for (signed, receipt) in &own {
-        check_receipt(receipt, signed, &operator);
+        node.check_receipt(receipt, signed);
     }
     let mut submitted = honest.finish(&node).await;
     submitted.extend(own);
@@ -664,7 +661,6 @@ async fn thousands_of_idle_streams_meet_their_limits_and_honest_clients_go_on() 
     const BULK: usize = 300;
 
     let node = TestNode::start().await;
-    let operator = node.operator_key();
     let before = node.checkpoint().await.tree_size;
     let mut bulk_client = node.new_client().await;
     let bulk: Vec<SignedEvent> = (0..BULK)
@@ -830,8 +826,8 @@ async fn thousands_of_idle_streams_meet_their_limits_and_honest_clients_go_on() 
     tokio::time::timeout(
         CALL_WAIT,
         compliance_reader.get_history(GetHistoryRequest {
-            zone_id: ceasefire_ledger::dev::DEV_ZONE.into(),
-            commitment_id: ceasefire_ledger::dev::DEV_COMMITMENT.into(),
+            zone_id: DEV_ZONE.into(),
+            commitment_id: DEV_COMMITMENT.into(),
             ..Default::default()
         }),
     )
@@ -867,7 +863,7 @@ async fn thousands_of_idle_streams_meet_their_limits_and_honest_clients_go_on() 
     }
 
     for (signed, receipt) in &own {
-        check_receipt(receipt, signed, &operator);
+        node.check_receipt(receipt, signed);
     }
     let mut submitted = honest.finish(&node).await;
     submitted.extend(own);
@@ -979,7 +975,7 @@ async fn connections_that_send_nothing_or_half_a_frame_are_cut_and_live_idle_one
         .expect("the live stream hung")
         .expect("the live stream failed")
         .expect("the live stream ended");
-    check_receipt(streamed_receipt(&answer), &signed, &node.operator_key());
+    node.check_receipt(streamed_receipt(&answer), &signed);
     drop(events);
     assert!(answers.message().await.unwrap().is_none());
     node.shutdown().await;

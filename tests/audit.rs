@@ -12,39 +12,36 @@
 //! caught by `audit` at the right entry with a precise reason, and by the
 //! `verify` binary with exit code 1. `verify` exits 2 when it cannot run.
 
-#[path = "common/binary.rs"]
-mod binary;
-mod common;
-#[path = "common/store_edit.rs"]
-mod store_edit;
-
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ceasefire_audit::sources::{ServerSource, TilesSource};
 use ceasefire_audit::{audit, AuditError, AuditFailure, AuditOptions, AuditReport};
-use ceasefire_core::checkpoint::{parse_unverified, sign_checkpoint, CheckpointBody, NoteSigner};
+use ceasefire_core::checkpoint::{parse_unverified, CheckpointBody};
 use ceasefire_core::leaf::Leaf;
-use ceasefire_core::merkle::{self, Hash, MemorySource};
-use ceasefire_core::replay::Replay;
-use ceasefire_core::signing::sign_event;
+use ceasefire_core::merkle::Hash;
 use ceasefire_core::tiles;
-use ceasefire_grpc::client::{now_timestamp, random_nonce, sign, ClientTls};
+use ceasefire_grpc::client::{sign, ClientTls};
 use ceasefire_grpc::proto::{
-    event::Body, Amendment, AmendmentKind, Dispute, Event, GetCheckpointRequest, Observation,
-    Party, Receipt, RegisterParty, RevokeKey, Role,
+    event::Body, GetCheckpointRequest, Observation, Receipt, Role, SignedEvent,
 };
-use ceasefire_ledger::dev::{self, DEV_AGREEMENT_ID, DEV_MONITOR, DEV_ORIGIN, DEV_SIGNATORY};
+use ceasefire_ledger::dev;
 use ceasefire_node::export::export;
 use ceasefire_node::storage::{Store, StoreError, DB_DIR_NAME};
 use ceasefire_node::DataDirSource;
-use common::{observation_event, Client, TestNode};
-use ed25519_dalek::SigningKey;
-use prost::Message;
+use ceasefire_testkit::fixture::{Client, TestNode};
+use ceasefire_testkit::harness::{command, copy_dir, free_port};
+use ceasefire_testkit::scenario::{
+    bodies, checkpoint_note, seeded_key, Member, RawLog, Scenario, BOOTSTRAP_ENTRIES,
+    DEV_AGREEMENT_ID, DEV_MONITOR, DEV_ORIGIN, DEV_SIGNATORY,
+};
+use ceasefire_testkit::store_edit;
 use tempfile::TempDir;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
 
 /// The second monitor, whose key is revoked late in the honest log.
 const MONITOR_B: &str = "monitor-b";
@@ -63,10 +60,9 @@ struct Honest {
     root: Hash,
     /// Every leaf, in order.
     leaves: Vec<Vec<u8>>,
-    operator: SigningKey,
-    monitor: SigningKey,
-    /// The second monitor's key, revoked at `revoked_at`.
-    monitor_b: SigningKey,
+    /// The dev ledger's keys and the second monitor's, revoked at
+    /// `revoked_at`.
+    scenario: Scenario,
     revoked_at: u64,
 }
 
@@ -88,19 +84,9 @@ fn honest() -> &'static Honest {
     })
 }
 
-fn event(author: &str, body: Body) -> Event {
-    Event {
-        agreement_id: DEV_AGREEMENT_ID.into(),
-        author: author.into(),
-        created_at: Some(now_timestamp()),
-        nonce: random_nonce(),
-        body: Some(body),
-    }
-}
-
-async fn submit(client: &mut Client, event: &Event, keys: &[&SigningKey], seq: u64) -> Receipt {
+async fn submit(client: &mut Client, signed: SignedEvent, seq: u64) -> Receipt {
     let receipt = client
-        .submit(sign(event, keys))
+        .submit(signed)
         .await
         .unwrap_or_else(|status| panic!("entry {seq} was refused: {status:?}"))
         .into_inner();
@@ -109,39 +95,35 @@ async fn submit(client: &mut Client, event: &Event, keys: &[&SigningKey], seq: u
 }
 
 async fn build_honest() -> Honest {
-    let node = TestNode::start().await;
+    // The dev keys on disk, as `serve --dev` keeps them: the directory is a
+    // development ledger the binary can serve again.
+    let temporary = tempfile::tempdir().expect("cannot create a temporary directory");
+    let keys = dev::ensure_dev_keys(temporary.path()).expect("cannot create the dev keys");
+    let node = TestNode::start_in(temporary, dev::scenario(&keys)).await;
     let mut client = node.client.clone();
-    let signatory = node.signatory().clone();
-    let monitor = node.monitor().clone();
-    let monitor_b = SigningKey::from_bytes(&[0xb0; 32]);
-    let mut seq = common::BOOTSTRAP_ENTRIES;
+    let scenario = node.scenario.clone().with_member(
+        Member::new(MONITOR_B, Role::Monitor, seeded_key(0xb0)).named("Second monitoring mission"),
+    );
+    let mut seq = BOOTSTRAP_ENTRIES;
 
-    let register = Body::RegisterParty(RegisterParty {
-        party: Some(Party {
-            party_id: MONITOR_B.into(),
-            name: "Second monitoring mission".into(),
-            role: Role::Monitor as i32,
-            public_keys: vec![monitor_b.verifying_key().to_bytes().to_vec()],
-        }),
-    });
-    submit(
-        &mut client,
-        &event(DEV_SIGNATORY, register),
-        &[&signatory],
-        seq,
-    )
-    .await;
+    let register = scenario.govern(scenario.registration(MONITOR_B));
+    submit(&mut client, register, seq).await;
     seq += 1;
 
     let mut receipts = Vec::new();
     for number in 0..36 {
-        let (author, key) = if number % 3 == 2 {
-            (MONITOR_B, &monitor_b)
+        let author = if number % 3 == 2 {
+            MONITOR_B
         } else {
-            (DEV_MONITOR, &monitor)
+            DEV_MONITOR
         };
-        let observation = observation_event(author, &format!("report {number}"));
-        let receipt = submit(&mut client, &observation, &[key], seq).await;
+        let observation = scenario
+            .observation()
+            .by(author)
+            .narrative(&format!("report {number}"))
+            .event();
+        let signed = sign(&observation, &[scenario.key(author)]);
+        let receipt = submit(&mut client, signed, seq).await;
         receipts.push((observation, receipt));
         seq += 1;
     }
@@ -157,54 +139,34 @@ async fn build_honest() -> Honest {
         narrative: "report 0, corrected".into(),
         ..original.clone()
     };
-    let amendment = Body::Amendment(Amendment {
-        target_seq: first_receipt.seq,
-        target_leaf_hash: first_receipt.leaf_hash.clone(),
-        kind: AmendmentKind::Correct as i32,
-        correction: Some(correction),
-        reason: "two explosions, not three".into(),
-    });
-    submit(
-        &mut client,
-        &event(DEV_MONITOR, amendment),
-        &[&monitor],
-        seq,
-    )
-    .await;
+    let amendment = bodies::correction(
+        first_receipt.seq,
+        &first_receipt.leaf_hash,
+        correction,
+        "two explosions, not three",
+    );
+    submit(&mut client, scenario.signed(DEV_MONITOR, amendment), seq).await;
     seq += 1;
     let (_, disputed) = &receipts[2];
-    let dispute = Body::Dispute(Dispute {
-        target_seq: disputed.seq,
-        target_leaf_hash: disputed.leaf_hash.clone(),
-        reason: "no firing was heard there".into(),
-    });
-    submit(
-        &mut client,
-        &event(DEV_SIGNATORY, dispute),
-        &[&signatory],
-        seq,
-    )
-    .await;
+    let dispute = bodies::dispute(
+        disputed.seq,
+        &disputed.leaf_hash,
+        "no firing was heard there",
+    );
+    submit(&mut client, scenario.signed(DEV_SIGNATORY, dispute), seq).await;
     seq += 1;
 
     // Late in the log: the second monitor's key is revoked.
-    let revoke = Body::RevokeKey(RevokeKey {
-        party_id: MONITOR_B.into(),
-        public_key: monitor_b.verifying_key().to_bytes().to_vec(),
-        reason: "the device was lost".into(),
-    });
-    submit(
-        &mut client,
-        &event(DEV_SIGNATORY, revoke),
-        &[&signatory],
-        seq,
-    )
-    .await;
+    let revoke = bodies::revoke_key(MONITOR_B, scenario.key(MONITOR_B), "the device was lost");
+    submit(&mut client, scenario.govern(revoke), seq).await;
     let revoked_at = seq;
     seq += 1;
     for number in 36..38 {
-        let observation = observation_event(DEV_MONITOR, &format!("report {number}"));
-        submit(&mut client, &observation, &[&monitor], seq).await;
+        let observation = scenario
+            .observation()
+            .narrative(&format!("report {number}"))
+            .signed();
+        submit(&mut client, observation, seq).await;
         seq += 1;
     }
 
@@ -214,8 +176,7 @@ async fn build_honest() -> Honest {
         .expect("GetCheckpoint failed")
         .into_inner()
         .note;
-    let operator = node.keys.operator.key.clone();
-    let (temporary, _keys) = node.stop().await;
+    let (temporary, _) = node.stop().await;
 
     // Kept, closed, under the target directory (integration tests may put
     // data there); earlier runs' copies are removed once they are stale.
@@ -258,7 +219,7 @@ async fn build_honest() -> Honest {
         .load_projection()
         .expect("cannot read the projection")
         .expect("no projection");
-    let (encoded, digest) = projection_head(&leaves);
+    let (encoded, digest) = projection_head(&RawLog::from_leaves(leaves.clone()));
     let stored = stored_projection.head;
     assert_eq!(
         digest, stored.digest,
@@ -286,28 +247,13 @@ async fn build_honest() -> Honest {
         note,
         root: body.root_hash,
         leaves,
-        operator,
-        monitor,
-        monitor_b,
+        scenario,
         revoked_at,
     }
 }
 
 // ---------------------------------------------------------------------------
 // Files, stores, leaves, checkpoints.
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// A copy of the whole honest data directory (store and dev keys).
 fn honest_copy() -> TempDir {
@@ -352,60 +298,12 @@ fn edit_leaf(tree: &sled::Tree, seq: u64, change: impl FnOnce(&mut Leaf)) {
     store_edit::set_leaf(tree, seq, &leaf.encode());
 }
 
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
-
-/// The leaf that chains correctly after `previous`: the next seq, its leaf
-/// hash, a later received_at, `event` signed by `keys`.
-fn chained_leaf(previous: &[u8], event: &Event, keys: &[&SigningKey]) -> Vec<u8> {
-    let before = Leaf::decode(previous).unwrap();
-    let payload = event.encode_to_vec();
-    let mut signatures: Vec<_> = keys.iter().map(|key| sign_event(&payload, key)).collect();
-    signatures.sort_by_key(|signature| signature.public_key);
-    Leaf {
-        seq: before.seq + 1,
-        prev_leaf_hash: merkle::hash_leaf(previous),
-        received_at_micros: now_micros().max(before.received_at_micros + 1),
-        payload,
-        signatures,
-    }
-    .encode()
-}
-
-fn root_of(leaves: &[Vec<u8>]) -> Hash {
-    let tree = MemorySource::from_leaf_hashes(leaves.iter().map(|leaf| merkle::hash_leaf(leaf)));
-    merkle::root(&tree, leaves.len() as u64).unwrap()
-}
-
-fn note_for(size: u64, root_hash: Hash, key: &SigningKey) -> String {
-    let body = CheckpointBody {
-        origin: DEV_ORIGIN.into(),
-        tree_size: size,
-        root_hash,
-    };
-    sign_checkpoint(&body, &NoteSigner::new(DEV_ORIGIN, key.clone()).unwrap()).unwrap()
-}
-
-/// A checkpoint of exactly `leaves`, signed by `key`.
-fn checkpoint_of(leaves: &[Vec<u8>], key: &SigningKey) -> String {
-    note_for(leaves.len() as u64, root_of(leaves), key)
-}
-
-/// The stored projection head (`P`) of a store holding `leaves`: replays
-/// them (every rule checked: a crafted log must be valid) and encodes
+/// The stored projection head (`P`) of a store holding `log`: replays it
+/// (every rule checked: a crafted log must be valid) and encodes
 /// as_of_seq, log time and digest as the store does (present flag, u64, i64,
 /// 32 bytes). Also returns the digest.
-fn projection_head(leaves: &[Vec<u8>]) -> (Vec<u8>, Hash) {
-    let mut replay = Replay::new();
-    for leaf in leaves {
-        replay
-            .apply(leaf, false)
-            .unwrap_or_else(|error| panic!("the crafted log does not replay: {error}"));
-    }
+fn projection_head(log: &RawLog) -> (Vec<u8>, Hash) {
+    let replay = log.replay();
     let projection = &replay.projection;
     let digest = projection.digest();
     let mut head = vec![1u8];
@@ -415,14 +313,15 @@ fn projection_head(leaves: &[Vec<u8>]) -> (Vec<u8>, Hash) {
     (head, digest)
 }
 
-/// Makes the store hold exactly `leaves` (leaves beyond are removed), with a
+/// Makes the store hold exactly `log` (leaves beyond are removed), with a
 /// checkpoint signed by the operator and a matching projection head: a log
 /// that is valid in itself.
-fn rewrite_log(tree: &sled::Tree, leaves: &[Vec<u8>]) {
-    store_edit::replace_all_leaves(tree, leaves);
-    tree.insert(b"c", checkpoint_of(leaves, &honest().operator).as_bytes())
+fn rewrite_log(tree: &sled::Tree, log: &RawLog) {
+    store_edit::replace_all_leaves(tree, log.leaves());
+    let operator = honest().scenario.operator();
+    tree.insert(b"c", log.checkpoint(DEV_ORIGIN, operator).as_bytes())
         .unwrap();
-    tree.insert(b"P", projection_head(leaves).0).unwrap();
+    tree.insert(b"P", projection_head(log).0).unwrap();
 }
 
 // ---------------------------------------------------------------------------
@@ -451,7 +350,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    binary::command(&[])
+    command(BINARY, &[])
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
@@ -642,7 +541,7 @@ async fn the_honest_log_verifies_from_a_server_and_stays_consistent_with_its_pin
 
     let data = honest_copy();
     let keys = dev::ensure_dev_keys(data.path()).expect("cannot load the dev keys");
-    let node = TestNode::resume(data, keys).await;
+    let node = TestNode::resume(data, dev::scenario(&keys)).await;
     let url = node.node.url();
 
     let report = audit_server(&url, Some(pin.clone()))
@@ -766,12 +665,15 @@ fn an_entry_appended_beyond_the_checkpoint_is_not_part_of_the_audited_log() {
     let honest = honest();
     let n = honest.size;
     let dir = tampered_store(|tree| {
-        let extra = chained_leaf(
-            &get_leaf(tree, n - 1),
-            &observation_event(DEV_MONITOR, "slipped in"),
-            &[&honest.monitor],
+        let mut log = RawLog::from_leaves(vec![get_leaf(tree, n - 1)]);
+        let extra = log.append(
+            &honest
+                .scenario
+                .observation()
+                .narrative("slipped in")
+                .signed(),
         );
-        store_edit::set_leaf(tree, n, &extra);
+        store_edit::set_leaf(tree, n, extra);
     });
     let report = audit_data_dir(dir.path(), None).expect("the committed log still verifies");
     assert_eq!(report.entries, n, "the audit went beyond the checkpoint");
@@ -800,25 +702,27 @@ fn an_entry_appended_beyond_the_checkpoint_is_not_part_of_the_audited_log() {
 fn an_appended_entry_with_an_unsigned_checkpoint_is_caught() {
     let honest = honest();
     let n = honest.size;
-    let mut leaves = honest.leaves.clone();
-    leaves.push(chained_leaf(
-        &leaves[n as usize - 1],
-        &observation_event(DEV_MONITOR, "slipped in"),
-        &[&honest.monitor],
-    ));
+    let mut log = RawLog::from_leaves(honest.leaves.clone());
+    log.append(
+        &honest
+            .scenario
+            .observation()
+            .narrative("slipped in")
+            .signed(),
+    );
     let signature_line = honest.note.split_once("\n\n").unwrap().1;
     let forged_note = format!(
         "{}\n{signature_line}",
         CheckpointBody {
             origin: DEV_ORIGIN.into(),
             tree_size: n + 1,
-            root_hash: root_of(&leaves),
+            root_hash: log.root(),
         }
         .to_text()
     );
     assert_eq!(parse_unverified(&forged_note).unwrap().tree_size, n + 1);
     let dir = tampered_store(|tree| {
-        store_edit::set_leaf(tree, n, &leaves[n as usize]);
+        store_edit::set_leaf(tree, n, &log.leaves()[n as usize]);
         tree.insert(b"c", forged_note.as_bytes()).unwrap();
     });
     let message = expect_checkpoint(
@@ -839,16 +743,19 @@ fn an_appended_entry_with_an_unsigned_checkpoint_is_caught() {
 fn an_entry_signed_by_a_revoked_key_is_caught_at_its_entry() {
     let honest = honest();
     let n = honest.size;
-    let mut leaves = honest.leaves.clone();
-    leaves.push(chained_leaf(
-        &leaves[n as usize - 1],
-        &observation_event(MONITOR_B, "reported with a lost device"),
-        &[&honest.monitor_b],
-    ));
+    let mut log = RawLog::from_leaves(honest.leaves.clone());
+    log.append(
+        &honest
+            .scenario
+            .observation()
+            .by(MONITOR_B)
+            .narrative("reported with a lost device")
+            .signed(),
+    );
     let dir = tampered_store(|tree| {
-        store_edit::set_leaf(tree, n, &leaves[n as usize]);
-        tree.insert(b"c", checkpoint_of(&leaves, &honest.operator).as_bytes())
-            .unwrap();
+        store_edit::set_leaf(tree, n, &log.leaves()[n as usize]);
+        let note = log.checkpoint(DEV_ORIGIN, honest.scenario.operator());
+        tree.insert(b"c", note.as_bytes()).unwrap();
     });
     let needle = format!("was revoked at entry {}", honest.revoked_at);
     caught_at(dir.path(), n, &needle);
@@ -861,7 +768,12 @@ fn an_entry_signed_by_a_revoked_key_is_caught_at_its_entry() {
 fn a_checkpoint_with_a_wrong_root_is_caught() {
     let honest = honest();
     let dir = tampered_store(|tree| {
-        let note = note_for(honest.size, [0x42; 32], &honest.operator);
+        let note = checkpoint_note(
+            DEV_ORIGIN,
+            honest.size,
+            [0x42; 32],
+            honest.scenario.operator(),
+        );
         tree.insert(b"c", note.as_bytes()).unwrap();
     });
     let message = expect_checkpoint(audit_data_dir(dir.path(), None), "is not the Merkle root");
@@ -877,8 +789,8 @@ fn a_checkpoint_with_a_wrong_root_is_caught() {
 fn a_checkpoint_signed_by_another_key_is_caught() {
     let honest = honest();
     let dir = tampered_store(|tree| {
-        let impostor = SigningKey::from_bytes(&[0x66; 32]);
-        let note = note_for(honest.size, honest.root, &impostor);
+        let impostor = seeded_key(0x66);
+        let note = checkpoint_note(DEV_ORIGIN, honest.size, honest.root, &impostor);
         tree.insert(b"c", note.as_bytes()).unwrap();
     });
     expect_checkpoint(
@@ -917,18 +829,18 @@ fn cli_with_pin(dir: &Path, pin: &Path) -> Output {
 fn a_fork_is_caught_against_the_pin_with_both_checkpoints() {
     let honest = honest();
     let (_pins, pin) = honest_pin();
-    let mut leaves = honest.leaves[..30].to_vec();
-    while leaves.len() as u64 <= honest.size {
-        let number = leaves.len();
-        let next = chained_leaf(
-            leaves.last().unwrap(),
-            &observation_event(DEV_MONITOR, &format!("rewritten report {number}")),
-            &[&honest.monitor],
+    let mut fork = RawLog::from_leaves(honest.leaves[..30].to_vec());
+    while fork.size() <= honest.size {
+        let number = fork.size();
+        let report = honest.scenario.observation();
+        fork.append(
+            &report
+                .narrative(&format!("rewritten report {number}"))
+                .signed(),
         );
-        leaves.push(next);
     }
-    let forked_note = checkpoint_of(&leaves, &honest.operator);
-    let dir = tampered_store(|tree| rewrite_log(tree, &leaves));
+    let forked_note = fork.checkpoint(DEV_ORIGIN, honest.scenario.operator());
+    let dir = tampered_store(|tree| rewrite_log(tree, &fork));
     // The fork is a valid log on its own.
     let report = audit_data_dir(dir.path(), None).expect("the fork is not valid on its own");
     assert_eq!(report.entries, honest.size + 1);
@@ -961,11 +873,11 @@ fn a_fork_is_caught_against_the_pin_with_both_checkpoints() {
 fn a_shrunk_log_is_caught_against_the_pin() {
     let honest = honest();
     let (_pins, pin) = honest_pin();
-    let shrunk = &honest.leaves[..honest.leaves.len() - 5];
-    let shrunk_note = checkpoint_of(shrunk, &honest.operator);
+    let shrunk = RawLog::from_leaves(honest.leaves[..honest.leaves.len() - 5].to_vec());
+    let shrunk_note = shrunk.checkpoint(DEV_ORIGIN, honest.scenario.operator());
     let dir = tampered_store(|tree| {
         tree.insert(b"c", shrunk_note.as_bytes()).unwrap();
-        tree.insert(b"P", projection_head(shrunk).0).unwrap();
+        tree.insert(b"P", projection_head(&shrunk).0).unwrap();
     });
     match failure(audit_data_dir(dir.path(), Some(pin.clone()))) {
         AuditFailure::Shrank {
@@ -1101,7 +1013,7 @@ fn a_flipped_hash_in_a_hash_tile_is_caught_naming_the_tile() {
 
 #[test]
 fn verify_exits_2_when_it_cannot_reach_its_source() {
-    let closed_port = binary::free_port();
+    let closed_port = free_port().unwrap();
     let server = format!("http://127.0.0.1:{closed_port}");
     let nowhere = tempfile::tempdir().unwrap();
     let missing = nowhere.path().join("missing");

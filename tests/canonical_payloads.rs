@@ -11,8 +11,6 @@
 //! accepted. The auditor refuses a log that holds such an entry, at that
 //! entry, with the same reason.
 
-mod common;
-
 use ceasefire_audit::{audit, AuditError, AuditFailure, AuditOptions, Leaves, LogSource};
 use ceasefire_core::checkpoint::{sign_checkpoint, CheckpointBody, NoteSigner};
 use ceasefire_core::leaf::{Leaf, MAX_PAYLOAD_BYTES};
@@ -21,8 +19,8 @@ use ceasefire_core::signing::sign_event;
 use ceasefire_grpc::proto::{
     submit_result::Outcome, Dispute, Event, Signature, SignedEvent, SubmitResult,
 };
-use ceasefire_ledger::dev;
-use common::{observation, streamed_receipt, Client, TestNode};
+use ceasefire_testkit::fixture::{streamed_receipt, Client, TestNode};
+use ceasefire_testkit::scenario::Scenario;
 use ed25519_dalek::SigningKey;
 use prost::Message;
 use tonic::Code;
@@ -111,8 +109,14 @@ const NOT_CANONICAL: &str = "payload is not the canonical encoding of its ceasef
 /// field 1000 filling the payload to the 32 KiB limit, a field encoded
 /// twice, two bodies of the oneof (prost keeps the last, here the valid
 /// observation), fields out of order, and a non-minimal varint.
-fn forms() -> Vec<Form> {
-    let fresh = |narrative: &str| observation(narrative).encode_to_vec();
+fn forms(scenario: &Scenario) -> Vec<Form> {
+    let fresh = |narrative: &str| {
+        scenario
+            .observation()
+            .narrative(narrative)
+            .event()
+            .encode_to_vec()
+    };
     let mut forms = Vec::new();
 
     let canonical = fresh("unknown field 1000");
@@ -194,7 +198,7 @@ fn forms() -> Vec<Form> {
     });
 
     let canonical = fresh("non-minimal varint");
-    let agreement = dev::DEV_AGREEMENT_ID.as_bytes();
+    let agreement = scenario.agreement_id().as_bytes();
     assert!(agreement.len() < 0x80);
     assert_eq!(canonical[..2], [0x0a, agreement.len() as u8]);
     let payload = [
@@ -235,7 +239,7 @@ async fn submit_refuses_each_non_canonical_form_and_the_log_does_not_move() {
     let node = TestNode::start().await;
     let mut client: Client = node.client.clone();
     let monitor = node.monitor().clone();
-    let forms = forms();
+    let forms = forms(&node.scenario);
     for form in &forms {
         let before = head(&node).await;
         let status = match client.submit(signed(form.payload.clone(), &monitor)).await {
@@ -271,9 +275,23 @@ async fn submit_stream_refuses_each_non_canonical_form_and_goes_on() {
     let node = TestNode::start().await;
     let mut client: Client = node.client.clone();
     let monitor = node.monitor().clone();
-    let forms = forms();
-    let first = signed(observation("before the forms").encode_to_vec(), &monitor);
-    let last = signed(observation("after the forms").encode_to_vec(), &monitor);
+    let forms = forms(&node.scenario);
+    let first = signed(
+        node.scenario
+            .observation()
+            .narrative("before the forms")
+            .event()
+            .encode_to_vec(),
+        &monitor,
+    );
+    let last = signed(
+        node.scenario
+            .observation()
+            .narrative("after the forms")
+            .event()
+            .encode_to_vec(),
+        &monitor,
+    );
     let mut events = vec![first.clone()];
     events.extend(
         forms
@@ -362,6 +380,7 @@ impl LogSource for MemoryLog {
 /// by `key`, with a checkpoint signed by the operator: a log a server that
 /// did not check canonicality could have written.
 fn log_with(
+    origin: &str,
     leaves: &[Vec<u8>],
     payload: &[u8],
     key: &SigningKey,
@@ -384,15 +403,11 @@ fn log_with(
     leaves.push(leaf);
     let tree = MemorySource::from_leaf_hashes(leaves.iter().map(|leaf| merkle::hash_leaf(leaf)));
     let body = CheckpointBody {
-        origin: dev::DEV_ORIGIN.into(),
+        origin: origin.into(),
         tree_size: leaves.len() as u64,
         root_hash: merkle::root(&tree, leaves.len() as u64).unwrap(),
     };
-    let note = sign_checkpoint(
-        &body,
-        &NoteSigner::new(dev::DEV_ORIGIN, operator.clone()).unwrap(),
-    )
-    .unwrap();
+    let note = sign_checkpoint(&body, &NoteSigner::new(origin, operator.clone()).unwrap()).unwrap();
     MemoryLog { note, leaves }
 }
 
@@ -406,19 +421,32 @@ async fn the_auditor_refuses_a_log_holding_a_non_canonical_payload() {
         .map(|entry| entry.leaf)
         .collect();
     let monitor = node.monitor().clone();
-    let operator = node.keys.operator.key.clone();
+    let operator = node.scenario.operator().clone();
+    let scenario = node.scenario.clone();
     node.shutdown().await;
     let seq = honest.len() as u64;
 
-    for form in forms() {
+    for form in forms(&scenario) {
         // The canonical original makes a log that verifies...
-        let mut log = log_with(&honest, &form.canonical, &monitor, &operator);
+        let mut log = log_with(
+            scenario.origin(),
+            &honest,
+            &form.canonical,
+            &monitor,
+            &operator,
+        );
         let report = audit(&mut log, AuditOptions::default())
             .unwrap_or_else(|error| panic!("{}: the honest log fails: {error}", form.name));
         assert_eq!(report.entries, seq + 1);
         // ...and the same event in a non-canonical form does not, at its
         // entry, for the reason the server gives.
-        let mut log = log_with(&honest, &form.payload, &monitor, &operator);
+        let mut log = log_with(
+            scenario.origin(),
+            &honest,
+            &form.payload,
+            &monitor,
+            &operator,
+        );
         match audit(&mut log, AuditOptions::default()) {
             Err(AuditError::Failed(AuditFailure::Entry { seq: at, reason })) => {
                 assert_eq!(at, seq, "{}", form.name);

@@ -2,10 +2,14 @@
 //! a non-zero exit, and writes nothing.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use ceasefire_testkit::harness::command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
 
 fn run(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ceasefire-ledger"))
+    command(BINARY, &[])
         .args(args)
         .current_dir(dir)
         .output()

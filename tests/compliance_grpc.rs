@@ -8,31 +8,25 @@
 //! restart; streams are checked for resumption, filters, concurrency and
 //! shutdown.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ceasefire_core::projection::StatusChange as CoreChange;
 use ceasefire_core::replay::Replay;
-use ceasefire_grpc::client::{now_timestamp, random_nonce, sign};
 use ceasefire_grpc::now_micros;
 use ceasefire_grpc::proto::{
-    compliance_client::ComplianceClient, event::Body, Amendment, AmendmentKind, Category,
-    CategoryCount, CommitmentKind, ComplianceStatus, DefineCommitment, DefineZone, Dispute, Event,
+    compliance_client::ComplianceClient, event::Body, Category, CategoryCount, ComplianceStatus,
     Finding, GetCommitmentStatusRequest, GetHistoryRequest, GetPairStatusRequest,
-    GetZoneStatusRequest, LatLon, ListStatusesRequest, Location, Observation, PairStatus, Party,
-    Polygon, ProjectionVersion, RegisterParty, Role, StatusChange, StatusFilter, SubscribeRequest,
-    ZoneKind,
+    GetZoneStatusRequest, ListStatusesRequest, PairStatus, ProjectionVersion, Role, StatusChange,
+    StatusFilter, SubscribeRequest,
 };
-use ceasefire_ledger::dev::{
-    DEV_AGREEMENT_ID, DEV_COMMITMENT, DEV_MONITOR, DEV_SIGNATORY, DEV_ZONE,
-};
-use ceasefire_ledger::keyfile::KeyFile;
 use ceasefire_node::sequencer::recovery::rebuild_projection;
 use ceasefire_node::storage::Store;
-use common::{Client, TestNode, BOOTSTRAP_ENTRIES};
-use ed25519_dalek::SigningKey;
+use ceasefire_testkit::fixture::{Client, TestNode};
+use ceasefire_testkit::scenario::{
+    bodies, random_key, seconds_ago, square, Commitment, Member, Scenario, Zone, BOOTSTRAP_ENTRIES,
+    DEV_COMMITMENT, DEV_MONITOR, DEV_SIGNATORY, DEV_ZONE,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
@@ -62,94 +56,51 @@ use ceasefire_core::rules::micros_timestamp as timestamp;
 // conversion itself is pinned by the hand-written statuses below.
 use ceasefire_node::server::{change_message, pair_status as pair_message};
 
-fn event(author: &str, body: Body) -> Event {
-    Event {
-        agreement_id: DEV_AGREEMENT_ID.into(),
-        author: author.into(),
-        created_at: Some(now_timestamp()),
-        nonce: random_nonce(),
-        body: Some(body),
-    }
+/// A square zone of one degree, latitude `lat..lat + 1`, longitude 37..38
+/// (the dev sector is 48..49).
+fn zone(zone_id: &str, lat: f64) -> Zone {
+    Zone::new(zone_id, square(lat, 37.0, 1.0))
 }
 
-/// A square zone of one degree, latitude `lat..lat + 1`, longitude 37..38.
-fn zone_body(zone_id: &str, lat: f64) -> Body {
-    let vertex = |lat, lon| LatLon { lat, lon };
-    Body::DefineZone(DefineZone {
-        zone_id: zone_id.into(),
-        version: 1,
-        name: format!("Zone {zone_id}"),
-        kind: ZoneKind::ContactLineSector as i32,
-        boundary: Some(Polygon {
-            vertices: vec![
-                vertex(lat, 37.0),
-                vertex(lat, 38.0),
-                vertex(lat + 1.0, 38.0),
-                vertex(lat + 1.0, 37.0),
-            ],
-        }),
-    })
+/// A commitment in force since yesterday: observations made before it do
+/// not count.
+fn commitment(commitment_id: &str, zone_ids: &[&str], window: u64, quorum: u32) -> Commitment {
+    Commitment::new(commitment_id, zone_ids)
+        .window(window)
+        .quorum(quorum)
+        .effective_from(seconds_ago(24 * 3600))
 }
 
-fn commitment_body(commitment_id: &str, zone_ids: &[&str], window: u64, quorum: u32) -> Body {
-    Body::DefineCommitment(DefineCommitment {
-        commitment_id: commitment_id.into(),
-        version: 1,
-        name: format!("Commitment {commitment_id}"),
-        kind: CommitmentKind::Ceasefire as i32,
-        zone_ids: zone_ids.iter().map(|zone| zone.to_string()).collect(),
-        window_seconds: window,
-        corroboration_quorum: quorum,
-        // In force since yesterday: observations made before it do not count.
-        effective_from: Some(prost_types::Timestamp {
-            seconds: now_timestamp().seconds - 24 * 3600,
-            nanos: 0,
-        }),
-    })
-}
-
-/// The centre of a zone this file defines (the dev sector is 48..49).
-fn zone_centre(zone_id: &str) -> LatLon {
-    let lat = match zone_id {
-        DEV_ZONE => 48.5,
-        NORTH => 49.5,
-        EAST => 50.5,
-        other => panic!("no location for zone {other}"),
-    };
-    LatLon { lat, lon: 37.5 }
-}
-
-/// An observation ending at `until` (microseconds), naming its zone.
+/// One observation, seen for the minute until `until` (microseconds) at
+/// the centre of a zone the scenario knows, naming it.
 fn observation(
+    scenario: &Scenario,
     zone_id: &str,
     commitment_id: &str,
     finding: Finding,
     category: Category,
     until: i64,
 ) -> Body {
-    Body::Observation(Observation {
-        observed_from: Some(timestamp(until - 60 * SECOND)),
-        observed_until: Some(timestamp(until)),
-        location: Some(Location {
-            point: Some(zone_centre(zone_id)),
-            accuracy_m: 100.0,
-        }),
-        zone_id: zone_id.into(),
-        commitment_id: commitment_id.into(),
-        finding: finding as i32,
-        category: category as i32,
-        quantity: 1,
-        attributed_side: String::new(),
-        evidence: Vec::new(),
-        narrative: format!("{finding:?} seen"),
-    })
+    scenario
+        .observation()
+        .in_zone(zone_id)
+        .accuracy_m(100.0)
+        .commitment(commitment_id)
+        .finding(finding)
+        .category(category)
+        .quantity(1)
+        .observed(timestamp(until - 60 * SECOND), timestamp(until))
+        .narrative(&format!("{finding:?} seen"))
+        .body()
 }
 
 /// A dev node with a second monitoring mission (`mission-b`, entry 4), and
 /// clients of both services.
 struct Ledger {
     node: TestNode,
-    mission_b: SigningKey,
+    /// The dev ledger's parties, the second mission, and the zones this file
+    /// defines (where their observations are made).
+    scenario: Scenario,
     client: Client,
     compliance: Compliance,
     /// Leaf hash of every entry this test submitted, by seq.
@@ -162,46 +113,33 @@ impl Ledger {
         let node = TestNode::start().await;
         let client = node.client.clone();
         let compliance = node.compliance().await;
-        let mission_b = KeyFile::generate(Some(MISSION_B.into())).key;
+        let scenario = node
+            .scenario
+            .clone()
+            .with_member(
+                Member::new(MISSION_B, Role::Monitor, random_key())
+                    .named("Second monitoring mission"),
+            )
+            .with_zone(zone(NORTH, 49.0))
+            .with_zone(zone(EAST, 50.0));
         let mut ledger = Ledger {
             node,
-            mission_b,
+            scenario,
             client,
             compliance,
             leaf_hashes: BTreeMap::new(),
             last_seq: BOOTSTRAP_ENTRIES - 1,
         };
-        let register = Body::RegisterParty(RegisterParty {
-            party: Some(Party {
-                party_id: MISSION_B.into(),
-                name: "Second monitoring mission".into(),
-                role: Role::Monitor as i32,
-                public_keys: vec![ledger.mission_b.verifying_key().to_bytes().to_vec()],
-            }),
-        });
+        let register = ledger.scenario.registration(MISSION_B);
         assert_eq!(ledger.governance(register).await, BOOTSTRAP_ENTRIES);
         ledger
-    }
-
-    fn key(&self, author: &str) -> SigningKey {
-        match author {
-            DEV_SIGNATORY => self.node.signatory().clone(),
-            DEV_MONITOR => self.node.monitor().clone(),
-            MISSION_B => self.mission_b.clone(),
-            other => panic!("no key for {other}"),
-        }
-    }
-
-    /// The signed event `author` would submit.
-    fn signed(&self, author: &str, body: Body) -> ceasefire_grpc::proto::SignedEvent {
-        sign(&event(author, body), &[&self.key(author)])
     }
 
     /// Submits as `author`; returns the seq, which must be the next one.
     async fn submit(&mut self, author: &str, body: Body) -> u64 {
         let receipt = self
             .client
-            .submit(self.signed(author, body))
+            .submit(self.scenario.signed(author, body))
             .await
             .unwrap_or_else(|status| panic!("submission by {author} refused: {status:?}"))
             .into_inner();
@@ -216,22 +154,20 @@ impl Ledger {
     }
 
     async fn dispute(&mut self, target_seq: u64) -> u64 {
-        let dispute = Body::Dispute(Dispute {
+        let dispute = bodies::dispute(
             target_seq,
-            target_leaf_hash: self.leaf_hashes[&target_seq].clone(),
-            reason: "the signatory contests this report".into(),
-        });
+            &self.leaf_hashes[&target_seq],
+            "the signatory contests this report",
+        );
         self.submit(DEV_SIGNATORY, dispute).await
     }
 
     fn retraction(&self, target_seq: u64) -> Body {
-        Body::Amendment(Amendment {
+        bodies::retraction(
             target_seq,
-            target_leaf_hash: self.leaf_hashes[&target_seq].clone(),
-            kind: AmendmentKind::Retract as i32,
-            correction: None,
-            reason: "reported in error".into(),
-        })
+            &self.leaf_hashes[&target_seq],
+            "reported in error",
+        )
     }
 
     /// The pair's status; checks the answer's version.
@@ -538,13 +474,13 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
 
     // 5..=7: a zone, a 2 s commitment over two zones (two changes at 6, in
     // pair order), a 24 h quorum-1 commitment over the new zone.
-    assert_eq!(ledger.governance(zone_body(NORTH, 49.0)).await, 5);
+    assert_eq!(ledger.governance(zone(NORTH, 49.0).body()).await, 5);
     let six = ledger
-        .governance(commitment_body(SHORT, &[DEV_ZONE, NORTH], 2, 2))
+        .governance(commitment(SHORT, &[DEV_ZONE, NORTH], 2, 2).body())
         .await;
     assert_eq!(
         ledger
-            .governance(commitment_body(ACCESS, &[NORTH], 86_400, 1))
+            .governance(commitment(ACCESS, &[NORTH], 86_400, 1).body())
             .await,
         7
     );
@@ -598,6 +534,7 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
         .submit(
             DEV_MONITOR,
             observation(
+                &ledger.scenario,
                 DEV_ZONE,
                 DEV_COMMITMENT,
                 Finding::Violation,
@@ -644,6 +581,7 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
         .submit(
             MISSION_B,
             observation(
+                &ledger.scenario,
                 DEV_ZONE,
                 DEV_COMMITMENT,
                 Finding::Violation,
@@ -712,7 +650,9 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
     );
 
     // Only the author may retract: refused, nothing written.
-    let foreign = ledger.signed(DEV_MONITOR, ledger.retraction(second));
+    let foreign = ledger
+        .scenario
+        .signed(DEV_MONITOR, ledger.retraction(second));
     let refused = ledger.client.submit(foreign).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
@@ -758,7 +698,14 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
     ledger
         .submit(
             DEV_MONITOR,
-            observation(NORTH, ACCESS, Finding::AccessDenied, movement, denied_until),
+            observation(
+                &ledger.scenario,
+                NORTH,
+                ACCESS,
+                Finding::AccessDenied,
+                movement,
+                denied_until,
+            ),
         )
         .await;
     expected.push(change(
@@ -786,6 +733,7 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
         .submit(
             MISSION_B,
             observation(
+                &ledger.scenario,
                 NORTH,
                 ACCESS,
                 Finding::Compliance,
@@ -826,6 +774,7 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
         .submit(
             DEV_MONITOR,
             observation(
+                &ledger.scenario,
                 DEV_ZONE,
                 SHORT,
                 Finding::Violation,
@@ -858,7 +807,7 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
 
     // 15: an unrelated entry moves log time past the window: unobserved
     // again, with the change at 15.
-    assert_eq!(ledger.governance(zone_body(EAST, 50.0)).await, 15);
+    assert_eq!(ledger.governance(zone(EAST, 50.0).body()).await, 15);
     expected.push(change(
         15, 0, DEV_ZONE, SHORT, REPORTED, UNOBSERVED, false, false,
     ));
@@ -887,6 +836,7 @@ async fn scripted_scenario() -> (Ledger, Vec<StatusChange>) {
         .submit(
             MISSION_B,
             observation(
+                &ledger.scenario,
                 NORTH,
                 SHORT,
                 Finding::Compliance,
@@ -1091,7 +1041,7 @@ async fn the_served_digest_is_a_replay_a_rebuild_and_survives_a_restart() {
         ..
     } = ledger;
     drop((compliance, client));
-    let (dir, keys) = node.stop().await;
+    let (dir, dev) = node.stop().await;
     {
         let store = Store::open(dir.path()).expect("cannot open the stopped node's store");
         let stored = store
@@ -1142,7 +1092,7 @@ async fn the_served_digest_is_a_replay_a_rebuild_and_survives_a_restart() {
     }
 
     // A restarted node serves the same digest, history and changes.
-    let node = TestNode::resume(dir, keys).await;
+    let node = TestNode::resume(dir, dev).await;
     let mut compliance = node.compliance().await;
     let version = compliance
         .list_statuses(ListStatusesRequest {
@@ -1182,11 +1132,11 @@ async fn a_resumed_subscription_sees_every_change_once_and_filters_apply() {
     const TRI: &str = "tri-watch";
     const PAIR: &str = "pair-watch";
     let mut ledger = Ledger::start().await;
-    ledger.governance(zone_body(NORTH, 49.0)).await;
-    ledger.governance(zone_body(EAST, 50.0)).await;
+    ledger.governance(zone(NORTH, 49.0).body()).await;
+    ledger.governance(zone(EAST, 50.0).body()).await;
     // Three changes at one seq.
     let tri = ledger
-        .governance(commitment_body(TRI, &[DEV_ZONE, NORTH, EAST], 86_400, 1))
+        .governance(commitment(TRI, &[DEV_ZONE, NORTH, EAST], 86_400, 1).body())
         .await;
 
     // A subscriber reads two changes (stopping inside `tri`'s) and goes away.
@@ -1202,10 +1152,20 @@ async fn a_resumed_subscription_sees_every_change_once_and_filters_apply() {
 
     // Meanwhile: more changes, two of them at one seq.
     let until = now_micros() - 60 * SECOND;
-    let violation =
-        |zone: &str| observation(zone, TRI, Finding::Violation, Category::Explosion, until);
+    let scenario = ledger.scenario.clone();
+    let violation = |zone: &str| {
+        observation(
+            &scenario,
+            zone,
+            TRI,
+            Finding::Violation,
+            Category::Explosion,
+            until,
+        )
+    };
     ledger.submit(DEV_MONITOR, violation(DEV_ZONE)).await;
     let denied = observation(
+        &ledger.scenario,
         EAST,
         TRI,
         Finding::AccessDenied,
@@ -1214,7 +1174,7 @@ async fn a_resumed_subscription_sees_every_change_once_and_filters_apply() {
     );
     ledger.submit(MISSION_B, denied).await;
     ledger
-        .governance(commitment_body(PAIR, &[NORTH, EAST], 86_400, 2))
+        .governance(commitment(PAIR, &[NORTH, EAST], 86_400, 2).body())
         .await;
 
     // Resume after the last change seen: it catches up, then follows live.
@@ -1231,6 +1191,7 @@ async fn a_resumed_subscription_sees_every_change_once_and_filters_apply() {
         .submit(
             DEV_MONITOR,
             observation(
+                &ledger.scenario,
                 NORTH,
                 TRI,
                 Finding::Compliance,
@@ -1246,6 +1207,7 @@ async fn a_resumed_subscription_sees_every_change_once_and_filters_apply() {
     // Gone again while the pair-watch violation is reported and confirmed.
     let east_violation = || {
         observation(
+            &scenario,
             EAST,
             PAIR,
             Finding::Violation,
@@ -1344,6 +1306,7 @@ async fn a_resumed_subscription_sees_every_change_once_and_filters_apply() {
         .submit(
             DEV_MONITOR,
             observation(
+                &ledger.scenario,
                 NORTH,
                 PAIR,
                 Finding::Compliance,
@@ -1381,12 +1344,12 @@ async fn concurrent_subscribers_see_the_same_changes_in_order() {
     const FLIP_B: &str = "flip-b";
     const SENTINEL: &str = "zz-sentinel";
     let mut ledger = Ledger::start().await;
-    ledger.governance(zone_body(NORTH, 49.0)).await;
+    ledger.governance(zone(NORTH, 49.0).body()).await;
     ledger
-        .governance(commitment_body(FLIP_A, &[DEV_ZONE, NORTH], 1, 2))
+        .governance(commitment(FLIP_A, &[DEV_ZONE, NORTH], 1, 2).body())
         .await;
     ledger
-        .governance(commitment_body(FLIP_B, &[DEV_ZONE, NORTH], 1, 1))
+        .governance(commitment(FLIP_B, &[DEV_ZONE, NORTH], 1, 1).body())
         .await;
 
     // Subscribers from the beginning, each on its own connection, each
@@ -1419,7 +1382,7 @@ async fn concurrent_subscribers_see_the_same_changes_in_order() {
         } else {
             MISSION_B
         };
-        let key = ledger.key(author);
+        let scenario = ledger.scenario.clone();
         let zone = if writer / 2 == 0 { DEV_ZONE } else { NORTH };
         writers.push(tokio::spawn(async move {
             for i in 0..PER_WRITER {
@@ -1429,9 +1392,10 @@ async fn concurrent_subscribers_see_the_same_changes_in_order() {
                 } else {
                     (Finding::Compliance, Category::RoutinePatrol)
                 };
-                let body = observation(zone, commitment, finding, category, now_micros() - 700_000);
+                let until = now_micros() - 700_000;
+                let body = observation(&scenario, zone, commitment, finding, category, until);
                 client
-                    .submit(sign(&event(author, body), &[&key]))
+                    .submit(scenario.signed(author, body))
                     .await
                     .unwrap_or_else(|status| panic!("writer {writer}: {status:?}"));
                 tokio::time::sleep(Duration::from_millis(25)).await;
@@ -1446,9 +1410,9 @@ async fn concurrent_subscribers_see_the_same_changes_in_order() {
     ledger.last_seq = size - 1;
     // The sentinel: a pair sorting after every other, so it is the last
     // change of its entry and of the log.
-    ledger.governance(zone_body(SENTINEL, 60.0)).await;
+    ledger.governance(zone(SENTINEL, 60.0).body()).await;
     ledger
-        .governance(commitment_body(SENTINEL, &[SENTINEL], 86_400, 1))
+        .governance(commitment(SENTINEL, &[SENTINEL], 86_400, 1).body())
         .await;
 
     let mut lists = Vec::new();
@@ -1552,13 +1516,13 @@ async fn a_subscriber_that_stops_reading_does_not_hold_shutdown_open() {
     let zone_ids: Vec<String> = (0..ZONES).map(|i| format!("z-{i:02}")).collect();
     for (i, zone_id) in zone_ids.iter().enumerate() {
         ledger
-            .governance(zone_body(zone_id, i as f64 * 2.0 - 80.0))
+            .governance(zone(zone_id, i as f64 * 2.0 - 80.0).body())
             .await;
     }
     let zone_refs: Vec<&str> = zone_ids.iter().map(String::as_str).collect();
     for i in 0..COMMITMENTS {
         ledger
-            .governance(commitment_body(&format!("c-{i:02}"), &zone_refs, 3600, 1))
+            .governance(commitment(&format!("c-{i:02}"), &zone_refs, 3600, 1).body())
             .await;
     }
     // ZONES x COMMITMENTS changes, far more than a small HTTP/2 window, the

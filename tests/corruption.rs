@@ -42,24 +42,24 @@
 //! `CEASEFIRE_CORRUPTION_SEED` replays a run; `CEASEFIRE_CORRUPTION_FLIPS`
 //! sets the number of random flips (default 16, besides the chosen ones).
 
-#[path = "common/binary.rs"]
-mod binary;
-mod common;
-#[path = "common/store_edit.rs"]
-mod store_edit;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use binary::{run_bounded, seed_from, Rng, Serve, Started};
+use ceasefire_core::checkpoint::NoteVerifier;
 use ceasefire_core::merkle::Hash;
-use ceasefire_grpc::client::sign;
-use ceasefire_grpc::proto::{event::Body, Evidence, SignedEvent};
+use ceasefire_grpc::proto::{Evidence, SignedEvent};
+use ceasefire_ledger::dev;
 use ceasefire_node::sequencer::{recover, StartupCheck};
 use ceasefire_node::storage::{Store, StoreError, DB_DIR_NAME, RECORD_FILE_NAME};
-use common::{checkpoint, get_entries, observation, Client, TestNode};
-use ed25519_dalek::VerifyingKey;
+use ceasefire_testkit::fixture::{checkpoint, get_entries, leaf_hash, Client, TestNode};
+use ceasefire_testkit::harness::{
+    command, copy_dir, last_line, run_bounded, seed_from, Rng, Serve, Started,
+};
+use ceasefire_testkit::scenario::Scenario;
+use ceasefire_testkit::store_edit;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
 
 /// Default number of random flips; the chosen positions come on top.
 const DEFAULT_FLIPS: u64 = 16;
@@ -79,23 +79,24 @@ struct Original {
     size: u64,
     root: Hash,
     leaves: Vec<Vec<u8>>,
-    operator: VerifyingKey,
+    /// Opens its checkpoints: the dev origin and the original operator key.
+    verifier: NoteVerifier,
 }
 
 /// An observation of about 20 KB: ten evidence items with long URIs.
 /// Sixteen of them overflow one sled node, so sled writes them as a blob.
-fn large_observation(monitor: &ed25519_dalek::SigningKey, tag: usize) -> SignedEvent {
-    let mut event = observation(&format!("large report {tag}"));
-    if let Some(Body::Observation(observation)) = &mut event.body {
-        observation.evidence = (0..10)
-            .map(|item| Evidence {
-                sha256: vec![item as u8; 32],
-                media_type: "image/jpeg".into(),
-                uri: format!("https://evidence.example/{tag}/{item}/{}", "x".repeat(1900)),
-            })
-            .collect();
-    }
-    sign(&event, &[monitor])
+fn large_observation(dev: &Scenario, tag: usize) -> SignedEvent {
+    let evidence = (0..10)
+        .map(|item| Evidence {
+            sha256: vec![item as u8; 32],
+            media_type: "image/jpeg".into(),
+            uri: format!("https://evidence.example/{tag}/{item}/{}", "x".repeat(1900)),
+        })
+        .collect();
+    dev.observation()
+        .narrative(&format!("large report {tag}"))
+        .evidence(evidence)
+        .signed()
 }
 
 /// Submits `small` ordinary and `large` big observations from 6 concurrent
@@ -104,20 +105,20 @@ async fn submit_load(node: &TestNode, small: usize, large: usize) {
     let mut tasks = Vec::new();
     for task in 0..6 {
         let mut client: Client = node.new_client().await;
-        let monitor = node.monitor().clone();
+        let dev = node.scenario.clone();
         tasks.push(tokio::spawn(async move {
             for i in (task..small + large).step_by(6) {
                 let signed = if i < small {
-                    sign(&observation(&format!("report {i}")), &[&monitor])
+                    dev.observation().narrative(&format!("report {i}")).signed()
                 } else {
-                    large_observation(&monitor, i)
+                    large_observation(&dev, i)
                 };
                 let receipt = tokio::time::timeout(Duration::from_secs(20), client.submit(signed))
                     .await
                     .expect("a Submit hung")
                     .expect("a valid observation was refused")
                     .into_inner();
-                assert_eq!(receipt.leaf_hash, common::leaf_hash(&receipt.leaf).to_vec());
+                assert_eq!(receipt.leaf_hash, leaf_hash(&receipt.leaf).to_vec());
             }
         }));
     }
@@ -126,32 +127,34 @@ async fn submit_load(node: &TestNode, small: usize, large: usize) {
     }
 }
 
-/// Builds the original ledger in `dir/original` and stops it cleanly.
+/// Builds the original ledger in `dir/original` and stops it cleanly. Its
+/// dev keys are on disk, as `serve --dev` keeps them, so that the binary
+/// serves it again.
 async fn build_original(dir: &Path) -> Original {
-    let node = TestNode::start().await;
+    let temp = tempfile::tempdir().expect("cannot create a temporary directory");
+    let keys = dev::ensure_dev_keys(temp.path()).expect("cannot create the dev keys");
+    let node = TestNode::start_in(temp, dev::scenario(&keys)).await;
     submit_load(&node, 150, 24).await;
     // A second run: sled writes a snapshot on open, so the rest of the log
     // is a tail that sled replays (and checks message by message) on open.
     let node = node.restart().await;
     submit_load(&node, 120, 8).await;
-    let mut client = node.client.clone();
-    let operator = node.operator_key();
-    let body = checkpoint(&mut client, &operator).await;
-    let leaves: Vec<Vec<u8>> = common::read_log(&mut client, &operator)
+    let body = node.checkpoint().await;
+    let leaves: Vec<Vec<u8>> = node
+        .read_log()
         .await
         .into_iter()
         .map(|entry| entry.leaf)
         .collect();
-    drop(client);
-    let (temp, _keys) = node.stop().await;
+    let (temp, dev) = node.stop().await;
     let data = dir.join("original");
-    binary::copy_dir(temp.path(), &data);
+    copy_dir(temp.path(), &data);
     Original {
         data,
         size: body.tree_size,
         root: body.root_hash,
         leaves,
-        operator,
+        verifier: dev.note_verifier(),
     }
 }
 
@@ -352,9 +355,9 @@ async fn try_flip(
     // as made.
     let data = case.join("data");
     let pristine = case.join("pristine");
-    binary::copy_dir(&original.data, &data);
+    copy_dir(&original.data, &data);
     flip_byte(&data.join(&flip.file), flip.offset, flip.mask);
-    binary::copy_dir(&data, &pristine);
+    copy_dir(&data, &pristine);
     let context = format!(
         "flip of {:#04x} at {}:{} ({})",
         flip.mask,
@@ -363,12 +366,17 @@ async fn try_flip(
         flip.why
     );
 
-    let mut serve = Serve::spawn(&data, &["--dev"], case.join("serve.stderr"));
+    let mut serve = Serve::spawn(BINARY, &data, &["--dev"], case.join("serve.stderr"))
+        .expect("cannot run serve");
+    let started = serve
+        .started(START_WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("{context}: {error:#}"));
     let refusal =
-        match serve.started(START_WAIT).await {
+        match started {
             Started::Exited(status) => {
                 let stderr = serve.stderr();
-                let line = binary::last_line(&stderr).to_string();
+                let line = last_line(&stderr).to_string();
                 ensure!(
                     !status.success(),
                     "{context}: serve exited 0 without serving:\n{stderr}"
@@ -384,7 +392,7 @@ async fn try_flip(
                     .await
                     .expect("cannot connect to serve");
                 let mut client = ceasefire_grpc::client::ledger_client(channel);
-                let body = checkpoint(&mut client, &original.operator).await;
+                let body = checkpoint(&mut client, &original.verifier).await;
                 ensure!(
                 body.tree_size == original.size && body.root_hash == original.root,
                 "{context}: serve SILENTLY serves a different log: {} entries (the original: {}){}",
@@ -409,7 +417,10 @@ async fn try_flip(
                     );
                 }
                 drop(client);
-                let status = serve.terminate(EXIT_WAIT).await;
+                let status = serve
+                    .terminate(EXIT_WAIT)
+                    .await
+                    .unwrap_or_else(|error| panic!("{context}: {error:#}"));
                 ensure!(
                     status.success(),
                     "{context}: serve exited with {status} after SIGTERM:\n{}",
@@ -426,7 +437,7 @@ async fn try_flip(
     let in_store = !flip.file.starts_with("dev-keys");
     let verify_failed = if in_store && (refusal.is_some() || run_verify) {
         let verify = run_bounded(
-            binary::command(&[&"verify", &"--json", &"--data-dir", &pristine]),
+            command(BINARY, &[&"verify", &"--json", &"--data-dir", &pristine]),
             &case,
             VERIFY_WAIT,
         );
@@ -560,10 +571,10 @@ async fn a_flipped_byte_is_refused_or_harmless_and_never_serves_another_log() {
 /// A copy of `data` whose sled directory is replaced by `sled_from`'s.
 fn with_sled_of(data: &Path, sled_from: &Path) -> tempfile::TempDir {
     let case = tempfile::tempdir().expect("cannot create a temporary directory");
-    binary::copy_dir(data, case.path());
+    copy_dir(data, case.path());
     let sled = case.path().join(DB_DIR_NAME);
     std::fs::remove_dir_all(&sled).expect("cannot remove the sled directory");
-    binary::copy_dir(&sled_from.join(DB_DIR_NAME), &sled);
+    copy_dir(&sled_from.join(DB_DIR_NAME), &sled);
     case
 }
 
@@ -577,17 +588,17 @@ fn with_sled_of(data: &Path, sled_from: &Path) -> tempfile::TempDir {
 async fn a_store_behind_its_head_record_or_its_head_is_refused() {
     let node = TestNode::start().await;
     submit_load(&node, 12, 0).await;
-    let (dir, keys) = node.stop().await;
+    let (dir, dev) = node.stop().await;
     let older = tempfile::tempdir().expect("cannot create a temporary directory");
-    binary::copy_dir(dir.path(), older.path());
-    let node = TestNode::resume(dir, keys).await;
+    copy_dir(dir.path(), older.path());
+    let node = TestNode::resume(dir, dev).await;
     submit_load(&node, 12, 0).await;
     let size = node.checkpoint().await.tree_size;
-    let (dir, _keys) = node.stop().await;
+    let (dir, _dev) = node.stop().await;
     let other = TestNode::start().await;
     submit_load(&other, 40, 0).await;
     let other_size = other.checkpoint().await.tree_size;
-    let (other_dir, _other_keys) = other.stop().await;
+    let (other_dir, _other_dev) = other.stop().await;
     let record = |case: &Path| case.join(RECORD_FILE_NAME).display().to_string();
 
     // An older copy of the same sled directory: the entries since are lost.
@@ -617,7 +628,7 @@ async fn a_store_behind_its_head_record_or_its_head_is_refused() {
 
     // Both slots damaged: the store is refused, naming the record.
     let case = tempfile::tempdir().expect("cannot create a temporary directory");
-    binary::copy_dir(dir.path(), case.path());
+    copy_dir(dir.path(), case.path());
     flip_byte(&case.path().join(RECORD_FILE_NAME), 30, 0x01);
     flip_byte(&case.path().join(RECORD_FILE_NAME), 88 + 30, 0x01);
     match Store::open(case.path()).err() {
@@ -630,7 +641,7 @@ async fn a_store_behind_its_head_record_or_its_head_is_refused() {
     // No record: refused, naming it; adopted on request, and recorded for
     // the next open.
     let case = tempfile::tempdir().expect("cannot create a temporary directory");
-    binary::copy_dir(dir.path(), case.path());
+    copy_dir(dir.path(), case.path());
     std::fs::remove_file(case.path().join(RECORD_FILE_NAME)).expect("no record to remove");
     match Store::open(case.path()).err() {
         Some(error @ StoreError::BadRecord { .. }) => {
@@ -647,7 +658,7 @@ async fn a_store_behind_its_head_record_or_its_head_is_refused() {
         let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
             vec![&"rebuild-projections", &"--data-dir", &data_dir];
         args.extend(extra.iter().map(|arg| arg as &dyn AsRef<std::ffi::OsStr>));
-        run_bounded(binary::command(&args), scratch.path(), VERIFY_WAIT)
+        run_bounded(command(BINARY, &args), scratch.path(), VERIFY_WAIT)
     };
     let refused = rebuild(&[]);
     assert!(!refused.status.success(), "{}", refused.stdout);
@@ -678,7 +689,7 @@ async fn a_store_behind_its_head_record_or_its_head_is_refused() {
     // recovery of a damaged log was seen to do): both start-up checks
     // refuse it, at that entry.
     let case = tempfile::tempdir().expect("cannot create a temporary directory");
-    binary::copy_dir(dir.path(), case.path());
+    copy_dir(dir.path(), case.path());
     {
         let db = sled::open(case.path().join(DB_DIR_NAME)).expect("cannot open the copy");
         let tree = db.open_tree("ledger").expect("no ledger tree");

@@ -35,28 +35,26 @@
 //! also depends on timing). `.ci/crash` runs 25 cycles. Every wait is
 //! bounded, and a server left running is killed when the test ends.
 
-#[path = "common/binary.rs"]
-mod binary;
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use binary::{run_bounded, seed_from, Rng, Serve, Started};
-use ceasefire_core::checkpoint::open_checkpoint;
+use ceasefire_core::checkpoint::{open_checkpoint, NoteVerifier};
 use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::Hash;
-use ceasefire_grpc::client::{self, sign, ClientTls};
+use ceasefire_grpc::client::{self, ClientTls};
 use ceasefire_grpc::proto::{Receipt, SignedEvent};
-use ceasefire_ledger::keyfile::KeyFile;
+use ceasefire_ledger::dev;
 use ceasefire_node::storage::Store;
-use common::{get_entries, leaf_hash, note_verifier, observation, Client, BOOTSTRAP_ENTRIES};
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ceasefire_testkit::fixture::{get_entries, leaf_hash, Client};
+use ceasefire_testkit::harness::{command, run_bounded, seed_from, Rng, Serve, Started};
+use ceasefire_testkit::scenario::{Scenario, BOOTSTRAP_ENTRIES};
 use sha2::{Digest, Sha256};
 use tonic::Code;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
 
 /// Concurrent submitting clients.
 const CLIENTS: usize = 6;
@@ -114,7 +112,7 @@ struct Submitted {
 /// `submitted` before it is sent.
 async fn submit_until_failure(
     mut ledger: Client,
-    monitor: SigningKey,
+    dev: Scenario,
     name: String,
     submitted: Arc<Mutex<HashSet<Vec<u8>>>>,
     first_receipt: Arc<tokio::sync::Notify>,
@@ -122,7 +120,10 @@ async fn submit_until_failure(
 ) -> Submitted {
     let mut receipts = Vec::new();
     for i in 0u64.. {
-        let signed = sign(&observation(&format!("{name} report {i}")), &[&monitor]);
+        let signed = dev
+            .observation()
+            .narrative(&format!("{name} report {i}"))
+            .signed();
         submitted
             .lock()
             .expect("the payload set is poisoned")
@@ -190,15 +191,16 @@ fn children(left: &Hash, right: &Hash) -> Hash {
 }
 
 /// A checkpoint note's (size, root), its signature verified.
-fn open_note(note: &str, operator: &VerifyingKey) -> (u64, Hash) {
-    let body = open_checkpoint(note, &note_verifier(operator))
+fn open_note(note: &str, verifier: &NoteVerifier) -> (u64, Hash) {
+    let body = open_checkpoint(note, verifier)
         .unwrap_or_else(|error| panic!("a checkpoint does not verify: {error}\n{note}"));
     (body.tree_size, body.root_hash)
 }
 
 /// What the harness knows across cycles.
 struct Known {
-    operator: VerifyingKey,
+    /// Opens the dev ledger's checkpoints (its origin, the operator key).
+    verifier: NoteVerifier,
     /// Every receipt any client got, with the event it answered.
     receipts: Vec<(SignedEvent, Receipt)>,
     /// Every payload ever sent, answered or not.
@@ -224,7 +226,7 @@ async fn check_log(url: &str, known: &mut Known, cycle: u64) -> (u64, u64) {
         .expect("GetCheckpoint failed")
         .into_inner()
         .note;
-    let (size, root) = open_note(&note, &known.operator);
+    let (size, root) = open_note(&note, &known.verifier);
 
     // Exactly the checkpoint's entries, in order, and nothing beyond.
     let entries = get_entries(&mut ledger, 0, size + 1000)
@@ -259,7 +261,7 @@ async fn check_log(url: &str, known: &mut Known, cycle: u64) -> (u64, u64) {
             .expect("a receipt without a checkpoint")
             .note;
         if !receipt_notes.contains_key(note) {
-            let opened = open_note(note, &known.operator);
+            let opened = open_note(note, &known.verifier);
             receipt_notes.insert(note.clone(), opened);
         }
         wanted.insert(receipt_notes[note].0, None);
@@ -386,7 +388,7 @@ async fn check_log(url: &str, known: &mut Known, cycle: u64) -> (u64, u64) {
 fn verify_data_dir(data: &Path, scratch: &Path, cycle: u64) -> Duration {
     let started = Instant::now();
     let output = run_bounded(
-        binary::command(&[&"verify", &"--data-dir", &data]),
+        command(BINARY, &[&"verify", &"--data-dir", &data]),
         scratch,
         VERIFY_WAIT,
     );
@@ -415,19 +417,17 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_shows_no_parti
     let data = dir.path().join("data");
     let log = |name: String| dir.path().join(name);
 
-    let mut serve = Serve::spawn(&data, &["--dev"], log("serve-0.stderr".into()));
-    let bootstrap_size = serve.wait_ready(START_WAIT).await;
+    let mut serve = Serve::spawn(BINARY, &data, &["--dev"], log("serve-0.stderr".into()))
+        .expect("cannot run serve");
+    let bootstrap_size = serve
+        .wait_ready(START_WAIT)
+        .await
+        .expect("serve did not start");
     assert_eq!(bootstrap_size, BOOTSTRAP_ENTRIES);
-    let keys = data.join("dev-keys");
-    let monitor = KeyFile::load(&keys.join("monitor.key"))
-        .expect("cannot load the dev monitor key")
-        .key;
-    let operator = KeyFile::load(&keys.join("operator.key"))
-        .expect("cannot load the dev operator key")
-        .key
-        .verifying_key();
+    // The keys `serve --dev` wrote.
+    let dev = dev::scenario(&dev::ensure_dev_keys(&data).expect("cannot load the dev keys"));
     let mut known = Known {
-        operator,
+        verifier: dev.note_verifier(),
         receipts: Vec::new(),
         submitted: Arc::new(Mutex::new(HashSet::new())),
         last_checked: (0, Sha256::digest([]).into()),
@@ -450,7 +450,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_shows_no_parti
                 .expect("cannot connect to the server");
             tasks.push(tokio::spawn(submit_until_failure(
                 client::ledger_client(channel),
-                monitor.clone(),
+                dev.clone(),
                 format!("cycle {cycle} client {client_index}"),
                 known.submitted.clone(),
                 first_receipt.clone(),
@@ -471,7 +471,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_shows_no_parti
         let delay = rng.between(KILL_DELAY_MS);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         killed.store(true, Ordering::SeqCst);
-        serve.kill();
+        serve.kill().expect("cannot SIGKILL serve");
         let mut receipts_this_cycle = 0;
         for task in tasks {
             let submitted = tokio::time::timeout(CALL_WAIT + Duration::from_secs(30), task)
@@ -500,17 +500,25 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_shows_no_parti
         if early {
             let at = rng.between(EARLY_KILL_MS);
             let mut doomed = Serve::spawn(
+                BINARY,
                 &data,
                 &["--dev"],
                 log(format!("serve-{cycle}-early.stderr")),
-            );
+            )
+            .expect("cannot run serve");
             tokio::time::sleep(Duration::from_millis(at)).await;
-            doomed.kill();
+            doomed.kill().expect("cannot SIGKILL serve");
             early_kills += 1;
         }
         let restart_started = Instant::now();
-        serve = Serve::spawn(&data, &["--dev"], log(format!("serve-{cycle}.stderr")));
-        match serve.started(START_WAIT).await {
+        serve = Serve::spawn(
+            BINARY,
+            &data,
+            &["--dev"],
+            log(format!("serve-{cycle}.stderr")),
+        )
+        .expect("cannot run serve");
+        match serve.started(START_WAIT).await.expect("serve hung") {
             Started::Serving(_) => {}
             Started::Exited(status) => panic!(
                 "cycle {cycle} (seed {seed}): the server refused to restart after SIGKILL ({status}):\n{}",
@@ -544,7 +552,10 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged_and_shows_no_parti
     }
 
     // A clean stop, and the store as the last check saw it.
-    let status = serve.terminate(Duration::from_secs(15)).await;
+    let status = serve
+        .terminate(Duration::from_secs(15))
+        .await
+        .expect("serve did not stop");
     assert!(
         status.success(),
         "serve exited with {status} after SIGTERM:\n{}",

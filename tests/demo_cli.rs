@@ -1,15 +1,15 @@
 //! `ceasefire-ledger demo`, the newcomer's first command, run as they would:
 //! it must exit 0, show the compliance table, and end with a passing audit.
 
-use std::process::Command;
+use ceasefire_testkit::harness::command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
 
 #[test]
 fn the_demo_runs_the_scenario_and_its_audit_says_ok() {
     let work = tempfile::tempdir().unwrap();
     let data_dir = work.path().join("demo-ledger");
-    let output = Command::new(env!("CARGO_BIN_EXE_ceasefire-ledger"))
-        .args(["demo", "--data-dir"])
-        .arg(&data_dir)
+    let output = command(BINARY, &[&"demo", &"--data-dir", &data_dir])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -32,9 +32,7 @@ fn the_demo_runs_the_scenario_and_its_audit_says_ok() {
     );
 
     // The ledger it leaves behind verifies with the auditor command too.
-    let verify = Command::new(env!("CARGO_BIN_EXE_ceasefire-ledger"))
-        .args(["verify", "--json", "--data-dir"])
-        .arg(&data_dir)
+    let verify = command(BINARY, &[&"verify", &"--json", &"--data-dir", &data_dir])
         .output()
         .unwrap();
     assert!(verify.status.success());
@@ -42,9 +40,7 @@ fn the_demo_runs_the_scenario_and_its_audit_says_ok() {
     assert_eq!(report["ok"], true);
 
     // A non-empty directory is refused with one line and a non-zero exit.
-    let again = Command::new(env!("CARGO_BIN_EXE_ceasefire-ledger"))
-        .args(["demo", "--data-dir"])
-        .arg(&data_dir)
+    let again = command(BINARY, &[&"demo", &"--data-dir", &data_dir])
         .output()
         .unwrap();
     assert!(!again.status.success());

@@ -10,63 +10,29 @@ use ceasefire_core::checkpoint::{self, CheckpointBody};
 use ceasefire_core::checkpoint::{sign_checkpoint, NoteSigner};
 use ceasefire_core::merkle::{hash_leaf, Hash, SubtreeSource};
 use ceasefire_core::tiles::*;
-use ceasefire_grpc::client::{self, now_timestamp, random_nonce};
-use ceasefire_grpc::proto::{
-    event::Body, ledger_client::LedgerClient, Category, Event, Finding, LatLon, Location,
-    Observation, SignedEvent,
-};
-use ceasefire_ledger::dev;
 use ceasefire_node::export::{export, ExportError, ExportSummary};
-use ceasefire_node::node::{self, Node, NodeConfig};
-use ceasefire_node::sequencer::{SequencerConfig, StartupCheck};
 use ceasefire_node::storage::Store;
+use ceasefire_testkit::fixture::TestNode;
+use ceasefire_testkit::scenario::DEV_ORIGIN;
 use futures::StreamExt as _;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-fn observation(monitor: &ed25519_dalek::SigningKey, number: u64) -> SignedEvent {
-    let now = now_timestamp();
-    let minutes_ago = |minutes: i64| prost_types::Timestamp {
-        seconds: now.seconds - minutes * 60,
-        nanos: 0,
-    };
-    let event = Event {
-        agreement_id: dev::DEV_AGREEMENT_ID.into(),
-        author: dev::DEV_MONITOR.into(),
-        created_at: Some(now),
-        nonce: random_nonce(),
-        body: Some(Body::Observation(Observation {
-            observed_from: Some(minutes_ago(20)),
-            observed_until: Some(minutes_ago(5)),
-            location: Some(Location {
-                point: Some(LatLon {
-                    lat: 48.51,
-                    lon: 37.62,
-                }),
-                accuracy_m: 250.0,
-            }),
-            zone_id: String::new(),
-            commitment_id: dev::DEV_COMMITMENT.into(),
-            finding: Finding::Violation as i32,
-            category: Category::Explosion as i32,
-            quantity: 1,
-            attributed_side: String::new(),
-            evidence: Vec::new(),
-            narrative: format!("report {number}"),
-        })),
-    };
-    client::sign(&event, &[monitor])
-}
-
-async fn submit(node: &Node, monitor: &ed25519_dalek::SigningKey, count: u64, from: u64) {
+/// Submits `count` observations numbered from `from`, 16 at a time over 8
+/// connections.
+async fn submit(node: &TestNode, count: u64, from: u64) {
     let mut clients = Vec::new();
     for _ in 0..8 {
-        clients.push(LedgerClient::connect(node.url()).await.unwrap());
+        clients.push(node.new_client().await);
     }
     let results: Vec<_> = futures::stream::iter(from..from + count)
         .map(|number| {
             let mut client = clients[(number % 8) as usize].clone();
-            let event = observation(monitor, number);
+            let event = node
+                .scenario
+                .observation()
+                .narrative(&format!("report {number}"))
+                .signed();
             async move { client.submit(event).await }
         })
         .buffer_unordered(16)
@@ -143,24 +109,10 @@ fn flip_last_byte(path: &Path) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_are_exact_incremental_and_refuse_another_log() {
-    let data = tempfile::tempdir().unwrap();
-    let keys = dev::ensure_dev_keys(data.path()).unwrap();
-    let node = node::start(NodeConfig {
-        data_dir: data.path().to_path_buf(),
-        listen: ([127, 0, 0, 1], 0).into(),
-        operator_key: keys.operator.key.clone(),
-        bootstrap: dev::bootstrap_events(&keys),
-        sequencer: SequencerConfig::default(),
-        startup_check: StartupCheck::Full,
-        tls: None,
-        metrics_listen: None,
-        max_payload_bytes: ceasefire_core::leaf::MAX_PAYLOAD_BYTES,
-    })
-    .await
-    .unwrap();
-    let store = node.store.clone();
+    let node = TestNode::start().await;
+    let store = node.node.store.clone();
     let bootstrap = store.head().unwrap().size;
-    submit(&node, &keys.monitor.key, 300 - bootstrap, 0).await;
+    submit(&node, 300 - bootstrap, 0).await;
     assert_eq!(store.head().unwrap().size, 300);
 
     let export_dir = tempfile::tempdir().unwrap();
@@ -194,7 +146,7 @@ async fn exports_are_exact_incremental_and_refuse_another_log() {
     assert_eq!(again.bytes_written, 0);
 
     // Past the next tile boundary: partials grow into full tiles.
-    submit(&node, &keys.monitor.key, 220, 1000).await;
+    submit(&node, 220, 1000).await;
     assert_eq!(store.head().unwrap().size, 520);
     let second = run_export(&store, &dir).await.unwrap();
     assert_eq!(second.tree_size, 520);
@@ -250,13 +202,13 @@ async fn exports_are_exact_incremental_and_refuse_another_log() {
     // A checkpoint of another log (same origin, other root) in the directory.
     let foreign_dir = export_dir.path().join("foreign");
     let signer = NoteSigner::new(
-        dev::DEV_ORIGIN,
+        DEV_ORIGIN,
         ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng),
     )
     .unwrap();
     let foreign = sign_checkpoint(
         &CheckpointBody {
-            origin: dev::DEV_ORIGIN.into(),
+            origin: DEV_ORIGIN.into(),
             tree_size: 10,
             root_hash: [9; 32],
         },
@@ -273,7 +225,7 @@ async fn exports_are_exact_incremental_and_refuse_another_log() {
     // A directory ahead of the store is refused too.
     let ahead = sign_checkpoint(
         &CheckpointBody {
-            origin: dev::DEV_ORIGIN.into(),
+            origin: DEV_ORIGIN.into(),
             tree_size: 10_000,
             root_hash: [9; 32],
         },
@@ -285,7 +237,7 @@ async fn exports_are_exact_incremental_and_refuse_another_log() {
     assert!(error.to_string().contains("ahead of this store"), "{error}");
 
     drop(store);
-    node.shutdown().await.unwrap();
+    node.shutdown().await;
 }
 
 /// Bytes of the files an export wrote, as they are now on disk.

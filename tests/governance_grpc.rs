@@ -10,26 +10,25 @@
 //! the same after it. Each group of refusals sits beside accepted events it
 //! contrasts with, and each test ends with a full audit of the log.
 
-mod common;
-
 use ceasefire_audit::{audit, sources::ServerSource, AuditOptions};
-use ceasefire_core::checkpoint::{open_checkpoint, CheckpointBody, NoteVerifier};
+use ceasefire_core::checkpoint::CheckpointBody;
 use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::verify_inclusion;
 use ceasefire_core::signing::verify_all;
-use ceasefire_grpc::client::{now_timestamp, random_nonce, sign};
+use ceasefire_grpc::client::sign;
 use ceasefire_grpc::proto::{
-    compliance_client::ComplianceClient, event::Body, AddKey, Amendment, AmendmentKind,
-    CommitmentKind, DefineCommitment, DefineZone, Dispute, Event, Genesis,
+    compliance_client::ComplianceClient, event::Body, AmendmentKind, Event,
     GetInclusionProofRequest, GetPairStatusRequest, LatLon, ListStatusesRequest, Observation,
-    PairStatus, Party, Polygon, ProjectionVersion, Receipt, RegisterParty, RevokeKey, Role,
-    SignedEvent, ZoneKind,
+    PairStatus, Party, Polygon, ProjectionVersion, Receipt, RegisterParty, Role, SignedEvent,
 };
-use ceasefire_ledger::dev;
 use ceasefire_node::node::{self, Node, NodeConfig};
-use common::{
-    checkpoint_of, get_entries, hash32, leaf_hash, observation_event, proof_hashes,
-    start_ledger_node, Client, TestNode,
+use ceasefire_testkit::fixture::{
+    checkpoint, connect, get_entries, leaf_hash, node_config, proof_hashes, TestNode,
+};
+use ceasefire_testkit::scenario::bodies::{self, add_key, party, register};
+use ceasefire_testkit::scenario::{
+    polygon, public_key, seconds_ago, seeded_key, square, Commitment, Scenario, Zone,
+    DEV_AGREEMENT_ID,
 };
 use ed25519_dalek::SigningKey;
 use tempfile::TempDir;
@@ -38,6 +37,7 @@ use tonic::Code;
 
 const AGREEMENT: &str = "accord-2026";
 const ORIGIN: &str = "ledger.example.org/accord-2026";
+const TITLE: &str = "Accord of 2026 (test)";
 const SIGNATORY_A: &str = "signatory-a";
 const SIGNATORY_B: &str = "signatory-b";
 const SIGNATORY_C: &str = "signatory-c";
@@ -55,137 +55,56 @@ const WITHDRAWAL: &str = "withdrawal";
 /// Entries `Ledger::start` writes: genesis, 2 monitors, 2 zones, 2 commitments.
 const SETUP_ENTRIES: u64 = 7;
 
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
-
-fn public(key: &SigningKey) -> Vec<u8> {
-    key.verifying_key().to_bytes().to_vec()
-}
-
-/// An event of this agreement, created now, with a fresh nonce.
-fn event(author: &str, body: Body) -> Event {
-    Event {
-        agreement_id: AGREEMENT.into(),
-        author: author.into(),
-        created_at: Some(now_timestamp()),
-        nonce: random_nonce(),
-        body: Some(body),
-    }
+/// The agreement: three signatories (threshold 2: signatory-a authors the
+/// governance, a and b sign it), two monitors, zones WEST and EAST,
+/// commitments CEASEFIRE and WITHDRAWAL; the keys fixed by their seeds.
+fn accord() -> Scenario {
+    Scenario::new(AGREEMENT, ORIGIN)
+        .with_title(TITLE)
+        .with_operator(seeded_key(0x10))
+        .with_signatory(SIGNATORY_A, seeded_key(0x21))
+        .with_signatory(SIGNATORY_B, seeded_key(0x22))
+        .with_signatory(SIGNATORY_C, seeded_key(0x23))
+        .with_threshold(2)
+        .with_monitor(MONITOR_A, seeded_key(0x31))
+        .with_monitor(MONITOR_B, seeded_key(0x32))
+        .with_zone(Zone::new(WEST, square(48.0, 37.0, 1.0)))
+        .with_zone(Zone::new(EAST, square(48.0, 38.0, 1.0)))
+        .with_commitment(Commitment::new(CEASEFIRE, &[WEST, EAST]))
+        .with_commitment(Commitment::new(WITHDRAWAL, &[EAST]))
 }
 
 /// A genesis of this agreement naming `signatories`, by `author`.
 fn genesis(author: &str, signatories: Vec<Party>, threshold: u32, operator: &SigningKey) -> Event {
-    event(
-        author,
-        Body::Genesis(Genesis {
-            origin: ORIGIN.into(),
-            title: "Accord of 2026 (test)".into(),
-            signatories,
-            threshold,
-            operator_public_key: public(operator),
-            max_clock_skew_seconds: 0,
-        }),
-    )
+    let body = bodies::genesis(
+        ORIGIN,
+        TITLE,
+        signatories,
+        threshold,
+        &operator.verifying_key(),
+    );
+    accord().event(author, body)
 }
 
-fn party(party_id: &str, role: Role, keys: &[&SigningKey]) -> Party {
-    Party {
-        party_id: party_id.into(),
-        name: format!("Party {party_id}"),
-        role: role as i32,
-        public_keys: keys.iter().map(|key| public(key)).collect(),
-    }
-}
-
-fn register(party: Party) -> Body {
-    Body::RegisterParty(RegisterParty { party: Some(party) })
-}
-
-fn add_key(party_id: &str, key: &SigningKey) -> Body {
-    Body::AddKey(AddKey {
-        party_id: party_id.into(),
-        public_key: public(key),
-    })
-}
+// This file's reasons, and its zones and commitments by version.
 
 fn revoke_key(party_id: &str, key: &SigningKey) -> Body {
-    Body::RevokeKey(RevokeKey {
-        party_id: party_id.into(),
-        public_key: public(key),
-        reason: "key compromised".into(),
-    })
-}
-
-/// A polygon from (lat, lon) pairs.
-fn polygon(vertices: &[(f64, f64)]) -> Polygon {
-    Polygon {
-        vertices: vertices
-            .iter()
-            .map(|&(lat, lon)| LatLon { lat, lon })
-            .collect(),
-    }
-}
-
-/// The square of `size` degrees with south-west corner (lat, lon).
-fn square(lat: f64, lon: f64, size: f64) -> Polygon {
-    polygon(&[
-        (lat, lon),
-        (lat, lon + size),
-        (lat + size, lon + size),
-        (lat + size, lon),
-    ])
+    bodies::revoke_key(party_id, key, "key compromised")
 }
 
 fn define_zone(zone_id: &str, version: u32, boundary: Option<Polygon>) -> Body {
-    Body::DefineZone(DefineZone {
-        zone_id: zone_id.into(),
-        version,
-        name: format!("Zone {zone_id}"),
-        kind: ZoneKind::ContactLineSector as i32,
-        boundary,
-    })
+    Zone::new(zone_id, Polygon::default())
+        .with(|zone| {
+            zone.version = version;
+            zone.boundary = boundary;
+        })
+        .body()
 }
 
 fn define_commitment(commitment_id: &str, version: u32, zone_ids: &[&str]) -> Body {
-    let mut effective_from = now_timestamp();
-    effective_from.seconds -= 3600;
-    Body::DefineCommitment(DefineCommitment {
-        commitment_id: commitment_id.into(),
-        version,
-        name: format!("Commitment {commitment_id}"),
-        kind: CommitmentKind::Ceasefire as i32,
-        zone_ids: zone_ids.iter().map(|zone| zone.to_string()).collect(),
-        window_seconds: 7 * 24 * 3600,
-        corroboration_quorum: 2,
-        effective_from: Some(effective_from),
-    })
-}
-
-/// A violation reported by `author` under CEASEFIRE at (lat, lon), the zone
-/// left for the ledger to derive. Built on the shared dev observation.
-fn report(author: &str, lat: f64, lon: f64) -> Event {
-    let mut event = observation_event(author, "shelling reported");
-    event.agreement_id = AGREEMENT.into();
-    with_observation(&mut event, |o| {
-        o.commitment_id = CEASEFIRE.into();
-        o.location.as_mut().unwrap().point = Some(LatLon { lat, lon });
-    });
-    event
-}
-
-fn with_observation(event: &mut Event, change: impl FnOnce(&mut Observation)) {
-    match &mut event.body {
-        Some(Body::Observation(observation)) => change(observation),
-        _ => unreachable!("not an observation"),
-    }
-}
-
-fn observation_of(event: &Event) -> Observation {
-    match &event.body {
-        Some(Body::Observation(observation)) => observation.clone(),
-        _ => unreachable!("not an observation"),
-    }
+    Commitment::new(commitment_id, zone_ids)
+        .with(|commitment| commitment.version = version)
+        .body()
 }
 
 fn amendment(
@@ -194,13 +113,13 @@ fn amendment(
     kind: AmendmentKind,
     correction: Option<Observation>,
 ) -> Body {
-    Body::Amendment(Amendment {
+    bodies::amendment(
         target_seq,
-        target_leaf_hash: target_leaf_hash.to_vec(),
-        kind: kind as i32,
+        target_leaf_hash,
+        kind,
         correction,
-        reason: "reported in error".into(),
-    })
+        "reported in error",
+    )
 }
 
 fn retract(target: &Receipt) -> Body {
@@ -208,103 +127,88 @@ fn retract(target: &Receipt) -> Body {
 }
 
 fn dispute(target_seq: u64, target_leaf_hash: &[u8]) -> Body {
-    Body::Dispute(Dispute {
-        target_seq,
-        target_leaf_hash: target_leaf_hash.to_vec(),
-        reason: "our forces were not there".into(),
-    })
+    bodies::dispute(target_seq, target_leaf_hash, "our forces were not there")
 }
 
-/// A ledger of three signatories (threshold 2) and two monitors, with zones
-/// WEST and EAST and commitments CEASEFIRE and WITHDRAWAL.
+/// The [`accord`] ledger: its genesis written by `node::start`, the rest
+/// submitted.
 struct Ledger {
-    node: Node,
-    /// Kept until the end: the node's store lives in it.
-    _dir: TempDir,
-    client: Client,
+    node: TestNode,
     compliance: ComplianceClient<Channel>,
-    operator: SigningKey,
-    /// signatory-a, signatory-b, signatory-c.
-    signatories: [SigningKey; 3],
-    monitor_a: SigningKey,
-    monitor_b: SigningKey,
     /// Receipts of the setup entries after the genesis, in order.
     setup: Vec<Receipt>,
 }
 
 impl Ledger {
     async fn start() -> Ledger {
-        let operator = key(0x10);
-        let signatories = [key(0x21), key(0x22), key(0x23)];
-        let parties = [SIGNATORY_A, SIGNATORY_B, SIGNATORY_C]
-            .iter()
-            .zip(&signatories)
-            .map(|(id, key)| party(id, Role::Signatory, &[key]))
-            .collect();
-        let genesis = genesis(SIGNATORY_A, parties, 2, &operator);
-        let genesis = sign(&genesis, &[&signatories[0], &signatories[1]]);
+        let scenario = accord();
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-        let node = start_ledger_node(dir.path(), operator.clone(), vec![genesis]).await;
-        let client = common::connect(&node).await;
-        let compliance = ComplianceClient::connect(node.url())
-            .await
-            .expect("cannot connect to the Compliance service");
+        let config = NodeConfig {
+            bootstrap: vec![scenario.genesis()],
+            ..node_config(dir.path(), &scenario)
+        };
+        let node = TestNode::start_config(dir, scenario, config).await;
+        let compliance = node.compliance().await;
         let mut ledger = Ledger {
             node,
-            _dir: dir,
-            client,
             compliance,
-            operator,
-            signatories,
-            monitor_a: key(0x31),
-            monitor_b: key(0x32),
             setup: Vec::new(),
         };
         assert_eq!(ledger.checkpoint().await.tree_size, 1);
-        let bodies = vec![
-            register(party(MONITOR_A, Role::Monitor, &[&ledger.monitor_a])),
-            register(party(MONITOR_B, Role::Monitor, &[&ledger.monitor_b])),
-            define_zone(WEST, 1, Some(square(48.0, 37.0, 1.0))),
-            define_zone(EAST, 1, Some(square(48.0, 38.0, 1.0))),
-            define_commitment(CEASEFIRE, 1, &[WEST, EAST]),
-            define_commitment(WITHDRAWAL, 1, &[EAST]),
-        ];
-        for body in bodies {
-            let receipt = ledger.accept(&ledger.govern(body)).await;
+        for signed in ledger.node.scenario.setup() {
+            let receipt = ledger.accept(&signed).await;
             ledger.setup.push(receipt);
         }
         assert_eq!(ledger.checkpoint().await.tree_size, SETUP_ENTRIES);
         ledger
     }
 
+    fn scenario(&self) -> &Scenario {
+        &self.node.scenario
+    }
+
+    /// signatory-a, signatory-b, signatory-c.
     fn signatory(&self, index: usize) -> &SigningKey {
-        &self.signatories[index]
+        self.key([SIGNATORY_A, SIGNATORY_B, SIGNATORY_C][index])
+    }
+
+    fn key(&self, party_id: &str) -> &SigningKey {
+        self.scenario().key(party_id)
+    }
+
+    /// An event of this agreement, created now, with a fresh nonce.
+    fn event(&self, author: &str, body: Body) -> Event {
+        self.scenario().event(author, body)
     }
 
     /// A governance event by signatory-a, signed by signatories a and b.
     fn govern(&self, body: Body) -> SignedEvent {
-        sign(
-            &event(SIGNATORY_A, body),
-            &[self.signatory(0), self.signatory(1)],
-        )
+        self.scenario().govern(body)
+    }
+
+    /// A violation reported by `author` under CEASEFIRE at (lat, lon), the
+    /// zone left for the ledger to derive.
+    fn report(&self, author: &str, lat: f64, lon: f64) -> Event {
+        self.scenario()
+            .observation()
+            .by(author)
+            .at(lat, lon)
+            .event()
     }
 
     /// A violation by monitor-a at (lat, lon), signed by its key.
     fn report_a(&self, lat: f64, lon: f64) -> SignedEvent {
-        sign(&report(MONITOR_A, lat, lon), &[&self.monitor_a])
+        self.scenario().observation().at(lat, lon).signed()
     }
 
     /// A report by monitor-a at the centre of WEST, changed by `change`.
     fn report_with(&self, change: impl FnOnce(&mut Observation)) -> SignedEvent {
-        let mut event = report(MONITOR_A, 48.5, 37.5);
-        with_observation(&mut event, change);
-        sign(&event, &[&self.monitor_a])
+        self.scenario().observation().with(change).signed()
     }
 
     /// The current checkpoint, its note verified with the operator key.
     async fn checkpoint(&self) -> CheckpointBody {
-        let mut client = self.client.clone();
-        checkpoint_of(&mut client, ORIGIN, &self.operator.verifying_key()).await
+        self.node.checkpoint().await
     }
 
     /// The version (as_of_seq, digest, log time) of the compliance projection.
@@ -355,6 +259,7 @@ impl Ledger {
     async fn accept(&self, signed: &SignedEvent) -> Receipt {
         let size = self.checkpoint().await.tree_size;
         let receipt = self
+            .node
             .client
             .clone()
             .submit(signed.clone())
@@ -362,29 +267,7 @@ impl Ledger {
             .unwrap_or_else(|status| panic!("refused: {:?}: {}", status.code(), status.message()))
             .into_inner();
         assert_eq!(receipt.seq, size, "an accepted event is not the next entry");
-        let leaf = Leaf::decode(&receipt.leaf).expect("the receipt's leaf does not decode");
-        assert_eq!(leaf.seq, receipt.seq);
-        assert_eq!(leaf.payload, signed.payload, "the payload is not verbatim");
-        assert_eq!(receipt.leaf_hash, leaf_hash(&receipt.leaf).to_vec());
-        let checkpoint = receipt
-            .checkpoint
-            .as_ref()
-            .expect("receipt has no checkpoint");
-        let verifier = NoteVerifier::new(ORIGIN, &self.operator.verifying_key()).unwrap();
-        let body = open_checkpoint(&checkpoint.note, &verifier)
-            .unwrap_or_else(|error| panic!("receipt checkpoint does not verify: {error}"));
-        let proof = receipt
-            .inclusion_proof
-            .as_ref()
-            .expect("receipt has no proof");
-        verify_inclusion(
-            &hash32(&receipt.leaf_hash),
-            receipt.seq,
-            body.tree_size,
-            &proof_hashes(&proof.hashes),
-            &body.root_hash,
-        )
-        .unwrap_or_else(|error| panic!("receipt for seq {}: {error}", receipt.seq));
+        self.node.check_receipt(&receipt, signed);
         receipt
     }
 
@@ -392,7 +275,7 @@ impl Ledger {
     /// the root, the checkpoint and the projection digest), then stops.
     async fn audit_and_shutdown(self) {
         let size = self.checkpoint().await.tree_size;
-        let mut source = ServerSource::connect(&self.node.url(), &Default::default())
+        let mut source = ServerSource::connect(&self.node.node.url(), &Default::default())
             .await
             .expect("the auditor cannot connect");
         let report =
@@ -407,18 +290,10 @@ impl Ledger {
             "the projection digest was not checked"
         );
         let Ledger {
-            node,
-            client,
-            compliance,
-            _dir,
-            ..
+            node, compliance, ..
         } = self;
-        drop(client);
         drop(compliance);
-        tokio::time::timeout(std::time::Duration::from_secs(20), node.shutdown())
-            .await
-            .expect("the node did not shut down within 20 s")
-            .expect("the node failed to shut down");
+        node.shutdown().await;
     }
 }
 
@@ -428,7 +303,7 @@ impl Ledger {
 async fn assert_refused(ledger: &Ledger, signed: SignedEvent, code: Code, message: &str) {
     let before = ledger.checkpoint().await;
     let projection = ledger.projection().await;
-    let status = match ledger.client.clone().submit(signed).await {
+    let status = match ledger.node.client.clone().submit(signed).await {
         Ok(receipt) => panic!(
             "expected {code:?} ({message:?}), but it was accepted as entry {}",
             receipt.into_inner().seq
@@ -467,96 +342,108 @@ async fn roles_keys_thresholds_and_revocation_are_enforced() {
         ledger.signatory(1),
         ledger.signatory(2),
     );
-    let (monitor_a, monitor_b) = (&ledger.monitor_a, &ledger.monitor_b);
+    let (monitor_a, monitor_b) = (ledger.key(MONITOR_A), ledger.key(MONITOR_B));
     let first = ledger.accept(&ledger.report_a(48.5, 37.5)).await;
 
     // Wrong role.
-    let signed = sign(&report(SIGNATORY_A, 48.5, 37.5), &[a]);
+    let signed = sign(&ledger.report(SIGNATORY_A, 48.5, 37.5), &[a]);
     let message = "observations must come from a monitor; \"signatory-a\" is a signatory";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let signed = sign(&report(MONITOR_A, 48.5, 37.5), &[a]);
+    let signed = sign(&ledger.report(MONITOR_A, 48.5, 37.5), &[a]);
     let message = "does not belong to the author \"monitor-a\"";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let signed = sign(&report(MONITOR_A, 48.5, 37.5), &[monitor_a, monitor_b]);
+    let signed = sign(
+        &ledger.report(MONITOR_A, 48.5, 37.5),
+        &[monitor_a, monitor_b],
+    );
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let monitor_c = key(0x33);
+    let monitor_c = seeded_key(0x33);
     let register_c = register(party("monitor-c", Role::Monitor, &[&monitor_c]));
     let message = "governance events are authored by a signatory; \"monitor-a\" is a monitor";
-    let signed = sign(&event(MONITOR_A, register_c.clone()), &[monitor_a]);
+    let signed = sign(&ledger.event(MONITOR_A, register_c.clone()), &[monitor_a]);
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let signed = sign(&event(MONITOR_A, register_c.clone()), &[a, b]);
+    let signed = sign(&ledger.event(MONITOR_A, register_c.clone()), &[a, b]);
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let signed = sign(&event(SIGNATORY_A, register_c.clone()), &[a, b, monitor_a]);
+    let signed = sign(
+        &ledger.event(SIGNATORY_A, register_c.clone()),
+        &[a, b, monitor_a],
+    );
     let message = "governance events are signed by signatories only; \"monitor-a\" is a monitor";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     let signed = sign(
-        &event(MONITOR_B, dispute(first.seq, &first.leaf_hash)),
+        &ledger.event(MONITOR_B, dispute(first.seq, &first.leaf_hash)),
         &[monitor_b],
     );
     let message = "disputes must come from a signatory; \"monitor-b\" is a monitor";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     // An observer reads; it neither reports nor disputes.
-    let observer = key(0x51);
+    let observer = seeded_key(0x51);
     let body = register(party("observer-x", Role::Observer, &[&observer]));
     ledger.accept(&ledger.govern(body)).await;
-    let signed = sign(&report("observer-x", 48.5, 37.5), &[&observer]);
+    let signed = sign(&ledger.report("observer-x", 48.5, 37.5), &[&observer]);
     let message = "observations must come from a monitor; \"observer-x\"";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     let signed = sign(
-        &event("observer-x", dispute(first.seq, &first.leaf_hash)),
+        &ledger.event("observer-x", dispute(first.seq, &first.leaf_hash)),
         &[&observer],
     );
     let message = "disputes must come from a signatory; \"observer-x\"";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     // Contrast: one signatory alone may dispute.
     let signed = sign(
-        &event(SIGNATORY_C, dispute(first.seq, &first.leaf_hash)),
+        &ledger.event(SIGNATORY_C, dispute(first.seq, &first.leaf_hash)),
         &[c],
     );
     ledger.accept(&signed).await;
 
     // Unknown author; unregistered key.
-    let signed = sign(&report("monitor-z", 48.5, 37.5), &[monitor_a]);
+    let signed = sign(&ledger.report("monitor-z", 48.5, 37.5), &[monitor_a]);
     let message = "author \"monitor-z\" is not a registered party";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let signed = sign(&event("signatory-z", register_c.clone()), &[a, b]);
+    let signed = sign(&ledger.event("signatory-z", register_c.clone()), &[a, b]);
     let message = "author \"signatory-z\" is not a registered party";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let stranger = key(0x66);
+    let stranger = seeded_key(0x66);
     let message = "is not registered to any party";
-    let signed = sign(&report(MONITOR_A, 48.5, 37.5), &[&stranger]);
+    let signed = sign(&ledger.report(MONITOR_A, 48.5, 37.5), &[&stranger]);
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let signed = sign(&report(MONITOR_A, 48.5, 37.5), &[monitor_a, &stranger]);
+    let signed = sign(
+        &ledger.report(MONITOR_A, 48.5, 37.5),
+        &[monitor_a, &stranger],
+    );
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let signed = sign(&event(SIGNATORY_A, register_c.clone()), &[a, b, &stranger]);
+    let signed = sign(
+        &ledger.event(SIGNATORY_A, register_c.clone()),
+        &[a, b, &stranger],
+    );
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
 
     // Below the threshold: any one signatory alone.
     let message = "governance needs 2 distinct signatories, this event has 1";
     for (author, key) in [(SIGNATORY_A, a), (SIGNATORY_B, b), (SIGNATORY_C, c)] {
-        let signed = sign(&event(author, register_c.clone()), &[key]);
+        let signed = sign(&ledger.event(author, register_c.clone()), &[key]);
         assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     }
     // Two keys of one signatory count once.
-    let a2 = key(0x24);
+    let a2 = seeded_key(0x24);
     ledger
         .accept(&ledger.govern(add_key(SIGNATORY_A, &a2)))
         .await;
-    let signed = sign(&event(SIGNATORY_A, register_c.clone()), &[a, &a2]);
+    let signed = sign(&ledger.event(SIGNATORY_A, register_c.clone()), &[a, &a2]);
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     // The same key twice is malformed, even beside a second signatory.
-    let mut signed = sign(&event(SIGNATORY_A, register_c.clone()), &[a, b]);
+    let mut signed = sign(&ledger.event(SIGNATORY_A, register_c.clone()), &[a, b]);
     signed.signatures.push(signed.signatures[0].clone());
     assert_refused(&ledger, signed, Code::InvalidArgument, "signs twice").await;
-    let mut signed = sign(&event(SIGNATORY_A, register_c.clone()), &[a]);
+    let mut signed = sign(&ledger.event(SIGNATORY_A, register_c.clone()), &[a]);
     signed.signatures.push(signed.signatures[0].clone());
     assert_refused(&ledger, signed, Code::InvalidArgument, "signs twice").await;
     // Contrast: the second key with another signatory; all three together.
-    let signed = sign(&event(SIGNATORY_A, register_c.clone()), &[&a2, c]);
+    let signed = sign(&ledger.event(SIGNATORY_A, register_c.clone()), &[&a2, c]);
     ledger.accept(&signed).await;
     let body = define_zone("sector-north", 1, Some(square(49.0, 37.0, 1.0)));
     ledger
-        .accept(&sign(&event(SIGNATORY_B, body), &[a, b, c]))
+        .accept(&sign(&ledger.event(SIGNATORY_B, body), &[a, b, c]))
         .await;
 
     // Another agreement: a second, independent ledger (the dev bootstrap).
@@ -570,30 +457,30 @@ async fn roles_keys_thresholds_and_revocation_are_enforced() {
         .expect("the dev ledger refused its own observation");
     let message = "event is for agreement \"dev-agreement\", this ledger is \"accord-2026\"";
     assert_refused(&ledger, theirs, Code::FailedPrecondition, message).await;
-    let mut ours = report(MONITOR_A, 48.5, 37.5);
-    ours.agreement_id = dev::DEV_AGREEMENT_ID.into();
+    let mut ours = ledger.report(MONITOR_A, 48.5, 37.5);
+    ours.agreement_id = DEV_AGREEMENT_ID.into();
     let signed = sign(&ours, &[monitor_a]);
     assert_refused(&ledger, signed, Code::FailedPrecondition, message).await;
     // Keys registered over there sign nothing here.
     let message = "is not registered to any party";
-    let signed = sign(&report(MONITOR_A, 48.5, 37.5), &[other.monitor()]);
+    let signed = sign(&ledger.report(MONITOR_A, 48.5, 37.5), &[other.monitor()]);
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let body = register(party("monitor-d", Role::Monitor, &[&key(0x35)]));
-    let signed = sign(&event(SIGNATORY_A, body), &[a, other.signatory()]);
+    let body = register(party("monitor-d", Role::Monitor, &[&seeded_key(0x35)]));
+    let signed = sign(&ledger.event(SIGNATORY_A, body), &[a, other.signatory()]);
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
     other.shutdown().await;
 
     // Revocation: what the key signed before stays; nothing after.
     let before = ledger
-        .accept(&sign(&report(MONITOR_B, 48.5, 38.5), &[monitor_b]))
+        .accept(&sign(&ledger.report(MONITOR_B, 48.5, 38.5), &[monitor_b]))
         .await;
     let revocation = ledger
         .accept(&ledger.govern(revoke_key(MONITOR_B, monitor_b)))
         .await;
     let message = format!("of \"monitor-b\" was revoked at entry {}", revocation.seq);
-    let signed = sign(&report(MONITOR_B, 48.5, 38.5), &[monitor_b]);
+    let signed = sign(&ledger.report(MONITOR_B, 48.5, 38.5), &[monitor_b]);
     assert_refused(&ledger, signed, Code::PermissionDenied, &message).await;
-    let signed = sign(&event(MONITOR_B, retract(&before)), &[monitor_b]);
+    let signed = sign(&ledger.event(MONITOR_B, retract(&before)), &[monitor_b]);
     assert_refused(&ledger, signed, Code::PermissionDenied, &message).await;
     let message = format!("was already revoked at entry {}", revocation.seq);
     let signed = ledger.govern(revoke_key(MONITOR_B, monitor_b));
@@ -611,7 +498,7 @@ async fn roles_keys_thresholds_and_revocation_are_enforced() {
     // The entry signed before the revocation is still in the log, still
     // verifies, and is included in the current tree.
     let now = ledger.checkpoint().await;
-    let entry = get_entries(&mut ledger.client.clone(), before.seq, before.seq + 1)
+    let entry = get_entries(&mut ledger.node.client.clone(), before.seq, before.seq + 1)
         .await
         .expect("GetEntries failed");
     assert_eq!(entry.len(), 1);
@@ -621,9 +508,13 @@ async fn roles_keys_thresholds_and_revocation_are_enforced() {
     );
     let leaf = Leaf::decode(&entry[0].leaf).unwrap();
     assert_eq!(leaf.signatures.len(), 1);
-    assert_eq!(leaf.signatures[0].public_key.to_vec(), public(monitor_b));
+    assert_eq!(
+        leaf.signatures[0].public_key.to_vec(),
+        public_key(monitor_b)
+    );
     verify_all(&leaf.payload, &leaf.signatures).expect("the old signature no longer verifies");
     let proof = ledger
+        .node
         .client
         .clone()
         .get_inclusion_proof(GetInclusionProofRequest {
@@ -644,10 +535,10 @@ async fn roles_keys_thresholds_and_revocation_are_enforced() {
     .expect("the pre-revocation entry is not in the current tree");
     // And it still counts; its author may still retract it, with a new key.
     assert_eq!(ledger.pair(EAST, CEASEFIRE).await.observations, 1);
-    let b2 = key(0x34);
+    let b2 = seeded_key(0x34);
     ledger.accept(&ledger.govern(add_key(MONITOR_B, &b2))).await;
     ledger
-        .accept(&sign(&event(MONITOR_B, retract(&before)), &[&b2]))
+        .accept(&sign(&ledger.event(MONITOR_B, retract(&before)), &[&b2]))
         .await;
     assert_eq!(ledger.pair(EAST, CEASEFIRE).await.observations, 0);
 
@@ -657,7 +548,7 @@ async fn roles_keys_thresholds_and_revocation_are_enforced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observations_are_validated_and_placed_in_zones() {
     let ledger = Ledger::start().await;
-    let monitor_a = &ledger.monitor_a;
+    let monitor_a = ledger.key(MONITOR_A);
     let invalid = Code::InvalidArgument;
     ledger.accept(&ledger.report_a(48.5, 37.5)).await;
 
@@ -718,7 +609,7 @@ async fn observations_are_validated_and_placed_in_zones() {
     });
     let message = "observation: observed_from is after observed_until";
     assert_refused(&ledger, signed, invalid, message).await;
-    let mut late = report(MONITOR_A, 48.5, 37.5);
+    let mut late = ledger.report(MONITOR_A, 48.5, 37.5);
     late.created_at.as_mut().unwrap().seconds += 24 * 3600;
     let message = "s ahead of the ledger clock (allowed skew 300 s)";
     assert_refused(&ledger, sign(&late, &[monitor_a]), invalid, message).await;
@@ -726,12 +617,16 @@ async fn observations_are_validated_and_placed_in_zones() {
     let message = "observation.observed_from is required";
     assert_refused(&ledger, signed, invalid, message).await;
     // Contrast: within the skew, and an instant (from == until).
-    let mut soon = report(MONITOR_A, 48.5, 37.5);
+    let mut soon = ledger
+        .scenario()
+        .observation()
+        .with(|o| {
+            // A minute from now.
+            o.observed_until = Some(seconds_ago(-60));
+            o.observed_from = o.observed_until;
+        })
+        .event();
     soon.created_at.as_mut().unwrap().seconds += 60;
-    with_observation(&mut soon, |o| {
-        o.observed_until = soon_timestamp(60);
-        o.observed_from = o.observed_until;
-    });
     ledger.accept(&sign(&soon, &[monitor_a])).await;
 
     // Narrative: 4096 bytes at most.
@@ -758,16 +653,16 @@ async fn observations_are_validated_and_placed_in_zones() {
     assert_refused(&ledger, signed, invalid, "observation.category is required").await;
 
     // Empty required fields.
-    let mut event = report(MONITOR_A, 48.5, 37.5);
+    let mut event = ledger.report(MONITOR_A, 48.5, 37.5);
     event.author = String::new();
     let signed = sign(&event, &[monitor_a]);
     assert_refused(&ledger, signed, invalid, "author is required").await;
-    let mut event = report(MONITOR_A, 48.5, 37.5);
+    let mut event = ledger.report(MONITOR_A, 48.5, 37.5);
     event.nonce = Vec::new();
     let signed = sign(&event, &[monitor_a]);
     let message = "nonce must be 8 to 64 bytes, got 0";
     assert_refused(&ledger, signed, invalid, message).await;
-    let mut event = report(MONITOR_A, 48.5, 37.5);
+    let mut event = ledger.report(MONITOR_A, 48.5, 37.5);
     event.body = None;
     let signed = sign(&event, &[monitor_a]);
     assert_refused(&ledger, signed, invalid, "event has no body").await;
@@ -872,40 +767,32 @@ async fn observations_are_validated_and_placed_in_zones() {
     ledger.audit_and_shutdown().await;
 }
 
-/// `seconds` from now, as a protobuf timestamp.
-fn soon_timestamp(seconds: i64) -> Option<prost_types::Timestamp> {
-    let mut timestamp = now_timestamp();
-    timestamp.seconds += seconds;
-    timestamp.nanos = 0;
-    Some(timestamp)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amendments_and_disputes_name_an_observation_of_their_own() {
     let ledger = Ledger::start().await;
     let (a, c) = (ledger.signatory(0), ledger.signatory(2));
-    let (monitor_a, monitor_b) = (&ledger.monitor_a, &ledger.monitor_b);
+    let (monitor_a, monitor_b) = (ledger.key(MONITOR_A), ledger.key(MONITOR_B));
     let invalid = Code::InvalidArgument;
     let governance = ledger.setup[0].clone();
     let first = ledger.accept(&ledger.report_a(48.5, 37.5)).await;
     let second = ledger.accept(&ledger.report_a(48.5, 38.5)).await;
     let theirs = ledger
-        .accept(&sign(&report(MONITOR_B, 48.5, 37.6), &[monitor_b]))
+        .accept(&sign(&ledger.report(MONITOR_B, 48.5, 37.6), &[monitor_b]))
         .await;
     assert_eq!(ledger.counts().await, [2, 1, 0]);
-    let by_a = |body: Body| sign(&event(MONITOR_A, body), &[monitor_a]);
+    let by_a = |body: Body| sign(&ledger.event(MONITOR_A, body), &[monitor_a]);
 
     // By someone other than the observation's author.
-    let signed = sign(&event(MONITOR_B, retract(&first)), &[monitor_b]);
+    let signed = sign(&ledger.event(MONITOR_B, retract(&first)), &[monitor_b]);
     let message = format!(
         "only the author \"monitor-a\" may amend entry {}",
         first.seq
     );
     assert_refused(&ledger, signed, Code::PermissionDenied, &message).await;
-    let signed = sign(&event(SIGNATORY_A, retract(&first)), &[a]);
+    let signed = sign(&ledger.event(SIGNATORY_A, retract(&first)), &[a]);
     let message = "amendments must come from a monitor; \"signatory-a\" is a signatory";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
-    let signed = sign(&event(MONITOR_A, retract(&first)), &[monitor_b]);
+    let signed = sign(&ledger.event(MONITOR_A, retract(&first)), &[monitor_b]);
     let message = "does not belong to the author \"monitor-a\"";
     assert_refused(&ledger, signed, Code::PermissionDenied, message).await;
 
@@ -946,7 +833,7 @@ async fn amendments_and_disputes_name_an_observation_of_their_own() {
     assert_refused(&ledger, signed, invalid, &message).await;
 
     // Malformed amendments.
-    let correction = observation_of(&report(MONITOR_A, 48.5, 37.7));
+    let correction = ledger.scenario().observation().at(48.5, 37.7).message();
     let signed = by_a(amendment(
         first.seq,
         &first.leaf_hash,
@@ -1017,7 +904,7 @@ async fn amendments_and_disputes_name_an_observation_of_their_own() {
     assert_eq!(ledger.counts().await, [2, 0, 0]);
 
     // Disputes: by one signatory, of an observation.
-    let by_c = |body: Body| sign(&event(SIGNATORY_C, body), &[c]);
+    let by_c = |body: Body| sign(&ledger.event(SIGNATORY_C, body), &[c]);
     assert!(!ledger.pair(WEST, CEASEFIRE).await.disputed);
     let signed = by_c(dispute(governance.seq, &governance.leaf_hash));
     let message = format!(
@@ -1037,7 +924,7 @@ async fn amendments_and_disputes_name_an_observation_of_their_own() {
     }
     assert_refused(&ledger, by_c(body), invalid, "dispute.reason is required").await;
     let signed = sign(
-        &event(MONITOR_A, dispute(theirs.seq, &theirs.leaf_hash)),
+        &ledger.event(MONITOR_A, dispute(theirs.seq, &theirs.leaf_hash)),
         &[monitor_a],
     );
     let message = "disputes must come from a signatory; \"monitor-a\" is a monitor";
@@ -1061,7 +948,7 @@ async fn parties_zones_and_commitments_are_validated() {
     let invalid = Code::InvalidArgument;
 
     // Parties.
-    let monitor_c = key(0x33);
+    let monitor_c = seeded_key(0x33);
     let mut bad = party("monitor-c", Role::Monitor, &[&monitor_c]);
     bad.role = 99;
     let message = "register_party.party.role: unknown value 99";
@@ -1101,7 +988,7 @@ async fn parties_zones_and_commitments_are_validated() {
     let signed = ledger.govern(register(party(
         "monitor-c",
         Role::Monitor,
-        &[&ledger.monitor_a],
+        &[ledger.key(MONITOR_A)],
     )));
     let message = "is already registered to \"monitor-a\"";
     assert_refused(&ledger, signed, invalid, message).await;
@@ -1126,19 +1013,19 @@ async fn parties_zones_and_commitments_are_validated() {
         .await;
 
     // Keys.
-    let signed = ledger.govern(add_key(MONITOR_B, &ledger.monitor_a));
+    let signed = ledger.govern(add_key(MONITOR_B, ledger.key(MONITOR_A)));
     let message = "is already registered to \"monitor-a\"; keys are never reused";
     assert_refused(&ledger, signed, invalid, message).await;
     let signed = ledger.govern(add_key(MONITOR_B, ledger.signatory(2)));
     let message = "is already registered to \"signatory-c\"; keys are never reused";
     assert_refused(&ledger, signed, invalid, message).await;
-    let signed = ledger.govern(add_key("monitor-z", &key(0x36)));
+    let signed = ledger.govern(add_key("monitor-z", &seeded_key(0x36)));
     let message = "add_key.party_id: unknown party \"monitor-z\"";
     assert_refused(&ledger, signed, invalid, message).await;
-    let signed = ledger.govern(revoke_key(MONITOR_B, &ledger.monitor_a));
+    let signed = ledger.govern(revoke_key(MONITOR_B, ledger.key(MONITOR_A)));
     assert_refused(&ledger, signed, invalid, "is not a key of \"monitor-b\"").await;
     ledger
-        .accept(&ledger.govern(add_key(MONITOR_B, &key(0x36))))
+        .accept(&ledger.govern(add_key(MONITOR_B, &seeded_key(0x36))))
         .await;
 
     // Polygons.
@@ -1289,18 +1176,11 @@ async fn parties_zones_and_commitments_are_validated() {
 }
 
 /// Starts a node on a fresh directory with `genesis` as its bootstrap.
-async fn start_with_genesis(
-    operator: &SigningKey,
-    genesis: SignedEvent,
-) -> (anyhow::Result<Node>, TempDir) {
+async fn start_with_genesis(genesis: SignedEvent) -> (anyhow::Result<Node>, TempDir) {
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
     let started = node::start(NodeConfig {
         bootstrap: vec![genesis],
-        ..NodeConfig::new(
-            dir.path().to_path_buf(),
-            "127.0.0.1:0".parse().unwrap(),
-            operator.clone(),
-        )
+        ..node_config(dir.path(), &accord())
     })
     .await;
     (started, dir)
@@ -1310,9 +1190,9 @@ async fn start_with_genesis(
 /// on one that breaks them (the Submit path, through `node::start`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_genesis_must_meet_its_own_threshold_and_rules() {
-    let operator = key(0x10);
-    let [a, b, c] = [key(0x21), key(0x22), key(0x23)];
-    let a2 = key(0x24);
+    let operator = seeded_key(0x10);
+    let [a, b, c] = [seeded_key(0x21), seeded_key(0x22), seeded_key(0x23)];
+    let a2 = seeded_key(0x24);
     let three = || {
         vec![
             party(SIGNATORY_A, Role::Signatory, &[&a, &a2]),
@@ -1335,7 +1215,7 @@ async fn a_genesis_must_meet_its_own_threshold_and_rules() {
             "co-signed by a key it does not name",
             sign(
                 &genesis(SIGNATORY_A, three(), 2, &operator),
-                &[&a, &b, &key(0x66)],
+                &[&a, &b, &seeded_key(0x66)],
             ),
             "is not registered to any party",
         ),
@@ -1361,7 +1241,10 @@ async fn a_genesis_must_meet_its_own_threshold_and_rules() {
         ),
         (
             "another operator key",
-            sign(&genesis(SIGNATORY_A, three(), 2, &key(0x11)), &[&a, &b]),
+            sign(
+                &genesis(SIGNATORY_A, three(), 2, &seeded_key(0x11)),
+                &[&a, &b],
+            ),
             "is not the one the genesis names",
         ),
         (
@@ -1371,7 +1254,7 @@ async fn a_genesis_must_meet_its_own_threshold_and_rules() {
         ),
     ];
     for (what, signed, message) in cases {
-        let (started, _dir) = start_with_genesis(&operator, signed).await;
+        let (started, _dir) = start_with_genesis(signed).await;
         let error = match started {
             Ok(_) => panic!("{what}: the node started"),
             Err(error) => format!("{error:#}"),
@@ -1388,10 +1271,10 @@ async fn a_genesis_must_meet_its_own_threshold_and_rules() {
         (SIGNATORY_A, vec![&a2, &c]),
     ] {
         let signed = sign(&genesis(author, three(), 2, &operator), &keys);
-        let (started, _dir) = start_with_genesis(&operator, signed).await;
+        let (started, _dir) = start_with_genesis(signed).await;
         let node = started.expect("a valid genesis was refused");
-        let mut client = common::connect(&node).await;
-        let checkpoint = checkpoint_of(&mut client, ORIGIN, &operator.verifying_key()).await;
+        let mut client = connect(&node).await;
+        let checkpoint = checkpoint(&mut client, &accord().note_verifier()).await;
         assert_eq!(checkpoint.tree_size, 1);
         drop(client);
         node.shutdown().await.expect("the node failed to shut down");
@@ -1403,43 +1286,29 @@ async fn a_genesis_must_meet_its_own_threshold_and_rules() {
 /// release races with `node::start` returning, so the test tries 10 times.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_genesis_leaves_the_directory_free_for_a_valid_one() {
-    let operator = key(0x10);
-    let signatories = [key(0x21), key(0x22), key(0x23)];
-    let parties = || {
-        [SIGNATORY_A, SIGNATORY_B, SIGNATORY_C]
-            .iter()
-            .zip(&signatories)
-            .map(|(id, key)| party(id, Role::Signatory, &[key]))
-            .collect::<Vec<_>>()
-    };
+    let accord = accord();
     for round in 0..10 {
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let config = |genesis: SignedEvent| NodeConfig {
             bootstrap: vec![genesis],
-            ..NodeConfig::new(
-                dir.path().to_path_buf(),
-                "127.0.0.1:0".parse().unwrap(),
-                operator.clone(),
-            )
+            ..node_config(dir.path(), &accord)
         };
         let below = sign(
-            &genesis(SIGNATORY_A, parties(), 2, &operator),
-            &[&signatories[0]],
+            &accord.event(SIGNATORY_A, accord.genesis_body()),
+            &[accord.key(SIGNATORY_A)],
         );
         let error = node::start(config(below))
             .await
             .err()
             .expect("a genesis below its threshold was accepted");
         assert!(format!("{error:#}").contains("governance needs 2 distinct signatories"));
-        let valid = sign(
-            &genesis(SIGNATORY_A, parties(), 2, &operator),
-            &[&signatories[0], &signatories[1]],
-        );
-        let node = node::start(config(valid)).await.unwrap_or_else(|error| {
-            panic!("round {round}: the refused node still holds the directory: {error:#}")
-        });
-        let mut client = common::connect(&node).await;
-        let checkpoint = checkpoint_of(&mut client, ORIGIN, &operator.verifying_key()).await;
+        let node = node::start(config(accord.genesis()))
+            .await
+            .unwrap_or_else(|error| {
+                panic!("round {round}: the refused node still holds the directory: {error:#}")
+            });
+        let mut client = connect(&node).await;
+        let checkpoint = checkpoint(&mut client, &accord.note_verifier()).await;
         assert_eq!(
             checkpoint.tree_size, 1,
             "the refused genesis left entries behind"

@@ -4,8 +4,6 @@
 //! Every receipt, entry and proof is checked with the crate's verifiers
 //! (merkle, checkpoint, leaf), with leaf hashes recomputed here with sha2.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -18,13 +16,13 @@ use ceasefire_grpc::proto::{
     event::Body, submit_result::Outcome, Event, Evidence, GetConsistencyProofRequest,
     GetInclusionProofRequest, Receipt, Signature, SignedEvent, SubmitResult,
 };
-use ceasefire_ledger::dev;
+use ceasefire_node::node::{self, NodeConfig};
 use ceasefire_node::sequencer::SequencerConfig;
-use common::{
-    check_receipt, checkpoint, connect, get_entries, hash32, leaf_hash, observation,
-    observation_event, proof_hashes, start_node, streamed_receipt, Client, TestNode,
-    BOOTSTRAP_ENTRIES,
+use ceasefire_testkit::fixture::{
+    checkpoint, connect, get_entries, hash32, leaf_hash, node_config, proof_hashes,
+    streamed_receipt, Client, TestNode,
 };
+use ceasefire_testkit::scenario::{Scenario, BOOTSTRAP_ENTRIES, DEV_SIGNATORY};
 use ed25519_dalek::{Signer, SigningKey};
 use prost::Message;
 use tonic::Code;
@@ -42,18 +40,19 @@ async fn concurrent_submissions_get_contiguous_seqs_and_valid_receipts() {
     const TASKS: usize = 8;
     const PER_TASK: usize = 25;
     let node = TestNode::start().await;
-    let operator = node.operator_key();
     assert_eq!(node.checkpoint().await.tree_size, BOOTSTRAP_ENTRIES);
 
     let mut tasks = Vec::new();
     for task in 0..TASKS {
         let mut client = node.new_client().await;
-        let monitor = node.monitor().clone();
+        let scenario = node.scenario.clone();
         tasks.push(tokio::spawn(async move {
             let mut receipts = Vec::new();
             for i in 0..PER_TASK {
-                let event = observation(&format!("task {task} report {i}"));
-                let signed = sign(&event, &[&monitor]);
+                let signed = scenario
+                    .observation()
+                    .narrative(&format!("task {task} report {i}"))
+                    .signed();
                 let receipt = submit_ok(&mut client, &signed).await;
                 receipts.push((signed, receipt));
             }
@@ -64,7 +63,7 @@ async fn concurrent_submissions_get_contiguous_seqs_and_valid_receipts() {
     let mut leaf_hashes = BTreeSet::new();
     for task in tasks {
         for (signed, receipt) in task.await.expect("a submitting task panicked") {
-            check_receipt(&receipt, &signed, &operator);
+            node.check_receipt(&receipt, &signed);
             assert!(seqs.insert(receipt.seq), "seq {} given twice", receipt.seq);
             assert!(leaf_hashes.insert(receipt.leaf_hash.clone()));
         }
@@ -180,7 +179,7 @@ async fn get_entries_returns_a_chained_log_that_rebuilds_the_root() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistency_and_inclusion_proofs_verify_between_checkpoints() {
     let node = TestNode::start().await;
-    let operator = node.operator_key();
+    let verifier = node.scenario.note_verifier();
     let mut client = node.client.clone();
     // Rounds of different sizes, so the checkpoints cover powers of two and
     // sizes on either side of them (4, 5, 7, 8, 9, 12, 16, 17, 21, 32, 33).
@@ -200,7 +199,7 @@ async fn consistency_and_inclusion_proofs_verify_between_checkpoints() {
         for handle in handles {
             handle.await.unwrap();
         }
-        checkpoints.push(checkpoint(&mut client, &operator).await);
+        checkpoints.push(checkpoint(&mut client, &verifier).await);
     }
     let sizes: Vec<u64> = checkpoints.iter().map(|c| c.tree_size).collect();
     assert_eq!(sizes, [4, 5, 7, 8, 9, 12, 16, 17, 21, 32, 33]);
@@ -382,7 +381,7 @@ async fn a_restarted_node_serves_the_same_log_and_continues_the_chain() {
     drop(client);
 
     let node = node.restart().await;
-    let operator = node.operator_key();
+    let verifier = node.scenario.note_verifier();
     let mut client = node.client.clone();
     let after = node.checkpoint().await;
     assert_eq!(after, before, "checkpoint changed across the restart");
@@ -414,7 +413,7 @@ async fn a_restarted_node_serves_the_same_log_and_continues_the_chain() {
     // A new submission continues the chain from the last entry.
     let signed = node.signed_observation("after the restart");
     let receipt = submit_ok(&mut client, &signed).await;
-    check_receipt(&receipt, &signed, &operator);
+    node.check_receipt(&receipt, &signed);
     assert_eq!(receipt.seq, before.tree_size);
     let leaf = Leaf::decode(&receipt.leaf).unwrap();
     assert_eq!(leaf.prev_leaf_hash, *hashes.last().unwrap());
@@ -422,7 +421,7 @@ async fn a_restarted_node_serves_the_same_log_and_continues_the_chain() {
         .unwrap()
         .received_at_micros;
     assert!(leaf.received_at_micros >= last_time);
-    let grown = checkpoint(&mut client, &operator).await;
+    let grown = checkpoint(&mut client, &verifier).await;
     assert_eq!(grown.tree_size, before.tree_size + 1);
     let proof = client
         .get_consistency_proof(GetConsistencyProofRequest {
@@ -441,57 +440,29 @@ async fn a_restarted_node_serves_the_same_log_and_continues_the_chain() {
     )
     .unwrap();
     // Nonces survive the restart: an old entry resubmitted is still itself.
-    let old = Leaf::decode(&entries_before[BOOTSTRAP_ENTRIES as usize].leaf).unwrap();
-    let replay = SignedEvent {
-        payload: old.payload.clone(),
-        signatures: old
-            .signatures
-            .iter()
-            .map(|s| Signature {
-                public_key: s.public_key.to_vec(),
-                signature: s.signature.to_vec(),
-            })
-            .collect(),
-    };
+    let replay = signed_event_of(&entries_before[BOOTSTRAP_ENTRIES as usize].leaf);
     let receipt = submit_ok(&mut client, &replay).await;
     assert_eq!(receipt.seq, BOOTSTRAP_ENTRIES);
     assert_eq!(
-        checkpoint(&mut client, &operator).await.tree_size,
+        checkpoint(&mut client, &verifier).await.tree_size,
         grown.tree_size
     );
 
     drop(client);
     // And once more, with the new entry, given a fresh dev bootstrap as
     // `serve --dev` does on every start: ignored for an existing log.
-    let TestNode {
-        node: running,
-        dir,
-        keys,
-        client,
-    } = node;
-    drop(client);
-    running.shutdown().await.unwrap();
-    let running = start_node(dir.path(), &keys, dev::bootstrap_events(&keys)).await;
-    let mut client = connect(&running).await;
-    assert_eq!(checkpoint(&mut client, &operator).await, grown);
-    drop(client);
-    running.shutdown().await.unwrap();
+    let (dir, scenario) = node.stop().await;
+    let node = TestNode::start_in(dir, scenario).await;
+    assert_eq!(node.checkpoint().await, grown);
+    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_directory_without_a_genesis_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dev::ensure_dev_keys(dir.path()).unwrap();
-    let result = ceasefire_node::node::start(ceasefire_node::node::NodeConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        operator_key: keys.operator.key.clone(),
+    let result = node::start(NodeConfig {
         bootstrap: Vec::new(),
-        sequencer: SequencerConfig::default(),
-        startup_check: ceasefire_node::sequencer::StartupCheck::Full,
-        tls: None,
-        metrics_listen: None,
-        max_payload_bytes: ceasefire_core::leaf::MAX_PAYLOAD_BYTES,
+        ..node_config(dir.path(), &Scenario::dev_with_random_keys())
     })
     .await;
     let error = result
@@ -509,21 +480,23 @@ async fn every_receipt_given_before_a_shutdown_survives_it() {
     let TestNode {
         node: running,
         dir,
-        keys,
+        scenario,
         client,
     } = TestNode::start().await;
     drop(client);
-    let operator = keys.operator.key.verifying_key();
     let (receipts, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = Vec::new();
     for task in 0..TASKS {
         let mut client = connect(&running).await;
-        let monitor = keys.monitor.key.clone();
+        let scenario = scenario.clone();
         let receipts = receipts.clone();
         tasks.push(tokio::spawn(async move {
             // Submit until the node stops answering.
             for i in 0..10_000 {
-                let signed = sign(&observation(&format!("task {task}, {i}")), &[&monitor]);
+                let signed = scenario
+                    .observation()
+                    .narrative(&format!("task {task}, {i}"))
+                    .signed();
                 match client.submit(signed.clone()).await {
                     Ok(receipt) => {
                         let _ = receipts.send((signed, receipt.into_inner()));
@@ -551,13 +524,13 @@ async fn every_receipt_given_before_a_shutdown_survives_it() {
         landed.push(receipt);
     }
 
-    let running = start_node(dir.path(), &keys, Vec::new()).await;
-    let mut client = connect(&running).await;
-    let head = checkpoint(&mut client, &operator).await;
+    let node = TestNode::resume(dir, scenario).await;
+    let mut client = node.client.clone();
+    let head = node.checkpoint().await;
     let entries = get_entries(&mut client, 0, head.tree_size).await.unwrap();
     check_chain(&entries);
     for (signed, receipt) in &landed {
-        check_receipt(receipt, signed, &operator);
+        node.check_receipt(receipt, signed);
         let entry = entries
             .get(receipt.seq as usize)
             .unwrap_or_else(|| panic!("receipted entry {} was lost", receipt.seq));
@@ -586,7 +559,7 @@ async fn every_receipt_given_before_a_shutdown_survives_it() {
         .unwrap();
     }
     drop(client);
-    running.shutdown().await.unwrap();
+    node.shutdown().await;
 }
 
 /// The entry at `seq` as a SignedEvent, rebuilt from its leaf.
@@ -608,16 +581,15 @@ fn signed_event_of(leaf: &[u8]) -> SignedEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubmitting_is_idempotent_and_a_replayed_nonce_is_refused() {
     let node = TestNode::start().await;
-    let operator = node.operator_key();
     let mut client = node.client.clone();
-    let event = observation("seen once");
+    let event = node.scenario.observation().narrative("seen once").event();
     let signed = sign(&event, &[node.monitor()]);
     let first = submit_ok(&mut client, &signed).await;
-    check_receipt(&first, &signed, &operator);
+    node.check_receipt(&first, &signed);
     let size = node.checkpoint().await;
 
     let again = submit_ok(&mut client, &signed).await;
-    check_receipt(&again, &signed, &operator);
+    node.check_receipt(&again, &signed);
     assert_eq!(again.seq, first.seq);
     assert_eq!(again.leaf_hash, first.leaf_hash);
     assert_eq!(again.leaf, first.leaf);
@@ -630,7 +602,7 @@ async fn resubmitting_is_idempotent_and_a_replayed_nonce_is_refused() {
     // After other entries, the receipt carries a newer checkpoint and proof.
     submit_ok(&mut client, &node.signed_observation("another")).await;
     let later = submit_ok(&mut client, &signed).await;
-    check_receipt(&later, &signed, &operator);
+    node.check_receipt(&later, &signed);
     assert_eq!(later.seq, first.seq);
     assert_eq!(later.leaf_hash, first.leaf_hash);
     assert_eq!(
@@ -640,7 +612,7 @@ async fn resubmitting_is_idempotent_and_a_replayed_nonce_is_refused() {
     let size = node.checkpoint().await;
 
     // The same identical event twice at once (likely one batch): one entry.
-    let twin = sign(&observation("twins"), &[node.monitor()]);
+    let twin = node.signed_observation("twins");
     let (mut one, mut two) = (client.clone(), client.clone());
     let (a, b) = tokio::join!(submit_ok(&mut one, &twin), submit_ok(&mut two, &twin));
     assert_eq!((a.seq, &a.leaf_hash), (b.seq, &b.leaf_hash));
@@ -655,21 +627,17 @@ async fn resubmitting_is_idempotent_and_a_replayed_nonce_is_refused() {
     assert_eq!(receipt.leaf, genesis.leaf);
 
     // Same author and nonce, different bytes: ALREADY_EXISTS.
-    let mut different = event.clone();
-    if let Some(Body::Observation(observation)) = &mut different.body {
-        observation.narrative = "seen differently".into();
-    }
-    let replay = sign(&different, &[node.monitor()]);
+    let replay = node
+        .scenario
+        .observation()
+        .narrative("seen differently")
+        .nonce(&event.nonce)
+        .signed();
     let status = client.submit(replay.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
     // Even when the first one is still in the same batch.
-    let mut fresh = observation("first of a pair");
     let (x, y) = {
-        let first = sign(&fresh, &[node.monitor()]);
-        if let Some(Body::Observation(observation)) = &mut fresh.body {
-            observation.narrative = "second of a pair".into();
-        }
-        let second = sign(&fresh, &[node.monitor()]);
+        let (first, second) = one_nonce_two_payloads(&node);
         let (mut one, mut two) = (client.clone(), client.clone());
         tokio::join!(one.submit(first), two.submit(second))
     };
@@ -685,8 +653,8 @@ async fn resubmitting_is_idempotent_and_a_replayed_nonce_is_refused() {
 
     // After a restart, with nothing of the run left in memory: both still
     // hold.
-    let (dir, keys) = node.stop().await;
-    let node = TestNode::resume(dir, keys).await;
+    let (dir, scenario) = node.stop().await;
+    let node = TestNode::resume(dir, scenario).await;
     let mut client = node.client.clone();
     let again = submit_ok(&mut client, &signed).await;
     assert_eq!((again.seq, &again.leaf), (first.seq, &first.leaf));
@@ -706,17 +674,13 @@ async fn one_batch_sorts_out_duplicates_and_replays() {
         ..SequencerConfig::default()
     })
     .await;
-    let operator = node.operator_key();
     let mut client = node.client.clone();
     let durable = node.signed_observation("already durable");
     let durable_receipt = submit_ok(&mut client, &durable).await;
     let size = node.checkpoint().await.tree_size;
 
     let twin = node.signed_observation("twin");
-    let mut pair = observation("first of a pair");
-    let first = sign(&pair, &[node.monitor()]);
-    with_observation(&mut pair, |o| o.narrative = "second of a pair".into());
-    let second = sign(&pair, &[node.monitor()]);
+    let (first, second) = one_nonce_two_payloads(&node);
     let single = node.signed_observation("single");
     let submissions = [
         twin.clone(),
@@ -739,7 +703,7 @@ async fn one_batch_sorts_out_duplicates_and_replays() {
     };
     for (index, signed) in submissions.iter().enumerate() {
         if let Ok(receipt) = &results[index] {
-            check_receipt(receipt, signed, &operator);
+            node.check_receipt(receipt, signed);
         }
     }
     // Identical twins: one entry.
@@ -794,30 +758,30 @@ fn wire(key: &SigningKey, signature: [u8; 64]) -> Signature {
     }
 }
 
-fn with_observation(
-    event: &mut Event,
-    change: impl FnOnce(&mut ceasefire_grpc::proto::Observation),
-) {
-    match &mut event.body {
-        Some(Body::Observation(observation)) => change(observation),
-        _ => unreachable!("not an observation"),
-    }
+/// Two valid observations by the monitor with one nonce and different
+/// narratives ("first of a pair", "second of a pair").
+fn one_nonce_two_payloads(node: &TestNode) -> (SignedEvent, SignedEvent) {
+    let first = node.signed_observation("first of a pair");
+    let nonce = Event::decode(first.payload.as_slice()).unwrap().nonce;
+    let second = node.scenario.observation().narrative("second of a pair");
+    (first, second.nonce(&nonce).signed())
 }
 
-/// A valid observation carrying `items` evidence references with 2,000-byte
-/// URIs: about 2 KiB of payload each.
-fn evidence_heavy(items: usize) -> Event {
-    let mut event = observation("large evidence list");
-    with_observation(&mut event, |o| {
-        o.evidence = (0..items)
-            .map(|i| Evidence {
-                sha256: vec![i as u8; 32],
-                media_type: "image/jpeg".into(),
-                uri: format!("https://evidence.example.org/{i:04}/{}", "a".repeat(1_960)),
-            })
-            .collect();
-    });
-    event
+/// A valid observation by the monitor carrying `items` evidence references
+/// with 2,000-byte URIs: about 2 KiB of payload each.
+fn evidence_heavy(node: &TestNode, items: usize) -> SignedEvent {
+    let evidence = (0..items)
+        .map(|i| Evidence {
+            sha256: vec![i as u8; 32],
+            media_type: "image/jpeg".into(),
+            uri: format!("https://evidence.example.org/{i:04}/{}", "a".repeat(1_960)),
+        })
+        .collect();
+    node.scenario
+        .observation()
+        .narrative("large evidence list")
+        .evidence(evidence)
+        .signed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -825,7 +789,8 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     let node = TestNode::start().await;
     let monitor = node.monitor().clone();
     let signatory = node.signatory().clone();
-    let good = sign(&observation("good"), &[&monitor]);
+    let observation = |narrative: &str| node.scenario.observation().narrative(narrative);
+    let good = observation("good").signed();
 
     // Payload that is not an Event (a truncated varint), validly signed.
     let garbage = vec![0xff; 8];
@@ -862,7 +827,7 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
         .await;
     }
 
-    let other = sign(&observation("other"), &[&monitor]);
+    let other = observation("other").signed();
     let signed = SignedEvent {
         payload: good.payload.clone(),
         signatures: other.signatures.clone(),
@@ -885,13 +850,13 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     assert_refused(&node, "no domain tag", signed, Code::Unauthenticated).await;
 
     let stranger = SigningKey::from_bytes(&[0x5a; 32]);
-    let signed = sign(&observation("by a stranger"), &[&stranger]);
+    let signed = observation("by a stranger").signed_by(&[&stranger]);
     assert_refused(&node, "unregistered key", signed, Code::PermissionDenied).await;
     // A registered key of the wrong party beside the author's.
-    let signed = sign(&observation("co-signed"), &[&monitor, &signatory]);
+    let signed = observation("co-signed").signed_by(&[&monitor, &signatory]);
     assert_refused(&node, "another party's key", signed, Code::PermissionDenied).await;
 
-    let mut event = observation("elsewhere");
+    let mut event = observation("elsewhere").event();
     event.agreement_id = "another-agreement".into();
     let signed = sign(&event, &[&monitor]);
     assert_refused(&node, "wrong agreement", signed, Code::FailedPrecondition).await;
@@ -899,13 +864,11 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     // Over the 32 KiB payload cap but under the gRPC message limit, and
     // valid in every other way (evidence URIs are 2 KiB each; the same
     // observation with fewer of them is accepted below).
-    let signed = sign(&evidence_heavy(17), &[&monitor]);
+    let signed = evidence_heavy(&node, 17);
     assert!(signed.payload.len() > 32 * 1024);
     assert!(signed.encoded_len() < ceasefire_grpc::MAX_GRPC_MESSAGE_BYTES);
     assert_refused(&node, "payload over 32 KiB", signed, Code::InvalidArgument).await;
-    let mut event = observation("");
-    with_observation(&mut event, |o| o.narrative = "x".repeat(33 * 1024));
-    let signed = sign(&event, &[&monitor]);
+    let signed = observation(&"x".repeat(33 * 1024)).signed();
     assert!(signed.payload.len() > 32 * 1024);
     assert_refused(
         &node,
@@ -916,9 +879,7 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     .await;
 
     // Over the gRPC message limit: refused (whatever the code), nothing written.
-    let mut event = observation("");
-    with_observation(&mut event, |o| o.narrative = "x".repeat(100 * 1024));
-    let signed = sign(&event, &[&monitor]);
+    let signed = observation(&"x".repeat(100 * 1024)).signed();
     let before = node.checkpoint().await;
     let status = node.client.clone().submit(signed).await.unwrap_err();
     assert_ne!(status.code(), Code::Ok);
@@ -929,9 +890,7 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     );
 
     // Over the narrative cap (4 KiB) but under the payload cap.
-    let mut event = observation("");
-    with_observation(&mut event, |o| o.narrative = "x".repeat(5 * 1024));
-    let signed = sign(&event, &[&monitor]);
+    let signed = observation(&"x".repeat(5 * 1024)).signed();
     assert_refused(&node, "narrative over 4 KiB", signed, Code::InvalidArgument).await;
 
     let mut signed = good.clone();
@@ -942,21 +901,18 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
         .map(|i| SigningKey::from_bytes(&[i; 32]))
         .collect();
     let many: Vec<&SigningKey> = many.iter().collect();
-    let signed = sign(&observation("33 signatures"), &many);
+    let signed = observation("33 signatures").signed_by(&many);
     assert_refused(&node, "33 signatures", signed, Code::InvalidArgument).await;
 
-    let mut event = observation("short nonce");
-    event.nonce = vec![1, 2, 3, 4];
-    let signed = sign(&event, &[&monitor]);
+    let signed = observation("short nonce").nonce(&[1, 2, 3, 4]).signed();
     assert_refused(&node, "4-byte nonce", signed, Code::InvalidArgument).await;
 
-    let mut event = observation("no time");
+    let mut event = observation("no time").event();
     event.created_at = None;
     let signed = sign(&event, &[&monitor]);
     assert_refused(&node, "no created_at", signed, Code::InvalidArgument).await;
 
-    let event = observation_event(dev::DEV_SIGNATORY, "not a monitor");
-    let signed = sign(&event, &[&signatory]);
+    let signed = observation("not a monitor").by(DEV_SIGNATORY).signed();
     assert_refused(
         &node,
         "observation by a signatory",
@@ -965,7 +921,7 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     )
     .await;
 
-    let mut event = observation("from the future");
+    let mut event = observation("from the future").event();
     event.created_at.as_mut().unwrap().seconds += 3600;
     let future_nonce = event.nonce.clone();
     let signed = sign(&event, &[&monitor]);
@@ -977,11 +933,9 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     )
     .await;
 
-    let mut event = observation("ends in the future");
-    with_observation(&mut event, |o| {
-        o.observed_until.as_mut().unwrap().seconds += 3600;
-    });
-    let signed = sign(&event, &[&monitor]);
+    let signed = observation("ends in the future")
+        .with(|o| o.observed_until.as_mut().unwrap().seconds += 3600)
+        .signed();
     assert_refused(
         &node,
         "observed_until an hour ahead",
@@ -990,15 +944,12 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     )
     .await;
 
-    let mut event = observation("far away");
-    with_observation(&mut event, |o| {
-        o.location.as_mut().unwrap().point.as_mut().unwrap().lat = 10.0;
-    });
-    let signed = sign(&event, &[&monitor]);
+    let signed = observation("far away")
+        .with(|o| o.location.as_mut().unwrap().point.as_mut().unwrap().lat = 10.0)
+        .signed();
     assert_refused(&node, "outside every zone", signed, Code::InvalidArgument).await;
 
-    let keys = dev::ensure_dev_keys(node.dir.path()).unwrap();
-    let second_genesis = dev::bootstrap_events(&keys).remove(0);
+    let second_genesis = node.scenario.genesis();
     assert!(matches!(
         Event::decode(second_genesis.payload.as_slice())
             .unwrap()
@@ -1016,19 +967,20 @@ async fn bad_submissions_get_precise_codes_and_change_nothing() {
     // A refused event consumed nothing: its nonce is still free, and the
     // ledger still takes good events, right after the last entry.
     let size = node.checkpoint().await.tree_size;
-    let mut event = observation("from the present");
-    event.nonce = future_nonce;
+    let signed = observation("from the present")
+        .nonce(&future_nonce)
+        .signed();
     let mut client = node.client.clone();
-    let receipt = submit_ok(&mut client, &sign(&event, &[&monitor])).await;
+    let receipt = submit_ok(&mut client, &signed).await;
     assert_eq!(receipt.seq, size);
     let receipt = submit_ok(&mut client, &good).await;
     assert_eq!(receipt.seq, size + 1);
     // Just under the payload cap: accepted.
-    let large = sign(&evidence_heavy(15), &[&monitor]);
+    let large = evidence_heavy(&node, 15);
     assert!(large.payload.len() > 30 * 1024 && large.payload.len() <= 32 * 1024);
     let receipt = submit_ok(&mut client, &large).await;
     assert_eq!(receipt.seq, size + 2);
-    check_receipt(&receipt, &large, &node.operator_key());
+    node.check_receipt(&receipt, &large);
     assert_eq!(node.checkpoint().await.tree_size, size + 3);
     // Nothing refused reached the log.
     let entries = node.read_log().await;
@@ -1068,19 +1020,24 @@ fn streamed_refusal(answer: &SubmitResult) -> Code {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submit_stream_answers_every_event_in_order_and_goes_on_after_refusals() {
     let node = TestNode::start().await;
-    let operator = node.operator_key();
-    let monitor = node.monitor().clone();
     let before = node.checkpoint().await.tree_size;
 
     let fresh: Vec<SignedEvent> = (0..300)
-        .map(|i| sign(&observation(&format!("bulk report {i}")), &[&monitor]))
+        .map(|i| node.signed_observation(&format!("bulk report {i}")))
         .collect();
     let mut forged = fresh[7].clone();
     forged.signatures[0].signature[5] ^= 0x01;
-    let by_signatory = sign(&observation("not a monitor"), &[node.signatory()]);
-    let mut replayed_nonce = Event::decode(fresh[3].payload.as_slice()).unwrap();
-    with_observation(&mut replayed_nonce, |o| o.narrative = "other bytes".into());
-    let replayed_nonce = sign(&replayed_nonce, &[&monitor]);
+    let by_signatory = node
+        .scenario
+        .observation()
+        .narrative("not a monitor")
+        .signed_by(&[node.signatory()]);
+    let replayed_nonce = node
+        .scenario
+        .observation()
+        .narrative("other bytes")
+        .nonce(&Event::decode(fresh[3].payload.as_slice()).unwrap().nonce)
+        .signed();
 
     // 0..100 fresh, then four refusals and one identical resubmission, then
     // 200 more fresh: the stream goes on after each refusal.
@@ -1127,7 +1084,7 @@ async fn a_submit_stream_answers_every_event_in_order_and_goes_on_after_refusals
         .chain(&answers[resubmitted_at + 1..]);
     for (expected_seq, (answer, signed)) in (before..).zip(fresh_answers.zip(&fresh)) {
         let receipt = streamed_receipt(answer);
-        check_receipt(receipt, signed, &operator);
+        node.check_receipt(receipt, signed);
         assert_eq!(receipt.seq, expected_seq);
     }
     let after = node.checkpoint().await.tree_size;

@@ -4,12 +4,8 @@
 //! entry lost), the TOML config file and JSON logs.
 //!
 //! Certificates are made here with rcgen; the binary is the one cargo built
-//! for this test, run through `tests/common/binary.rs`. Every wait is
+//! for this test, run through the test kit's harness. Every wait is
 //! bounded.
-
-#[path = "common/binary.rs"]
-mod binary;
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -19,19 +15,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use binary::{free_port, Serve};
 use ceasefire_core::leaf::Leaf;
-use ceasefire_grpc::client::{self, sign, ClientTls};
+use ceasefire_grpc::client::{self, ClientTls};
 use ceasefire_grpc::proto::{
     compliance_client::ComplianceClient, Receipt, SignedEvent, StatusChange, StatusFilter,
     SubscribeRequest,
 };
-use ceasefire_ledger::dev::{self, DevKeys};
-use ceasefire_ledger::keyfile::KeyFile;
+use ceasefire_ledger::dev;
 use ceasefire_node::node::{self, Node, NodeConfig};
 use ceasefire_node::server::TlsFiles;
 use ceasefire_node::storage::Store;
-use common::{checkpoint, leaf_hash, observation, Client, BOOTSTRAP_ENTRIES};
+use ceasefire_testkit::fixture::{checkpoint, leaf_hash, node_config, Client};
+use ceasefire_testkit::harness::{command, free_port, tree_size, Serve};
+use ceasefire_testkit::scenario::{Scenario, BOOTSTRAP_ENTRIES};
 use prost::Message;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -60,16 +56,7 @@ const EXIT_WAIT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------
 // In-process nodes
 
-/// A dev ledger's node configuration on `127.0.0.1:0`, everything else default.
-fn dev_config(dir: &Path, keys: &DevKeys) -> NodeConfig {
-    let mut config = NodeConfig::new(
-        dir.to_path_buf(),
-        "127.0.0.1:0".parse().unwrap(),
-        keys.operator.key.clone(),
-    );
-    config.bootstrap = dev::bootstrap_events(keys);
-    config
-}
+const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
 
 async fn start(config: NodeConfig) -> Node {
     tokio::time::timeout(START_WAIT, node::start(config))
@@ -203,16 +190,15 @@ async fn try_checkpoint(url: &str, tls: &ClientTls) -> Result<u64, String> {
 
 /// A TLS client that must be served: verifies the checkpoint note and
 /// submits one observation, checking its receipt.
-async fn served_over_tls(url: &str, tls: &ClientTls, keys: &DevKeys, expected_seq: u64) {
+async fn served_over_tls(url: &str, tls: &ClientTls, dev: &Scenario, expected_seq: u64) {
     let channel = tokio::time::timeout(CALL_WAIT, client::channel(url, tls))
         .await
         .expect("the TLS connection hung")
         .unwrap_or_else(|error| panic!("cannot connect to {url} with {tls:?}: {error:#}"));
     let mut ledger: Client = client::ledger_client(channel);
-    let operator = keys.operator.key.verifying_key();
-    let body = checkpoint(&mut ledger, &operator).await;
+    let body = checkpoint(&mut ledger, &dev.note_verifier()).await;
     assert_eq!(body.tree_size, expected_seq);
-    let signed = sign(&observation("over TLS"), &[&keys.monitor.key]);
+    let signed = dev.observation().narrative("over TLS").signed();
     let receipt = tokio::time::timeout(CALL_WAIT, ledger.submit(signed.clone()))
         .await
         .expect("Submit over TLS hung")
@@ -232,8 +218,8 @@ async fn tls_serves_clients_that_trust_the_ca_and_refuses_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(&dir.path().join("pki"));
     let data = dir.path().join("data");
-    let keys = dev::ensure_dev_keys(&data).unwrap();
-    let mut config = dev_config(&data, &keys);
+    let dev = Scenario::dev_with_random_keys();
+    let mut config = node_config(&data, &dev);
     config.tls = Some(TlsFiles {
         cert: pki.server_cert.clone(),
         key: pki.server_key.clone(),
@@ -248,8 +234,8 @@ async fn tls_serves_clients_that_trust_the_ca_and_refuses_the_others() {
     };
 
     // By name, and by the IP address the certificate also names (node.url()).
-    served_over_tls(&url, &trusting, &keys, BOOTSTRAP_ENTRIES).await;
-    served_over_tls(&node.url(), &trusting, &keys, BOOTSTRAP_ENTRIES + 1).await;
+    served_over_tls(&url, &trusting, &dev, BOOTSTRAP_ENTRIES).await;
+    served_over_tls(&node.url(), &trusting, &dev, BOOTSTRAP_ENTRIES + 1).await;
 
     // Plaintext to a TLS port.
     let plain = format!("http://localhost:{}", node.local_addr.port());
@@ -289,8 +275,8 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_from_the_client_ca() 
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(&dir.path().join("pki"));
     let data = dir.path().join("data");
-    let keys = dev::ensure_dev_keys(&data).unwrap();
-    let mut config = dev_config(&data, &keys);
+    let dev = Scenario::dev_with_random_keys();
+    let mut config = node_config(&data, &dev);
     config.tls = Some(TlsFiles {
         cert: pki.server_cert.clone(),
         key: pki.server_key.clone(),
@@ -304,7 +290,7 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_from_the_client_ca() 
         cert: Some(pki.client_cert.clone()),
         cert_key: Some(pki.client_key.clone()),
     };
-    served_over_tls(&url, &member, &keys, BOOTSTRAP_ENTRIES).await;
+    served_over_tls(&url, &member, &dev, BOOTSTRAP_ENTRIES).await;
 
     let anonymous = ClientTls {
         ca: Some(pki.ca.clone()),
@@ -345,8 +331,7 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_from_the_client_ca() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_serving_for_the_server_and_each_service() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dev::ensure_dev_keys(dir.path()).unwrap();
-    let node = start(dev_config(dir.path(), &keys)).await;
+    let node = start(node_config(dir.path(), &Scenario::dev_with_random_keys())).await;
     let mut health = HealthClient::new(plain_channel(&node.url()).await);
     for service in ["", "ceasefire.v1.Ledger", "ceasefire.v1.Compliance"] {
         let response = tokio::time::timeout(
@@ -382,8 +367,7 @@ async fn health_reports_serving_for_the_server_and_each_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_health_watch_does_not_block_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dev::ensure_dev_keys(dir.path()).unwrap();
-    let node = start(dev_config(dir.path(), &keys)).await;
+    let node = start(node_config(dir.path(), &Scenario::dev_with_random_keys())).await;
     let mut health = HealthClient::new(plain_channel(&node.url()).await);
     let mut watch = health
         .watch(HealthCheckRequest {
@@ -507,8 +491,7 @@ async fn resolve_symbol(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_the_services_and_resolves_their_files_and_imports() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dev::ensure_dev_keys(dir.path()).unwrap();
-    let node = start(dev_config(dir.path(), &keys)).await;
+    let node = start(node_config(dir.path(), &Scenario::dev_with_random_keys())).await;
     let channel = plain_channel(&node.url()).await;
 
     let services: BTreeSet<String> =
@@ -599,8 +582,7 @@ async fn reflection_v1alpha_serves_the_same_services_and_files() {
     use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 
     let dir = tempfile::tempdir().unwrap();
-    let keys = dev::ensure_dev_keys(dir.path()).unwrap();
-    let node = start(dev_config(dir.path(), &keys)).await;
+    let node = start(node_config(dir.path(), &Scenario::dev_with_random_keys())).await;
     let channel = plain_channel(&node.url()).await;
     let mut client = ServerReflectionClient::new(channel.clone());
     let requests = vec![
@@ -738,8 +720,8 @@ async fn wait_for_metric(address: SocketAddr, series: &str, value: f64) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_submissions_batches_syncs_tree_and_subscribers() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dev::ensure_dev_keys(dir.path()).unwrap();
-    let mut config = dev_config(dir.path(), &keys);
+    let dev = Scenario::dev_with_random_keys();
+    let mut config = node_config(dir.path(), &dev);
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let node = start(config).await;
     let address = node
@@ -749,10 +731,10 @@ async fn metrics_count_submissions_batches_syncs_tree_and_subscribers() {
 
     // One accepted submission and one refused one (a signature that does
     // not verify).
-    let signed = sign(&observation("counted"), &[&keys.monitor.key]);
+    let signed = dev.observation().narrative("counted").signed();
     let receipt = ledger.submit(signed).await.expect("submit refused");
     assert_eq!(receipt.get_ref().seq, BOOTSTRAP_ENTRIES);
-    let mut forged = sign(&observation("forged"), &[&keys.monitor.key]);
+    let mut forged = dev.observation().narrative("forged").signed();
     forged.signatures[0].signature[0] ^= 1;
     let refusal = ledger
         .submit(forged)
@@ -784,7 +766,7 @@ async fn metrics_count_submissions_batches_syncs_tree_and_subscribers() {
     assert!(require(&body, "ceasefire_ledger_batch_entries_count") >= 1.0);
     assert!(require(&body, "ceasefire_ledger_batch_entries_sum") >= 1.0);
     assert!(require(&body, "ceasefire_ledger_sync_seconds_count") >= 1.0);
-    let size = checkpoint(&mut ledger, &keys.operator.key.verifying_key())
+    let size = checkpoint(&mut ledger, &dev.note_verifier())
         .await
         .tree_size;
     assert_eq!(size, BOOTSTRAP_ENTRIES + 1);
@@ -826,15 +808,15 @@ async fn metrics_count_submissions_batches_syncs_tree_and_subscribers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_node_releases_its_metrics_port() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dev::ensure_dev_keys(dir.path()).unwrap();
-    let mut config = dev_config(dir.path(), &keys);
+    let dev = Scenario::dev_with_random_keys();
+    let mut config = node_config(dir.path(), &dev);
     config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
     let node = start(config).await;
     let address = node.metrics_addr.unwrap();
     assert_eq!(http_get(address, "/metrics").await.0, 200);
     stop(node).await;
 
-    let mut config = dev_config(dir.path(), &keys);
+    let mut config = node_config(dir.path(), &dev);
     config.bootstrap = Vec::new();
     config.metrics_listen = Some(address);
     let restarted = tokio::time::timeout(START_WAIT, node::start(config))
@@ -851,12 +833,15 @@ async fn a_stopped_node_releases_its_metrics_port() {
 }
 
 // ---------------------------------------------------------------------------
-// The real binary (tests/common/binary.rs)
+// The real binary (ceasefire_testkit::harness)
 
 /// SIGTERM, then the exit status (which must come within [`EXIT_WAIT`]) and
 /// everything the server wrote to stderr.
 async fn stop_serve(serve: &mut Serve) -> (std::process::ExitStatus, String) {
-    let status = serve.terminate(EXIT_WAIT).await;
+    let status = serve
+        .terminate(EXIT_WAIT)
+        .await
+        .expect("serve did not stop");
     (status, serve.stderr())
 }
 
@@ -879,27 +864,30 @@ async fn sigterm_under_load_answers_every_call_and_loses_no_acknowledged_entry()
     const RECEIPTS_BEFORE_SIGTERM: usize = 100;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
+    let port = free_port().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let mut serve = Serve::start(
-        binary::command(&[
-            &"serve",
-            &"--dev",
-            &"--data-dir",
-            &data,
-            &"--listen",
-            &format!("127.0.0.1:{port}"),
-        ]),
+        command(
+            BINARY,
+            &[
+                &"serve",
+                &"--dev",
+                &"--data-dir",
+                &data,
+                &"--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+        ),
         url.clone(),
         dir.path().join("stderr.log"),
-    );
-    serve.wait_ready(START_WAIT).await;
-    let monitor = KeyFile::load(&data.join("dev-keys").join("monitor.key"))
-        .expect("cannot load the dev monitor key")
-        .key;
-    let operator = KeyFile::load(&data.join("dev-keys").join("operator.key"))
-        .unwrap()
-        .key;
+    )
+    .expect("cannot run serve");
+    serve
+        .wait_ready(START_WAIT)
+        .await
+        .expect("serve did not start");
+    // The keys `serve --dev` wrote.
+    let scenario = dev::scenario(&dev::ensure_dev_keys(&data).expect("cannot load the dev keys"));
 
     // A watch-style subscription, open across the shutdown.
     let mut compliance = ComplianceClient::new(plain_channel(&url).await);
@@ -930,7 +918,7 @@ async fn sigterm_under_load_answers_every_call_and_loses_no_acknowledged_entry()
     let mut tasks = Vec::new();
     for task in 0..TASKS {
         let mut ledger = client::ledger_client(plain_channel(&url).await);
-        let monitor = monitor.clone();
+        let scenario = scenario.clone();
         let acknowledged = acknowledged.clone();
         let enough = enough.clone();
         tasks.push(tokio::spawn(async move {
@@ -940,10 +928,10 @@ async fn sigterm_under_load_answers_every_call_and_loses_no_acknowledged_entry()
                 hung: false,
             };
             for i in 0..PER_TASK {
-                let signed = sign(
-                    &observation(&format!("task {task} report {i}")),
-                    &[&monitor],
-                );
+                let signed = scenario
+                    .observation()
+                    .narrative(&format!("task {task} report {i}"))
+                    .signed();
                 match tokio::time::timeout(CALL_WAIT, ledger.submit(signed.clone())).await {
                     Ok(Ok(receipt)) => {
                         submitted.receipts.push((signed, receipt.into_inner()));
@@ -1071,12 +1059,12 @@ async fn sigterm_under_load_answers_every_call_and_loses_no_acknowledged_entry()
 
     // And the ledger serves again from that directory, same tree.
     let keys = dev::ensure_dev_keys(&data).unwrap();
-    assert_eq!(keys.operator.key.to_bytes(), operator.to_bytes());
-    let mut config = dev_config(&data, &keys);
+    assert_eq!(keys.operator.key.to_bytes(), scenario.operator().to_bytes());
+    let mut config = node_config(&data, &scenario);
     config.bootstrap = Vec::new();
     let node = start(config).await;
     let mut ledger = client::ledger_client(plain_channel(&node.url()).await);
-    let body = checkpoint(&mut ledger, &operator.verifying_key()).await;
+    let body = checkpoint(&mut ledger, &scenario.note_verifier()).await;
     assert_eq!(body.tree_size, head.size);
     assert_eq!(body.root_hash, head.root);
     drop(ledger);
@@ -1097,7 +1085,7 @@ fn toml_string(path: &Path) -> String {
 async fn serve_reads_its_config_file_and_flags_and_variables_win() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("from-file");
-    let port = free_port();
+    let port = free_port().unwrap();
     let config = dir.path().join("ceasefire-ledger.toml");
     std::fs::write(
         &config,
@@ -1108,11 +1096,15 @@ async fn serve_reads_its_config_file_and_flags_and_variables_win() {
     )
     .unwrap();
     let mut serve = Serve::start(
-        binary::command(&[&"serve", &"--dev", &"--config", &config]),
+        command(BINARY, &[&"serve", &"--dev", &"--config", &config]),
         format!("http://127.0.0.1:{port}"),
         dir.path().join("stderr-1.log"),
-    );
-    serve.wait_ready(START_WAIT).await;
+    )
+    .expect("cannot run serve");
+    serve
+        .wait_ready(START_WAIT)
+        .await
+        .expect("serve did not start");
     assert!(
         data.join("dev-keys").join("operator.key").exists(),
         "the data directory of the file was not used"
@@ -1121,17 +1113,21 @@ async fn serve_reads_its_config_file_and_flags_and_variables_win() {
     assert!(status.success(), "exit {status}:\n{stderr}");
 
     // The environment wins over the file.
-    let other_port = free_port();
-    let mut command = binary::command(&[&"serve", &"--dev", &"--config", &config]);
-    command.env("CEASEFIRE_LEDGER_LISTEN", format!("127.0.0.1:{other_port}"));
+    let other_port = free_port().unwrap();
+    let mut serve_command = command(BINARY, &[&"serve", &"--dev", &"--config", &config]);
+    serve_command.env("CEASEFIRE_LEDGER_LISTEN", format!("127.0.0.1:{other_port}"));
     let mut serve = Serve::start(
-        command,
+        serve_command,
         format!("http://127.0.0.1:{other_port}"),
         dir.path().join("stderr-2.log"),
-    );
-    serve.wait_ready(START_WAIT).await;
+    )
+    .expect("cannot run serve");
+    serve
+        .wait_ready(START_WAIT)
+        .await
+        .expect("serve did not start");
     assert!(
-        binary::tree_size(&format!("http://127.0.0.1:{port}"))
+        tree_size(&format!("http://127.0.0.1:{port}"))
             .await
             .is_err(),
         "the file's address was used although the environment set another"
@@ -1152,7 +1148,7 @@ fn an_unknown_config_key_is_a_one_line_error_naming_the_key() {
         ),
     )
     .unwrap();
-    let output = binary::command(&[&"serve", &"--dev", &"--config", &config])
+    let output = command(BINARY, &[&"serve", &"--dev", &"--config", &config])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -1178,7 +1174,7 @@ fn an_unknown_config_key_is_a_one_line_error_naming_the_key() {
 
 #[test]
 fn serve_help_names_the_environment_variables_and_the_defaults() {
-    let output = binary::command(&[&"serve", &"--help"]).output().unwrap();
+    let output = command(BINARY, &[&"serve", &"--help"]).output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for needle in [
@@ -1229,24 +1225,31 @@ async fn log_format_json_writes_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let keys = dev::ensure_dev_keys(&data).unwrap();
-    stop(start(dev_config(&data, &keys)).await).await;
-    let port = free_port();
+    stop(start(node_config(&data, &dev::scenario(&keys))).await).await;
+    let port = free_port().unwrap();
     let mut serve = Serve::start(
-        binary::command(&[
-            &"--log-format",
-            &"json",
-            &"serve",
-            &"--data-dir",
-            &data,
-            &"--operator-key",
-            &data.join("dev-keys").join("operator.key"),
-            &"--listen",
-            &format!("127.0.0.1:{port}"),
-        ]),
+        command(
+            BINARY,
+            &[
+                &"--log-format",
+                &"json",
+                &"serve",
+                &"--data-dir",
+                &data,
+                &"--operator-key",
+                &data.join("dev-keys").join("operator.key"),
+                &"--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+        ),
         format!("http://127.0.0.1:{port}"),
         dir.path().join("stderr.log"),
-    );
-    serve.wait_ready(START_WAIT).await;
+    )
+    .expect("cannot run serve");
+    serve
+        .wait_ready(START_WAIT)
+        .await
+        .expect("serve did not start");
     let (status, stderr) = stop_serve(&mut serve).await;
     assert!(status.success(), "exit {status}:\n{stderr}");
     let messages = json_lines(&stderr);
@@ -1264,22 +1267,29 @@ async fn log_format_json_writes_json_lines() {
 async fn log_format_json_with_dev_writes_only_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
+    let port = free_port().unwrap();
     let mut serve = Serve::start(
-        binary::command(&[
-            &"serve",
-            &"--log-format",
-            &"json",
-            &"--dev",
-            &"--data-dir",
-            &data,
-            &"--listen",
-            &format!("127.0.0.1:{port}"),
-        ]),
+        command(
+            BINARY,
+            &[
+                &"serve",
+                &"--log-format",
+                &"json",
+                &"--dev",
+                &"--data-dir",
+                &data,
+                &"--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
+        ),
         format!("http://127.0.0.1:{port}"),
         dir.path().join("stderr.log"),
-    );
-    serve.wait_ready(START_WAIT).await;
+    )
+    .expect("cannot run serve");
+    serve
+        .wait_ready(START_WAIT)
+        .await
+        .expect("serve did not start");
     let (status, stderr) = stop_serve(&mut serve).await;
     assert!(status.success(), "exit {status}:\n{stderr}");
     let messages = json_lines(&stderr);

@@ -22,8 +22,6 @@
 //! scenario asserts the changes its notes describe, so a vector says what
 //! its description claims.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -504,7 +502,7 @@ impl Scenario {
             .unwrap_or_else(|error| panic!("the vector log is refused: {error}"));
         assert_eq!(
             hex::encode(entry.leaf_hash),
-            hex::encode(common::leaf_hash(&leaf))
+            hex::encode(ceasefire_testkit::fixture::leaf_hash(&leaf))
         );
         let projection = &self.replay.projection;
         assert_eq!(projection.as_of_seq, Some(seq));

@@ -2,13 +2,10 @@
 //! (the real binary, a real server process, real keys), then the resulting
 //! store is checked end to end.
 
-#[path = "common/binary.rs"]
-mod binary;
-
 use std::process::Command;
 
-use binary::free_port;
 use ceasefire_node::storage::Store;
+use ceasefire_testkit::harness::free_port;
 
 #[test]
 fn the_example_scenario_runs_through_the_cli_and_a_revoked_key_is_refused() {
@@ -18,9 +15,9 @@ fn the_example_scenario_runs_through_the_cli_and_a_revoked_key_is_refused() {
             env!("CARGO_MANIFEST_DIR"),
             "/examples/scenario/replay.sh"
         ))
-        .env("BIN", binary::binary())
+        .env("BIN", env!("CARGO_BIN_EXE_ceasefire-ledger"))
         .env("WORK", work.path())
-        .env("PORT", free_port().to_string())
+        .env("PORT", free_port().unwrap().to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -12,17 +12,17 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use ed25519_dalek::SigningKey;
 
 use crate::event_json::event_from_json;
 use ceasefire_audit::sources::ServerSource;
 use ceasefire_audit::{audit, AuditOptions};
 use ceasefire_grpc::client::{self, now_timestamp};
 use ceasefire_grpc::proto::{
-    event::Body, ledger_client::LedgerClient, AmendmentKind, Dispute, Event, Genesis,
-    ListStatusesRequest, Party, Receipt, Role,
+    event::Body, ledger_client::LedgerClient, Event, ListStatusesRequest, Receipt, Role,
+    SignedEvent,
 };
 use ceasefire_node::node::{self, NodeConfig};
+use ceasefire_testkit::scenario::{bodies, public_key, random_key, Member, Scenario};
 
 const AGREEMENT: &str = "eastern-sector-2026";
 const ORIGIN: &str = "ledger.example.org/eastern-sector-2026";
@@ -51,22 +51,21 @@ pub struct DemoArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// The people of the scenario, each with a fresh key.
-struct Cast {
-    north: SigningKey,
-    south: SigningKey,
-    mediator: SigningKey,
-    alpha: SigningKey,
-    bravo: SigningKey,
-    operator: SigningKey,
-}
-
-fn key() -> SigningKey {
-    SigningKey::generate(&mut rand_core::OsRng)
-}
-
-fn public(key: &SigningKey) -> Vec<u8> {
-    key.verifying_key().to_bytes().to_vec()
+/// The people of the scenario, each with a fresh key: three signatories,
+/// two of whom govern (the mediator and Party North sign the governance),
+/// two monitoring missions, and the operator.
+fn cast() -> Scenario {
+    let signatory = |party_id: &str, name: &str| {
+        Member::new(party_id, Role::Signatory, random_key()).named(name)
+    };
+    Scenario::new(AGREEMENT, ORIGIN)
+        .with_title("Agreement on the cessation of hostilities, eastern sector")
+        .with_threshold(2)
+        .with_member(signatory("mediator", "Mediator"))
+        .with_member(signatory("party-north", "Party North"))
+        .with_member(signatory("party-south", "Party South"))
+        .with_monitor("mission-alpha", random_key())
+        .with_monitor("mission-bravo", random_key())
 }
 
 fn step(text: &str) {
@@ -90,43 +89,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             temporary.path().to_path_buf()
         }
     };
-    let cast = Cast {
-        north: key(),
-        south: key(),
-        mediator: key(),
-        alpha: key(),
-        bravo: key(),
-        operator: key(),
-    };
+    let cast = cast();
 
     step("three signatories found the ledger (two of three govern)");
-    let signatory = |party_id: &str, name: &str, key: &SigningKey| Party {
-        party_id: party_id.into(),
-        name: name.into(),
-        role: Role::Signatory as i32,
-        public_keys: vec![public(key)],
-    };
-    let genesis = header(
-        "mediator",
-        Body::Genesis(Genesis {
-            origin: ORIGIN.into(),
-            title: "Agreement on the cessation of hostilities, eastern sector".into(),
-            signatories: vec![
-                signatory("party-north", "Party North", &cast.north),
-                signatory("party-south", "Party South", &cast.south),
-                signatory("mediator", "Mediator", &cast.mediator),
-            ],
-            threshold: 2,
-            operator_public_key: public(&cast.operator),
-            max_clock_skew_seconds: 0,
-        }),
-    );
     let mut config = NodeConfig::new(
         data_dir.clone(),
         ([127, 0, 0, 1], 0).into(),
-        cast.operator.clone(),
+        cast.operator().clone(),
     );
-    config.bootstrap = vec![client::sign(&genesis, &[&cast.mediator, &cast.north])];
+    config.bootstrap = vec![cast.genesis()];
     let node = node::start(config).await?;
     println!("ledger {} serving on {}", ORIGIN, node.url());
     let result = play(&cast, &node.url()).await;
@@ -137,7 +108,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
+async fn play(cast: &Scenario, url: &str) -> anyhow::Result<()> {
     let mut ledger = client::connect(url).await?;
 
     step("zones, commitments and two monitoring missions (each co-signed by two signatories)");
@@ -145,30 +116,27 @@ async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
         let json = json
             .replace(
                 "@MISSION_ALPHA_KEY@",
-                &ceasefire_core::key_text(public(&cast.alpha)),
+                &ceasefire_core::key_text(public_key(cast.key("mission-alpha"))),
             )
             .replace(
                 "@MISSION_BRAVO_KEY@",
-                &ceasefire_core::key_text(public(&cast.bravo)),
+                &ceasefire_core::key_text(public_key(cast.key("mission-bravo"))),
             );
-        let event = fill(event_from_json(&json)?, "mediator")?;
-        let receipt = submit(&mut ledger, &event, &[&cast.mediator, &cast.north]).await?;
-        println!("entry {:>3}  {}", receipt.seq, describe(&event));
+        let body = body_of(event_from_json(&json)?)?;
+        let receipt = submit(&mut ledger, cast.govern(body.clone())).await?;
+        println!("entry {:>3}  {}", receipt.seq, describe(&body));
     }
 
     step("a day of observations from missions Alpha and Bravo");
     let day = yesterday();
     let mut alpha_receipts = Vec::new();
-    for (mission, key, text) in [
-        ("mission-alpha", &cast.alpha, ALPHA_DAY),
-        ("mission-bravo", &cast.bravo, BRAVO_DAY),
-    ] {
+    for (mission, text) in [("mission-alpha", ALPHA_DAY), ("mission-bravo", BRAVO_DAY)] {
         for line in text.lines().filter(|line| !line.trim().is_empty()) {
-            let event = fill(event_from_json(&line.replace("@DAY@", &day))?, mission)?;
-            let receipt = submit(&mut ledger, &event, &[key]).await?;
-            println!("entry {:>3}  {mission}: {}", receipt.seq, describe(&event));
+            let body = body_of(event_from_json(&line.replace("@DAY@", &day))?)?;
+            let receipt = submit(&mut ledger, cast.signed(mission, body.clone())).await?;
+            println!("entry {:>3}  {mission}: {}", receipt.seq, describe(&body));
             if mission == "mission-alpha" {
-                alpha_receipts.push((receipt, event));
+                alpha_receipts.push((receipt, body));
             }
         }
     }
@@ -177,17 +145,14 @@ async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
     step("Party North disputes Alpha's report of howitzers in sector 3");
     let (howitzers, _) = alpha_receipts
         .iter()
-        .find(|(_, event)| describe(event).contains("WITHDRAWAL_LINE"))
+        .find(|(_, body)| describe(body).contains("WITHDRAWAL_LINE"))
         .context("the scenario has no howitzer report")?;
-    let dispute = header(
-        "party-north",
-        Body::Dispute(Dispute {
-            target_seq: howitzers.seq,
-            target_leaf_hash: howitzers.leaf_hash.clone(),
-            reason: "The guns seen are decommissioned hulls awaiting removal".into(),
-        }),
+    let dispute = bodies::dispute(
+        howitzers.seq,
+        &howitzers.leaf_hash,
+        "The guns seen are decommissioned hulls awaiting removal",
     );
-    let receipt = submit(&mut ledger, &dispute, &[&cast.north]).await?;
+    let receipt = submit(&mut ledger, cast.signed("party-north", dispute)).await?;
     println!(
         "entry {:>3}  dispute of entry {}",
         receipt.seq, howitzers.seq
@@ -196,19 +161,14 @@ async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
     step("Alpha retracts its report of one explosion in sector 4 (misidentified)");
     let (explosion, _) = alpha_receipts
         .iter()
-        .find(|(_, event)| describe(event).contains("outgoing artillery"))
+        .find(|(_, body)| describe(body).contains("outgoing artillery"))
         .context("the scenario has no sector-4 explosion report")?;
-    let retraction = header(
-        "mission-alpha",
-        Body::Amendment(ceasefire_grpc::proto::Amendment {
-            target_seq: explosion.seq,
-            target_leaf_hash: explosion.leaf_hash.clone(),
-            kind: AmendmentKind::Retract as i32,
-            correction: None,
-            reason: "Identified on review as a demolition at a quarry".into(),
-        }),
+    let retraction = bodies::retraction(
+        explosion.seq,
+        &explosion.leaf_hash,
+        "Identified on review as a demolition at a quarry",
     );
-    let receipt = submit(&mut ledger, &retraction, &[&cast.alpha]).await?;
+    let receipt = submit(&mut ledger, cast.signed("mission-alpha", retraction)).await?;
     println!(
         "entry {:>3}  retraction of entry {}",
         receipt.seq, explosion.seq
@@ -245,46 +205,40 @@ async fn play(cast: &Cast, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A header for `body` by `author`, for this agreement, now, with a fresh nonce.
-fn header(author: &str, body: Body) -> Event {
-    client::new_event(AGREEMENT, author, body)
-}
-
-/// Gives a scenario file's event (a body only) its header.
-fn fill(event: Event, author: &str) -> anyhow::Result<Event> {
-    let body = event.body.context("a scenario event has no body")?;
-    Ok(header(author, body))
+/// A scenario file's event: a body only (its header is made when it is
+/// signed).
+fn body_of(event: Event) -> anyhow::Result<Body> {
+    event.body.context("a scenario event has no body")
 }
 
 async fn submit(
     ledger: &mut LedgerClient<tonic::transport::Channel>,
-    event: &Event,
-    keys: &[&SigningKey],
+    signed: SignedEvent,
 ) -> anyhow::Result<Receipt> {
     ledger
-        .submit(client::sign(event, keys))
+        .submit(signed)
         .await
         .map(|response| response.into_inner())
         .map_err(|status| anyhow::anyhow!("refused: {:?}: {}", status.code(), status.message()))
 }
 
 /// One line about an event, for the demo's narration.
-fn describe(event: &Event) -> String {
-    match &event.body {
-        Some(Body::DefineZone(zone)) => format!("zone {} ({})", zone.zone_id, zone.name),
-        Some(Body::DefineCommitment(commitment)) => format!(
+fn describe(body: &Body) -> String {
+    match body {
+        Body::DefineZone(zone) => format!("zone {} ({})", zone.zone_id, zone.name),
+        Body::DefineCommitment(commitment) => format!(
             "commitment {} over {}",
             commitment.commitment_id,
             commitment.zone_ids.join(", ")
         ),
-        Some(Body::RegisterParty(register)) => format!(
+        Body::RegisterParty(register) => format!(
             "registers {}",
             register
                 .party
                 .as_ref()
                 .map_or("?", |party| party.party_id.as_str())
         ),
-        Some(Body::Observation(observation)) => format!(
+        Body::Observation(observation) => format!(
             "{} {} ({}): {}",
             ceasefire_grpc::proto::Finding::try_from(observation.finding).map_or("?", |finding| {
                 finding.as_str_name().trim_start_matches("FINDING_")

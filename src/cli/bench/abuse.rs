@@ -34,9 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ed25519_dalek::SigningKey;
 use futures::StreamExt;
-use prost::Message;
 
 use super::clients::{build_events, LedgerConnection};
 use super::measure::percentile;
@@ -44,11 +42,12 @@ use super::node::{resident_bytes, BenchNode};
 use ceasefire_core::leaf::MAX_PAYLOAD_BYTES;
 use ceasefire_grpc::client;
 use ceasefire_grpc::proto::{
-    compliance_client::ComplianceClient, event::Body, Event, GetEntriesRequest, SignedEvent,
-    StatusFilter, SubscribeRequest,
+    compliance_client::ComplianceClient, GetEntriesRequest, SignedEvent, StatusFilter,
+    SubscribeRequest,
 };
 use ceasefire_node::sequencer::SequencerConfig;
 use ceasefire_node::server::{MAX_CONCURRENT_STREAMS_PER_CONNECTION, MAX_GRPC_MESSAGE_BYTES};
+use ceasefire_testkit::scenario::Scenario;
 
 /// How long the honest clients are measured in each phase.
 const PHASE: Duration = Duration::from_secs(3);
@@ -138,15 +137,14 @@ struct Honest {
 }
 
 pub async fn run(data_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let keys = crate::dev::ensure_dev_keys(data_dir)?;
-    let monitor = keys.monitor.key.clone();
+    let dev = crate::dev::scenario(&crate::dev::ensure_dev_keys(data_dir)?);
     let node = BenchNode::start(
         data_dir,
         SequencerConfig::default().max_batch,
         NODE_BATCH_DELAY_MS,
     )
     .await?;
-    let result = phases(&node, &monitor).await;
+    let result = phases(&node, &dev).await;
     let stopped = node.stop().await.context("the node did not stop cleanly");
     let (phases, grown, receipts) = result?;
     stopped?;
@@ -163,15 +161,15 @@ pub async fn run(data_dir: &Path, json: bool) -> anyhow::Result<()> {
 
 /// Runs every phase; returns them, how much the log grew, and the honest
 /// receipts given.
-async fn phases(node: &BenchNode, monitor: &SigningKey) -> anyhow::Result<(Vec<Phase>, u64, u64)> {
+async fn phases(node: &BenchNode, dev: &Scenario) -> anyhow::Result<(Vec<Phase>, u64, u64)> {
     let mut honest_connections = Vec::with_capacity(HONEST_CLIENTS);
     for _ in 0..HONEST_CLIENTS {
         honest_connections.push(client::connect(&node.url).await?);
     }
-    let monitor_for_pool = monitor.clone();
+    let dev_for_pool = dev.clone();
     let forged: Arc<Vec<SignedEvent>> = Arc::new(
         tokio::task::spawn_blocking(move || {
-            build_events(FORGED_POOL, &monitor_for_pool)
+            build_events(FORGED_POOL, &dev_for_pool)
                 .into_iter()
                 .map(|mut event| {
                     event.signatures[0].signature[5] ^= 0x01;
@@ -185,7 +183,7 @@ async fn phases(node: &BenchNode, monitor: &SigningKey) -> anyhow::Result<(Vec<P
     let mut phases = Vec::new();
 
     let resident_before = resident(node);
-    let honest = honest_phase(node, &honest_connections, monitor).await?;
+    let honest = honest_phase(node, &honest_connections, dev).await?;
     phases.push(Phase {
         name: "quiet",
         resident_during: honest.resident_mid,
@@ -198,9 +196,9 @@ async fn phases(node: &BenchNode, monitor: &SigningKey) -> anyhow::Result<(Vec<P
 
     // Idle streams first, while the allocator has little freed memory to
     // reuse, so that their cost shows in the node's resident memory.
-    phases.push(idle_streams(node, &honest_connections, monitor).await?);
-    phases.push(forged_flood(node, &honest_connections, monitor, forged).await?);
-    phases.push(oversized(node, &honest_connections, monitor).await?);
+    phases.push(idle_streams(node, &honest_connections, dev).await?);
+    phases.push(forged_flood(node, &honest_connections, dev, forged).await?);
+    phases.push(oversized(node, &honest_connections, dev).await?);
 
     let grown = node.tree_size().await? - size_before;
     let receipts = phases
@@ -219,12 +217,12 @@ fn resident(node: &BenchNode) -> u64 {
 async fn honest_phase(
     node: &BenchNode,
     connections: &[LedgerConnection],
-    monitor: &SigningKey,
+    dev: &Scenario,
 ) -> anyhow::Result<Honest> {
-    let monitor = monitor.clone();
+    let dev = dev.clone();
     let pools = tokio::task::spawn_blocking(move || {
         (0..HONEST_CLIENTS)
-            .map(|_| build_events(HONEST_POOL, &monitor))
+            .map(|_| build_events(HONEST_POOL, &dev))
             .collect::<Vec<_>>()
     })
     .await?;
@@ -303,7 +301,7 @@ fn code_name(code: tonic::Code) -> String {
 async fn forged_flood(
     node: &BenchNode,
     honest_connections: &[LedgerConnection],
-    monitor: &SigningKey,
+    dev: &Scenario,
     forged: Arc<Vec<SignedEvent>>,
 ) -> anyhow::Result<Phase> {
     let abuser = client::connect(&node.url).await?;
@@ -376,7 +374,7 @@ async fn forged_flood(
     }
     // Let the flood build up before the honest clients start.
     tokio::time::sleep(BUILD_UP).await;
-    let honest = honest_phase(node, honest_connections, monitor).await?;
+    let honest = honest_phase(node, honest_connections, dev).await?;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
@@ -440,7 +438,7 @@ where
 async fn idle_streams(
     node: &BenchNode,
     honest_connections: &[LedgerConnection],
-    monitor: &SigningKey,
+    dev: &Scenario,
 ) -> anyhow::Result<Phase> {
     let outcomes: Outcomes = Arc::default();
     let resident_before = resident(node);
@@ -519,7 +517,7 @@ async fn idle_streams(
     }
     tokio::time::sleep(SETTLE).await;
     kinds.push(("silent connection", silent.len(), resident(node)));
-    let honest = honest_phase(node, honest_connections, monitor).await?;
+    let honest = honest_phase(node, honest_connections, dev).await?;
     drop((subscriptions, submit_streams, entry_readers, silent));
     tokio::time::sleep(SETTLE).await;
     let mut previous = resident_before;
@@ -551,12 +549,8 @@ async fn idle_streams(
 
 /// An observation of the dev monitor with a narrative of `bytes` bytes,
 /// signed: valid in every way but its size.
-fn sized_event(template: &SignedEvent, monitor: &SigningKey, bytes: usize) -> SignedEvent {
-    let mut event = Event::decode(template.payload.as_slice()).expect("a built event decodes");
-    if let Some(Body::Observation(observation)) = &mut event.body {
-        observation.narrative = "x".repeat(bytes);
-    }
-    client::sign(&event, &[monitor])
+fn sized_event(dev: &Scenario, bytes: usize) -> SignedEvent {
+    dev.observation().narrative(&"x".repeat(bytes)).signed()
 }
 
 /// One abusive connection sending messages over the gRPC limit and payloads
@@ -564,11 +558,10 @@ fn sized_event(template: &SignedEvent, monitor: &SigningKey, bytes: usize) -> Si
 async fn oversized(
     node: &BenchNode,
     honest_connections: &[LedgerConnection],
-    monitor: &SigningKey,
+    dev: &Scenario,
 ) -> anyhow::Result<Phase> {
-    let template = build_events(1, monitor).remove(0);
-    let over_message = Arc::new(sized_event(&template, monitor, OVER_MESSAGE_BYTES));
-    let over_payload = Arc::new(sized_event(&template, monitor, OVER_PAYLOAD_BYTES));
+    let over_message = Arc::new(sized_event(dev, OVER_MESSAGE_BYTES));
+    let over_payload = Arc::new(sized_event(dev, OVER_PAYLOAD_BYTES));
     let abuser = client::connect(&node.url).await?;
     let outcomes: Outcomes = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -649,7 +642,7 @@ async fn oversized(
         }));
     }
     tokio::time::sleep(BUILD_UP).await;
-    let honest = honest_phase(node, honest_connections, monitor).await?;
+    let honest = honest_phase(node, honest_connections, dev).await?;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;

@@ -9,14 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
 use rayon::prelude::*;
 
-use crate::dev;
-use ceasefire_grpc::client;
-use ceasefire_grpc::proto::{
-    event::Body, Category, Event, Finding, LatLon, Location, Observation, SignedEvent,
-};
+use ceasefire_grpc::proto::SignedEvent;
+use ceasefire_testkit::scenario::Scenario;
 
 /// What one client saw.
 #[derive(Default)]
@@ -225,46 +221,26 @@ pub async fn stream_client(
 
 /// Builds and signs `count` observations by the dev monitor (on every core:
 /// this happens before the clock starts).
-pub fn build_events(count: usize, monitor: &SigningKey) -> Vec<SignedEvent> {
+pub fn build_events(count: usize, dev: &Scenario) -> Vec<SignedEvent> {
     let now = ceasefire_grpc::now_micros();
     let timestamp = ceasefire_core::rules::micros_timestamp;
     let minute = 60 * 1_000_000;
     (0..count)
         .into_par_iter()
         .map(|index| {
-            // Random, as real clients make them (`client::random_nonce`): the
-            // store's nonce index is written and read at random places.
-            let nonce = client::random_nonce();
             // Spread over the inner part of the dev sector (48..49, 37..38),
-            // and over the last hour.
+            // and over the last hour; each with a random nonce, as real
+            // clients make them, so the store's nonce index is written and
+            // read at random places.
             let step = (index % 1000) as f64 / 1000.0;
             let ended = now - 5 * minute - (index % 3_600) as i64 * 1_000_000;
-            let event = Event {
-                agreement_id: dev::DEV_AGREEMENT_ID.into(),
-                author: dev::DEV_MONITOR.into(),
-                created_at: Some(timestamp(now - minute)),
-                nonce,
-                body: Some(Body::Observation(Observation {
-                    observed_from: Some(timestamp(ended - 15 * minute)),
-                    observed_until: Some(timestamp(ended)),
-                    location: Some(Location {
-                        point: Some(LatLon {
-                            lat: 48.1 + 0.8 * step,
-                            lon: 37.9 - 0.8 * step,
-                        }),
-                        accuracy_m: 250.0,
-                    }),
-                    zone_id: String::new(),
-                    commitment_id: dev::DEV_COMMITMENT.into(),
-                    finding: Finding::Violation as i32,
-                    category: Category::Explosion as i32,
-                    quantity: (index % 7) as u32 + 1,
-                    attributed_side: String::new(),
-                    evidence: Vec::new(),
-                    narrative: "Explosions heard 2-3 km north-east of the patrol position.".into(),
-                })),
-            };
-            client::sign(&event, &[monitor])
+            dev.observation()
+                .created_at(timestamp(now - minute))
+                .observed(timestamp(ended - 15 * minute), timestamp(ended))
+                .at(48.1 + 0.8 * step, 37.9 - 0.8 * step)
+                .quantity((index % 7) as u32 + 1)
+                .narrative("Explosions heard 2-3 km north-east of the patrol position.")
+                .signed()
         })
         .collect()
 }

@@ -52,6 +52,7 @@ use crate::dev;
 use ceasefire_grpc::client;
 use ceasefire_grpc::proto::SignedEvent;
 use ceasefire_node::sequencer::SequencerConfig;
+use ceasefire_testkit::scenario::Scenario;
 use clients::{ClientResult, Schedule};
 use node::BenchNode;
 
@@ -215,9 +216,9 @@ struct Figures {
 }
 
 async fn bench(args: &BenchArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let keys = dev::ensure_dev_keys(data_dir)?;
+    let dev = dev::scenario(&dev::ensure_dev_keys(data_dir)?);
     let node = BenchNode::start(data_dir, args.max_batch, args.batch_delay_ms).await?;
-    let ingest = drive(args, &node, &keys.monitor.key).await;
+    let ingest = drive(args, &node, &dev).await;
     let stopped = node.stop().await.context("the node did not stop cleanly");
     let (figures, sample) = ingest?;
     stopped?;
@@ -291,10 +292,10 @@ async fn bench(args: &BenchArgs, data_dir: &std::path::Path) -> anyhow::Result<(
 async fn drive(
     args: &BenchArgs,
     node: &BenchNode,
-    monitor: &ed25519_dalek::SigningKey,
+    dev: &Scenario,
 ) -> anyhow::Result<(Figures, SignedEvent)> {
     let clients = args.clients.min(args.events);
-    let events = clients::build_events(args.events, monitor);
+    let events = clients::build_events(args.events, dev);
     let sample = events[0].clone();
     let payload_bytes = events[0].payload.len();
     let mut shares: Vec<Vec<SignedEvent>> = vec![Vec::new(); clients];

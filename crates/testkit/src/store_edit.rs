@@ -1,9 +1,8 @@
 //! Editing a stored ledger below the store's API, the way an attacker with
 //! the disk (or a damaged disk) would: leaves are changed, removed or added
 //! inside their entry chunks (`ceasefire_node::storage::chunks`), and
-//! nothing else is kept consistent. Included with `#[path]` by the tests
-//! that tamper with stores; not every one uses every helper.
-#![allow(dead_code)]
+//! nothing else is kept consistent. For the tests that tamper with stores
+//! (`tests/audit.rs`, `tests/corruption.rs`).
 
 use ceasefire_core::rules::ObservationRecord;
 use ceasefire_node::storage::chunks::{self, Chunk, ChunkEntry};

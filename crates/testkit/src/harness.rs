@@ -1,39 +1,33 @@
-//! The real binary, for the tests that run it (`tests/crash.rs`,
-//! `tests/corruption.rs`, `tests/operations.rs`, `tests/audit.rs`,
-//! `tests/scenario_cli.rs`): a `serve` process that is killed if a test
-//! leaves it running, commands with no inherited settings and a bounded run
-//! time, free loopback ports, and a small seeded generator so a failing run
-//! can be replayed from the seed it prints.
+//! The real binary as a child process: a `serve` that is killed if its
+//! owner lets go of it, commands with no inherited `CEASEFIRE_LEDGER_*`
+//! settings and a bounded run time, free loopback ports, and a small seeded
+//! generator so that a failing run can be replayed from the seed it prints.
 //!
-//! Included with `#[path = "common/binary.rs"] mod binary;` by the tests
-//! that need it (the other test binaries do not compile it); not every one
-//! uses every helper.
-#![allow(dead_code)]
+//! The binary's path is always a parameter: the tests pass
+//! `env!("CARGO_BIN_EXE_ceasefire-ledger")` (which only their crate has),
+//! the bench its own executable. [`Serve`] is shared with the bench, so its
+//! operations return errors for the caller to report; the helpers only tests
+//! use ([`run_bounded`], [`copy_dir`]) panic, as a failing test should.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context};
 use ceasefire_grpc::client::{self, ClientTls};
 
-/// The binary cargo built for this test.
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_ceasefire-ledger")
-}
-
 /// A free local port (bound, read and released; a small race is accepted).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("cannot bind a loopback port")
-        .local_addr()
-        .expect("a bound socket has an address")
-        .port()
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
-/// A command for the binary with no `CEASEFIRE_LEDGER_*` settings inherited.
-pub fn command(args: &[&dyn AsRef<OsStr>]) -> Command {
-    let mut command = Command::new(binary());
+/// A command for `binary` with `args`, logging at info, with no
+/// `CEASEFIRE_LEDGER_*` settings inherited from this process.
+pub fn command(binary: impl AsRef<OsStr>, args: &[&dyn AsRef<OsStr>]) -> Command {
+    let mut command = Command::new(binary);
     command
         .args(args.iter().map(|arg| arg.as_ref().to_os_string()))
         .env("RUST_LOG", "info");
@@ -59,6 +53,7 @@ impl Output {
     }
 }
 
+/// The last non-empty line of `text`.
 pub fn last_line(text: &str) -> &str {
     text.lines()
         .rev()
@@ -120,19 +115,29 @@ pub enum Started {
     Exited(ExitStatus),
 }
 
-/// A `serve` process, killed (SIGKILL) if a test leaves it running.
+/// A `serve` process, killed (SIGKILL) if dropped while it runs.
 pub struct Serve {
-    child: Child,
+    /// Killed on drop.
+    child: Killed,
+    /// Where its stderr goes, for the errors and the caller.
     stderr: PathBuf,
+    /// Where it serves (`http://127.0.0.1:PORT`).
     pub url: String,
 }
 
 impl Serve {
-    /// `serve --data-dir DATA --listen 127.0.0.1:<free port>` with `extra`
-    /// flags, its stderr in `stderr`.
-    pub fn spawn(data: &Path, extra: &[&str], stderr: PathBuf) -> Serve {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
+    /// `binary serve --data-dir DATA --listen 127.0.0.1:<free port>` with
+    /// `extra` flags, its stderr in `stderr`.
+    pub fn spawn(
+        binary: impl AsRef<OsStr>,
+        data: &Path,
+        extra: &[&str],
+        stderr: PathBuf,
+    ) -> anyhow::Result<Serve> {
+        let listen = format!(
+            "127.0.0.1:{}",
+            free_port().context("cannot find a free loopback port")?
+        );
         let mut args: Vec<OsString> = vec![
             "serve".into(),
             "--data-dir".into(),
@@ -143,55 +148,70 @@ impl Serve {
         args.extend(extra.iter().map(OsString::from));
         let arg_refs: Vec<&dyn AsRef<OsStr>> =
             args.iter().map(|arg| arg as &dyn AsRef<OsStr>).collect();
-        Serve::start(command(&arg_refs), format!("http://{listen}"), stderr)
+        Serve::start(
+            command(binary, &arg_refs),
+            format!("http://{listen}"),
+            stderr,
+        )
     }
 
     /// Runs `command` (a `serve` made with [`command`], its flags, config
-    /// file or environment as the test wants them) that will serve on
+    /// file or environment as the caller wants them) that will serve on
     /// `url`, its stderr in `stderr`.
-    pub fn start(mut command: Command, url: String, stderr: PathBuf) -> Serve {
-        let file = std::fs::File::create(&stderr).expect("cannot create the stderr file");
+    pub fn start(mut command: Command, url: String, stderr: PathBuf) -> anyhow::Result<Serve> {
+        let file = std::fs::File::create(&stderr)
+            .with_context(|| format!("cannot create {}", stderr.display()))?;
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
-            .expect("cannot run the binary");
-        Serve { child, stderr, url }
+            .with_context(|| format!("cannot run {command:?}"))?;
+        Ok(Serve {
+            child: Killed(child),
+            stderr,
+            url,
+        })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Everything it wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// Polls until the server answers GetCheckpoint or the process exits;
-    /// panics (with its stderr) if neither happens within `bound`.
-    pub async fn started(&mut self, bound: Duration) -> Started {
+    /// an error (with its stderr) if neither happens within `bound`.
+    pub async fn started(&mut self, bound: Duration) -> anyhow::Result<Started> {
         let deadline = Instant::now() + bound;
         loop {
-            if let Some(status) = self.child.try_wait().expect("cannot wait for serve") {
-                return Started::Exited(status);
+            if let Some(status) = self.child.0.try_wait().context("cannot wait for serve")? {
+                return Ok(Started::Exited(status));
             }
             if let Ok(Ok(size)) =
                 tokio::time::timeout(Duration::from_secs(2), tree_size(&self.url)).await
             {
-                return Started::Serving(size);
+                return Ok(Started::Serving(size));
             }
-            assert!(
-                Instant::now() < deadline,
-                "serve neither served on {} nor exited within {bound:?}:\n{}",
-                self.url,
-                self.stderr()
-            );
+            if Instant::now() >= deadline {
+                bail!(
+                    "serve neither served on {} nor exited within {bound:?}:\n{}",
+                    self.url,
+                    self.stderr()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
-    /// Like [`Serve::started`], but exiting is a failure.
-    pub async fn wait_ready(&mut self, bound: Duration) -> u64 {
-        match self.started(bound).await {
-            Started::Serving(size) => size,
-            Started::Exited(status) => panic!(
+    /// Like [`Serve::started`], but exiting is an error too; the tree size.
+    pub async fn wait_ready(&mut self, bound: Duration) -> anyhow::Result<u64> {
+        match self.started(bound).await? {
+            Started::Serving(size) => Ok(size),
+            Started::Exited(status) => bail!(
                 "serve exited with {status} before serving:\n{}",
                 self.stderr()
             ),
@@ -199,38 +219,39 @@ impl Serve {
     }
 
     /// SIGKILL: no shutdown code runs, exactly like a crash or an OOM kill.
-    pub fn kill(&mut self) -> ExitStatus {
-        self.child.kill().expect("cannot SIGKILL serve");
-        self.child.wait().expect("cannot reap serve")
+    pub fn kill(&mut self) -> std::io::Result<ExitStatus> {
+        self.child.0.kill()?;
+        self.child.0.wait()
     }
 
-    /// SIGTERM, then the exit status, which must come within `bound`.
-    pub async fn terminate(&mut self, bound: Duration) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("cannot run kill");
-        assert!(status.success(), "kill -TERM failed: {status}");
+    /// SIGTERM, as an operator stops it, then the exit status, which must
+    /// come within `bound`.
+    pub async fn terminate(&mut self, bound: Duration) -> anyhow::Result<ExitStatus> {
+        if let Some(status) = self.child.0.try_wait()? {
+            bail!("serve had already exited with {status}:\n{}", self.stderr());
+        }
+        // SAFETY: kill(2) with the pid of our child, which has not been
+        // reaped (try_wait just saw it running), so the pid is still its.
+        #[allow(unsafe_code)]
+        let sent = unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
+        if sent != 0 {
+            bail!(
+                "cannot send SIGTERM to serve: {}",
+                std::io::Error::last_os_error()
+            );
+        }
         let deadline = Instant::now() + bound;
         loop {
-            if let Some(status) = self.child.try_wait().expect("cannot wait for serve") {
-                return status;
+            if let Some(status) = self.child.0.try_wait().context("cannot wait for serve")? {
+                return Ok(status);
             }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit within {bound:?} of SIGTERM:\n{}",
-                self.stderr()
-            );
+            if Instant::now() >= deadline {
+                bail!(
+                    "serve did not exit within {bound:?} of SIGTERM:\n{}",
+                    self.stderr()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
