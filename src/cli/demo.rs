@@ -18,8 +18,7 @@ use ceasefire_audit::sources::ServerSource;
 use ceasefire_audit::{audit, AuditOptions};
 use ceasefire_grpc::client::{self, now_timestamp};
 use ceasefire_grpc::proto::{
-    event::Body, ledger_client::LedgerClient, Event, ListStatusesRequest, Receipt, Role,
-    SignedEvent,
+    event::Body, ledger_client::LedgerClient, Event, Receipt, Role, SignedEvent,
 };
 use ceasefire_node::node::{self, NodeConfig};
 use ceasefire_testkit::scenario::{bodies, public_key, random_key, Member, Scenario};
@@ -175,16 +174,10 @@ async fn play(cast: &Scenario, url: &str) -> anyhow::Result<()> {
     );
 
     step("compliance: zones by commitments (* = disputed)");
-    let statuses = ceasefire_grpc::proto::compliance_client::ComplianceClient::new(
+    let mut compliance = ceasefire_grpc::proto::compliance_client::ComplianceClient::new(
         client::channel(url, &Default::default()).await?,
-    )
-    .list_statuses(ListStatusesRequest {
-        filter: None,
-        ..Default::default()
-    })
-    .await
-    .map_err(|status| anyhow::anyhow!("{}", status.message()))?
-    .into_inner();
+    );
+    let statuses = super::status::list_all(&mut compliance, Default::default(), 0).await?;
     print!(
         "{}",
         super::status::render_table(&statuses.pairs, std::io::stdout().is_terminal())

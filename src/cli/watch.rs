@@ -111,8 +111,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
 async fn live_position(connection: &super::ConnectArgs) -> anyhow::Result<u64> {
     let mut client = connection.compliance().await?;
     let response = client
+        // Only the version is needed: the smallest page.
         .list_statuses(ListStatusesRequest {
             filter: None,
+            page_size: 1,
             ..Default::default()
         })
         .await

@@ -81,8 +81,10 @@ impl LogSource for ServerSource {
     fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
         let response = self
             .runtime
+            // Only the version is needed: the smallest page.
             .block_on(self.compliance.list_statuses(ListStatusesRequest {
                 filter: None,
+                page_size: 1,
                 ..Default::default()
             }))
             .map_err(|status| status_error("ListStatuses", status))?;

@@ -14,6 +14,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
+use super::paging;
 use super::{read_store, StreamLimit, MAX_SUBSCRIPTIONS};
 use crate::metrics::Metrics;
 use crate::sequencer::{ProjectionView, SequencerHandle};
@@ -147,6 +148,12 @@ fn check_filter(filter: &StatusFilter) -> Result<(), Status> {
     Ok(())
 }
 
+/// A page_token this server did not issue, or issued for other request
+/// fields (spec section 6, PAGE_TOKEN_INVALID).
+fn invalid_page_token(message: String) -> Status {
+    Status::invalid_argument(message)
+}
+
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<StatusChange, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -236,21 +243,37 @@ impl Compliance for ComplianceService {
         &self,
         request: Request<ListStatusesRequest>,
     ) -> Result<Response<ListStatusesResponse>, Status> {
-        let filter = request.into_inner().filter.unwrap_or_default();
+        let ListStatusesRequest {
+            filter,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let filter = filter.unwrap_or_default();
         check_filter(&filter)?;
         let view = self.view()?;
-        let pairs = view
-            .pairs
-            .iter()
-            .filter(|((zone, commitment), summary)| {
-                matches(&filter, zone, commitment, summary.status)
-            })
-            .map(|((zone, commitment), summary)| pair_status(zone, commitment, summary))
-            .collect();
+        let after = paging::statuses_position(&page_token, &filter)
+            .map_err(|error| invalid_page_token(error.to_string()))?;
+        // From the token's position in the view's ordered pairs: a page
+        // costs what it examines (at most SCAN_BUDGET pairs), not the
+        // pairs before it.
+        let page = paging::statuses_page(
+            &view.pairs,
+            &filter,
+            after.as_ref(),
+            paging::page_size(page_size),
+            paging::SCAN_BUDGET,
+        );
         Ok(Response::new(ListStatusesResponse {
-            pairs,
+            pairs: page
+                .pairs
+                .iter()
+                .map(|((zone, commitment), summary)| pair_status(zone, commitment, summary))
+                .collect(),
             version: version(&view),
-            ..Default::default()
+            next_page_token: page
+                .next
+                .map(|last| paging::statuses_token(&filter, &last))
+                .unwrap_or_default(),
         }))
     }
 
@@ -258,26 +281,40 @@ impl Compliance for ComplianceService {
         &self,
         request: Request<GetHistoryRequest>,
     ) -> Result<Response<GetHistoryResponse>, Status> {
-        let request = request.into_inner();
+        let GetHistoryRequest {
+            zone_id,
+            commitment_id,
+            page_size,
+            page_token,
+        } = request.into_inner();
         let view = self.view()?;
-        let key = (request.zone_id, request.commitment_id);
-        if !view.pairs.contains_key(&key) {
+        let key = (zone_id, commitment_id);
+        let after = paging::history_position(&page_token, &key)
+            .map_err(|error| invalid_page_token(error.to_string()))?;
+        // A walk once started goes on even if a redefinition dropped the
+        // pair since: its changes stay in the change log.
+        if after.is_none() && !view.pairs.contains_key(&key) {
             return Err(Status::not_found(format!(
                 "commitment {:?} does not bind a zone {:?} (or neither exists)",
                 key.1, key.0
             )));
         }
+        // A batch may have committed since the view: answer as of the view.
         let as_of = view.head.as_of_seq.unwrap_or_default();
-        let changes = read_store(&self.store, move |store| store.pair_history(&key)).await?;
+        let limit = paging::page_size(page_size);
+        let pair = key.clone();
+        let (changes, more) = read_store(&self.store, move |store| {
+            store.pair_history_page(&pair, after, as_of, limit)
+        })
+        .await?;
+        let next_page_token = match changes.last() {
+            Some(last) if more => paging::history_token(&key, (last.seq, last.index)),
+            _ => String::new(),
+        };
         Ok(Response::new(GetHistoryResponse {
-            // A batch may have committed since the view: answer as of the view.
-            changes: changes
-                .iter()
-                .filter(|change| change.seq <= as_of)
-                .map(change_message)
-                .collect(),
+            changes: changes.iter().map(change_message).collect(),
             version: version(&view),
-            ..Default::default()
+            next_page_token,
         }))
     }
 

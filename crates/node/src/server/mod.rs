@@ -19,6 +19,7 @@
 mod compliance;
 mod connection;
 mod ledger;
+mod paging;
 
 use std::sync::Arc;
 

@@ -20,6 +20,7 @@
 //! them, with its own writes not yet committed on top.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use super::{records, Store, StoreError};
 use ceasefire_core::merkle::Hash;
@@ -138,12 +139,63 @@ fn change_key(seq: u64, index: u32) -> [u8; 13] {
 }
 
 fn pair_change_key(change: &StatusChange) -> Vec<u8> {
-    let mut key = pair_key(&(change.zone_id.clone(), change.commitment_id.clone()));
-    key[0] = PAIR_CHANGE_PREFIX;
-    key.push(0);
+    let mut key = pair_change_prefix(&(change.zone_id.clone(), change.commitment_id.clone()));
     key.extend_from_slice(&change.seq.to_be_bytes());
     key.extend_from_slice(&change.index.to_be_bytes());
     key
+}
+
+/// The prefix every change-index key of `pair` starts with.
+fn pair_change_prefix(pair: &PairKey) -> Vec<u8> {
+    let mut prefix = pair_key(pair);
+    prefix[0] = PAIR_CHANGE_PREFIX;
+    prefix.push(0);
+    prefix
+}
+
+/// The bounds of a pair's change index after `after` through `through_seq`.
+fn pair_history_range(
+    pair: &PairKey,
+    after: Option<(u64, u32)>,
+    through_seq: u64,
+) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let prefix = pair_change_prefix(pair);
+    let at = |seq: u64, index: u32| {
+        let mut key = prefix.clone();
+        key.extend_from_slice(&seq.to_be_bytes());
+        key.extend_from_slice(&index.to_be_bytes());
+        key
+    };
+    let from = match after {
+        Some((seq, index)) => Bound::Excluded(at(seq, index)),
+        None => Bound::Included(prefix.clone()),
+    };
+    (from, Bound::Included(at(through_seq, u32::MAX)))
+}
+
+/// A page of changes from a pair's change-index keys (in order, already
+/// bounded), each change read through `get`: at most `limit` changes, and
+/// whether another key follows. Pulls at most `limit + 1` keys.
+fn history_page<K: AsRef<[u8]>>(
+    keys: impl Iterator<Item = sled::Result<(K, sled::IVec)>>,
+    limit: usize,
+    mut get: impl FnMut(u64, u32) -> Result<Option<sled::IVec>, StoreError>,
+) -> Result<(Vec<StatusChange>, bool), StoreError> {
+    let mut changes = Vec::with_capacity(limit.min(1024));
+    for item in keys {
+        let (key, _) = item?;
+        if changes.len() == limit {
+            return Ok((changes, true));
+        }
+        let key = key.as_ref();
+        let malformed = || corrupt_record("pair change index key");
+        let at = key.len().checked_sub(12).ok_or_else(malformed)?;
+        let seq = u64::from_be_bytes(key[at..at + 8].try_into().map_err(|_| malformed())?);
+        let index = u32::from_be_bytes(key[at + 8..].try_into().map_err(|_| malformed())?);
+        let change = get(seq, index)?.ok_or_else(|| corrupt_record("change log entry"))?;
+        changes.push(serde_json::from_slice(&change).map_err(|_| corrupt_record("status change"))?);
+    }
+    Ok((changes, false))
 }
 
 fn corrupt_record(what: &str) -> StoreError {
@@ -271,28 +323,24 @@ impl Store {
         Ok(Some((seq, index)))
     }
 
-    /// Every status change of one pair, oldest first.
-    pub fn pair_history(&self, key: &PairKey) -> Result<Vec<StatusChange>, StoreError> {
-        let mut prefix = pair_key(key);
-        prefix[0] = PAIR_CHANGE_PREFIX;
-        prefix.push(0);
-        let mut changes = Vec::new();
-        for item in self.tree.scan_prefix(&prefix) {
-            let (key, _) = item?;
-            let at = key.len() - 12;
-            let seq = u64::from_be_bytes(key[at..at + 8].try_into().unwrap_or_default());
-            let index = u32::from_be_bytes(key[at + 8..].try_into().unwrap_or_default());
-            let change = self
-                .tree
-                .get(change_key(seq, index))?
-                .ok_or_else(|| corrupt_record("change log entry"))?;
-            changes.push(
-                serde_json::from_slice(&change).map_err(|_| corrupt_record("status change"))?,
-            );
-        }
-        Ok(changes)
+    /// One page of a pair's status changes, oldest first: those after
+    /// `after` ((seq, index), exclusive; `None`: from the first) with seq at
+    /// most `through_seq`, at most `limit` of them; and whether another such
+    /// change follows. Reads at most `limit + 1` keys of the pair's index
+    /// and `limit` changes, starting at `after`: never the pair's earlier
+    /// changes, never the log after `through_seq`.
+    pub fn pair_history_page(
+        &self,
+        key: &PairKey,
+        after: Option<(u64, u32)>,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<StatusChange>, bool), StoreError> {
+        let (from, through) = pair_history_range(key, after, through_seq);
+        history_page(self.tree.range((from, through)), limit, |seq, index| {
+            Ok(self.tree.get(change_key(seq, index))?)
+        })
     }
-
     /// Replaces the whole stored projection (after a rebuild from the log)
     /// atomically: summaries, windows and change log.
     pub fn replace_projection(
@@ -485,5 +533,149 @@ impl Windows for StoreWindows<'_> {
 
     fn remove(&mut self, key: &WindowKey) {
         self.pending.insert(key.clone(), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! History pages read from where their position is: the keys and
+    //! changes one page pulls from sled are counted.
+
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn change(pair: &PairKey, seq: u64, index: u32) -> StatusChange {
+        StatusChange {
+            seq,
+            index,
+            zone_id: pair.0.clone(),
+            commitment_id: pair.1.clone(),
+            old_status: 1,
+            new_status: 2,
+            old_disputed: false,
+            new_disputed: false,
+            pair: PairSummary {
+                status: 2,
+                disputed: false,
+                observations: 0,
+                violations: 0,
+                counts_by_category: Vec::new(),
+                distinct_reporters: 0,
+                distinct_violation_reporters: 0,
+                last_violation_at_micros: None,
+                last_observation_at_micros: None,
+                updated_seq: seq,
+            },
+        }
+    }
+
+    /// A store whose change log holds `entries` entries, each changing
+    /// three pairs (the middle one, `b`, at index 1).
+    fn store_with_changes(entries: u64) -> (Store, tempfile::TempDir, Vec<PairKey>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let pairs: Vec<PairKey> = ["a", "b", "c"]
+            .iter()
+            .map(|zone| (zone.to_string(), "commitment".to_string()))
+            .collect();
+        let mut batch = sled::Batch::default();
+        for seq in 0..entries {
+            for (index, pair) in pairs.iter().enumerate() {
+                let change = change(pair, seq, index as u32);
+                batch.insert(
+                    &change_key(seq, index as u32),
+                    serde_json::to_vec(&change).unwrap(),
+                );
+                batch.insert(pair_change_key(&change), &[]);
+            }
+        }
+        store.tree.apply_batch(batch).unwrap();
+        (store, dir, pairs)
+    }
+
+    /// A page of `pair`'s history, and the (index keys, changes) it read.
+    fn counted_page(
+        store: &Store,
+        pair: &PairKey,
+        after: Option<(u64, u32)>,
+        through_seq: u64,
+        limit: usize,
+    ) -> ((Vec<StatusChange>, bool), (usize, usize)) {
+        let keys = Cell::new(0);
+        let gets = Cell::new(0);
+        let (from, through) = pair_history_range(pair, after, through_seq);
+        let page = history_page(
+            store
+                .tree
+                .range((from, through))
+                .inspect(|_| keys.set(keys.get() + 1)),
+            limit,
+            |seq, index| {
+                gets.set(gets.get() + 1);
+                Ok(store.tree.get(change_key(seq, index))?)
+            },
+        )
+        .unwrap();
+        (page, (keys.get(), gets.get()))
+    }
+
+    #[test]
+    fn a_history_page_reads_its_page_and_one_key_more() {
+        let (store, _dir, pairs) = store_with_changes(5_000);
+        let b = &pairs[1];
+        // Deep in the history: page 40 of 100.
+        let ((changes, more), (keys, gets)) = counted_page(&store, b, Some((3_999, 1)), 4_999, 100);
+        assert_eq!(
+            changes.iter().map(|c| (c.seq, c.index)).collect::<Vec<_>>(),
+            (4_000..4_100).map(|seq| (seq, 1)).collect::<Vec<_>>()
+        );
+        assert!(more);
+        assert_eq!(
+            (keys, gets),
+            (101, 100),
+            "a page reads O(page), not O(position)"
+        );
+        // The same page through the store's own method.
+        assert_eq!(
+            store
+                .pair_history_page(b, Some((3_999, 1)), 4_999, 100)
+                .unwrap(),
+            (changes, true)
+        );
+
+        // The version bounds the page: nothing after `through_seq`, and no
+        // next page when the next change is after it.
+        let ((changes, more), (keys, gets)) = counted_page(&store, b, Some((9, 1)), 14, 100);
+        assert_eq!(changes.len(), 5);
+        assert!(!more);
+        assert_eq!((keys, gets), (5, 5));
+
+        // The first page of the first pair and the last page of the last.
+        let ((changes, more), (keys, _)) = counted_page(&store, &pairs[0], None, 4_999, 3);
+        assert_eq!(
+            changes.iter().map(|c| (c.seq, c.index)).collect::<Vec<_>>(),
+            vec![(0, 0), (1, 0), (2, 0)]
+        );
+        assert!(more);
+        assert_eq!(keys, 4);
+        let ((changes, more), (keys, _)) =
+            counted_page(&store, &pairs[2], Some((4_997, 2)), 4_999, 3);
+        assert_eq!(changes.len(), 2);
+        assert!(!more);
+        assert_eq!(keys, 2);
+
+        // Walking every page gives the whole history, each change once.
+        let mut after = None;
+        let mut walked = Vec::new();
+        loop {
+            let (changes, more) = store.pair_history_page(b, after, 4_999, 333).unwrap();
+            after = changes.last().map(|c| (c.seq, c.index));
+            walked.extend(changes.into_iter().map(|c| c.seq));
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(walked, (0..5_000).collect::<Vec<_>>());
     }
 }
