@@ -63,6 +63,44 @@ fn offline_commands_refuse_bad_input_with_one_line() {
     assert_one_line_error(&init("party-a,AAAA,Party A"), "a public key is 32 bytes");
     assert!(!dir.join("genesis.json").exists());
 
+    // init refuses what the ledger would refuse as entry 0 (here an origin
+    // with a space, a threshold above the signatories, an agreement id out
+    // of its alphabet), before writing anything.
+    let signatory = format!("party-a,{public_key},Party A");
+    let init_with = |agreement: &str, origin: &str, threshold: &str| {
+        run(
+            &[
+                "init",
+                "--agreement-id",
+                agreement,
+                "--origin",
+                origin,
+                "--signatory",
+                &signatory,
+                "--threshold",
+                threshold,
+                "--operator-public-key",
+                &public_key,
+                "--out",
+                "genesis.json",
+            ],
+            dir,
+        )
+    };
+    assert_one_line_error(
+        &init_with("agreement", "example.org/a ledger", "1"),
+        "the genesis would be refused: genesis.origin",
+    );
+    assert_one_line_error(
+        &init_with("agreement", "example.org/ledger", "2"),
+        "the genesis would be refused: genesis threshold",
+    );
+    assert_one_line_error(
+        &init_with("Agreement!", "example.org/ledger", "1"),
+        "the genesis would be refused",
+    );
+    assert!(!dir.join("genesis.json").exists());
+
     // sign: a bare event needs --out; an edited signed file is refused.
     std::fs::write(dir.join("event.json"), r#"{"author": "party-a"}"#).unwrap();
     assert_one_line_error(
