@@ -206,14 +206,17 @@ struct StatusCountVector {
 
 fn summary_vector(summary: &PairSummary) -> SummaryVector {
     SummaryVector {
-        status: summary.status,
+        status: summary.status as i32,
         disputed: summary.disputed,
         observations: summary.observations,
         violations: summary.violations,
         counts_by_category: summary
             .counts_by_category
             .iter()
-            .map(|&(category, count)| CategoryVector { category, count })
+            .map(|&(category, count)| CategoryVector {
+                category: category as i32,
+                count,
+            })
             .collect(),
         distinct_reporters: summary.distinct_reporters,
         distinct_violation_reporters: summary.distinct_violation_reporters,
@@ -229,8 +232,8 @@ fn change_vector(change: &StatusChange) -> ChangeVector {
         index: change.index,
         zone_id: change.zone_id.clone(),
         commitment_id: change.commitment_id.clone(),
-        old_status: change.old_status,
-        new_status: change.new_status,
+        old_status: change.old_status as i32,
+        new_status: change.new_status as i32,
         old_disputed: change.old_disputed,
         new_disputed: change.new_disputed,
         pair: summary_vector(&change.pair),
@@ -530,8 +533,8 @@ impl Scenario {
                 (
                     change.zone_id.clone(),
                     change.commitment_id.clone(),
-                    change.old_status,
-                    change.new_status,
+                    change.old_status as i32,
+                    change.new_status as i32,
                     change.new_disputed,
                 )
             })
@@ -691,7 +694,7 @@ impl Scenario {
                 summary: summary_vector(&pair.summary),
             })
             .collect();
-        let mut zones: BTreeMap<String, i32> = BTreeMap::new();
+        let mut zones: BTreeMap<String, ComplianceStatus> = BTreeMap::new();
         let mut commitments: BTreeMap<String, BTreeMap<i32, u32>> = BTreeMap::new();
         for ((zone_id, commitment_id), pair) in &projection.pairs {
             let status = pair.summary.status;
@@ -702,7 +705,7 @@ impl Scenario {
             *commitments
                 .entry(commitment_id.clone())
                 .or_default()
-                .entry(status)
+                .entry(status as i32)
                 .or_default() += 1;
         }
         let as_of_seq = projection.as_of_seq.expect("after an entry");
@@ -722,7 +725,10 @@ impl Scenario {
             pairs,
             zones: zones
                 .into_iter()
-                .map(|(zone_id, status)| ZoneVector { zone_id, status })
+                .map(|(zone_id, status)| ZoneVector {
+                    zone_id,
+                    status: status as i32,
+                })
                 .collect(),
             commitments: commitments
                 .into_iter()

@@ -201,7 +201,8 @@ fn paint(text: &str, status: i32) -> String {
         Ok(ComplianceStatus::Obstructed) => "35",
         Ok(ComplianceStatus::Compliant) => "32",
         Ok(ComplianceStatus::Unobserved) => "2",
-        _ => return text.to_string(),
+        // No pair, or a status newer than this client.
+        Ok(ComplianceStatus::Unspecified) | Err(_) => return text.to_string(),
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }

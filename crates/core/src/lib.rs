@@ -20,6 +20,7 @@ pub mod proto {
 
 pub mod canonical;
 pub mod checkpoint;
+mod enum_number;
 pub mod geo;
 pub mod leaf;
 pub mod merkle;

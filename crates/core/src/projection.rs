@@ -27,7 +27,9 @@ use sha2::{Digest, Sha256};
 use super::merkle::Hash;
 use super::rules::{Accepted, EntryContext, GovernanceChange, LedgerState, ObservationRecord};
 pub use super::windows::{CountedObservation, MemoryWindows, WindowKey, Windows};
-use crate::proto::{event::Body, AmendmentKind, ComplianceStatus, Event, Finding, Observation};
+use crate::proto::{
+    event::Body, AmendmentKind, Category, ComplianceStatus, Event, Finding, Observation,
+};
 
 /// Domain tag of the digest encoding; versions it.
 const DIGEST_DOMAIN: &[u8] = b"ceasefire-ledger:projection:v1\n";
@@ -38,12 +40,15 @@ pub type PairKey = (String, String);
 /// What is served about a pair.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairSummary {
-    pub status: i32,
+    /// Stored as its number, like every enum here (crate::enum_number).
+    #[serde(with = "crate::enum_number")]
+    pub status: ComplianceStatus,
     pub disputed: bool,
     pub observations: u32,
     pub violations: u32,
     /// (category, count), ascending by category.
-    pub counts_by_category: Vec<(i32, u32)>,
+    #[serde(with = "crate::enum_number::counts")]
+    pub counts_by_category: Vec<(Category, u32)>,
     pub distinct_reporters: u32,
     pub distinct_violation_reporters: u32,
     pub last_violation_at_micros: Option<i64>,
@@ -54,7 +59,7 @@ pub struct PairSummary {
 impl PairSummary {
     fn unobserved(seq: u64) -> PairSummary {
         PairSummary {
-            status: ComplianceStatus::Unobserved as i32,
+            status: ComplianceStatus::Unobserved,
             disputed: false,
             observations: 0,
             violations: 0,
@@ -97,7 +102,8 @@ struct WindowStats {
     violations: u32,
     access_denied: u32,
     disputed_violations: u32,
-    categories: BTreeMap<i32, u32>,
+    /// By category: `Category`'s order is its numbers' (a test checks).
+    categories: BTreeMap<Category, u32>,
     reporters: BTreeMap<String, u32>,
     violation_reporters: BTreeMap<String, u32>,
     /// The latest `observed_until` counted, of any finding and of violations.
@@ -133,21 +139,24 @@ impl WindowStats {
         if add {
             self.latest_observation = self.latest_observation.max(Some(observed_until));
         }
-        if observation.is_violation() {
-            step(&mut self.violations);
-            if observation.disputed {
-                step(&mut self.disputed_violations);
+        match observation.finding {
+            Finding::Violation => {
+                step(&mut self.violations);
+                if observation.disputed {
+                    step(&mut self.disputed_violations);
+                }
+                tally(
+                    &mut self.violation_reporters,
+                    observation.reporter.clone(),
+                    add,
+                );
+                if add {
+                    self.latest_violation = self.latest_violation.max(Some(observed_until));
+                }
             }
-            tally(
-                &mut self.violation_reporters,
-                observation.reporter.clone(),
-                add,
-            );
-            if add {
-                self.latest_violation = self.latest_violation.max(Some(observed_until));
-            }
-        } else if observation.finding == Finding::AccessDenied as i32 {
-            step(&mut self.access_denied);
+            Finding::AccessDenied => step(&mut self.access_denied),
+            // The rules refuse an unspecified finding: never counted.
+            Finding::Compliance | Finding::Unspecified => {}
         }
     }
 
@@ -168,7 +177,7 @@ impl WindowStats {
             ComplianceStatus::Compliant
         };
         PairSummary {
-            status: status as i32,
+            status,
             disputed: self.disputed_violations > 0,
             observations: self.observations,
             violations: self.violations,
@@ -195,8 +204,11 @@ pub struct StatusChange {
     pub zone_id: String,
     pub commitment_id: String,
     /// `Unspecified` when the pair is new.
-    pub old_status: i32,
-    pub new_status: i32,
+    #[serde(with = "crate::enum_number")]
+    pub old_status: ComplianceStatus,
+    /// `Unspecified` when the pair is dropped.
+    #[serde(with = "crate::enum_number")]
+    pub new_status: ComplianceStatus,
     pub old_disputed: bool,
     pub new_disputed: bool,
     pub pair: PairSummary,
@@ -226,14 +238,14 @@ pub struct Projection {
 }
 
 /// Severity for rollups: a zone's status is its most severe pair's.
-pub fn severity(status: i32) -> u8 {
-    match ComplianceStatus::try_from(status) {
-        Ok(ComplianceStatus::ViolationConfirmed) => 5,
-        Ok(ComplianceStatus::ViolationReported) => 4,
-        Ok(ComplianceStatus::Obstructed) => 3,
-        Ok(ComplianceStatus::Unobserved) => 2,
-        Ok(ComplianceStatus::Compliant) => 1,
-        _ => 0,
+pub fn severity(status: ComplianceStatus) -> u8 {
+    match status {
+        ComplianceStatus::ViolationConfirmed => 5,
+        ComplianceStatus::ViolationReported => 4,
+        ComplianceStatus::Obstructed => 3,
+        ComplianceStatus::Unobserved => 2,
+        ComplianceStatus::Compliant => 1,
+        ComplianceStatus::Unspecified => 0,
     }
 }
 
@@ -458,10 +470,18 @@ impl Projection {
         let Some(pair) = self.pairs.get_mut(&key.pair) else {
             return Ok(None);
         };
+        // The rules refused any other finding or category (they are typed
+        // from here on): this never skips an observation they accepted.
+        let (Ok(finding), Ok(category)) = (
+            Finding::try_from(observation.finding),
+            Category::try_from(observation.category),
+        ) else {
+            return Ok(None);
+        };
         let counted = CountedObservation {
             reporter: record.author.clone(),
-            finding: observation.finding,
-            category: observation.category,
+            finding,
+            category,
             disputed,
         };
         pair.stats.count(&counted, key.observed_until_micros, true);
@@ -609,11 +629,11 @@ impl Projection {
                         zone_id: key.0.clone(),
                         commitment_id: key.1.clone(),
                         old_status: old.status,
-                        new_status: ComplianceStatus::Unspecified as i32,
+                        new_status: ComplianceStatus::Unspecified,
                         old_disputed: old.disputed,
                         new_disputed: false,
                         pair: PairSummary {
-                            status: ComplianceStatus::Unspecified as i32,
+                            status: ComplianceStatus::Unspecified,
                             ..PairSummary::unobserved(seq)
                         },
                     });
@@ -637,7 +657,7 @@ impl Projection {
                     zone_id: key.0.clone(),
                     commitment_id: key.1.clone(),
                     old_status: if is_new {
-                        ComplianceStatus::Unspecified as i32
+                        ComplianceStatus::Unspecified
                     } else {
                         old.status
                     },
@@ -668,7 +688,8 @@ impl Projection {
                 hasher.update([text.len() as u8]);
                 hasher.update(text.as_bytes());
             }
-            hasher.update(summary.status.to_be_bytes());
+            // The enums' numbers (docs/spec.md 9.1, 9.9).
+            hasher.update((summary.status as i32).to_be_bytes());
             hasher.update([u8::from(summary.disputed)]);
             hasher.update(summary.observations.to_be_bytes());
             hasher.update(summary.violations.to_be_bytes());
@@ -683,7 +704,7 @@ impl Projection {
             hasher.update(summary.updated_seq.to_be_bytes());
             hasher.update((summary.counts_by_category.len() as u32).to_be_bytes());
             for (category, count) in &summary.counts_by_category {
-                hasher.update(category.to_be_bytes());
+                hasher.update((*category as i32).to_be_bytes());
                 hasher.update(count.to_be_bytes());
             }
         }
@@ -727,17 +748,17 @@ mod tests {
     const T0: i64 = 1_700_000_000_000_000;
     const SECOND: i64 = 1_000_000;
 
-    const UNSPECIFIED: i32 = ComplianceStatus::Unspecified as i32;
-    const COMPLIANT: i32 = ComplianceStatus::Compliant as i32;
-    const UNOBSERVED: i32 = ComplianceStatus::Unobserved as i32;
-    const OBSTRUCTED: i32 = ComplianceStatus::Obstructed as i32;
-    const REPORTED: i32 = ComplianceStatus::ViolationReported as i32;
-    const CONFIRMED: i32 = ComplianceStatus::ViolationConfirmed as i32;
+    const UNSPECIFIED: ComplianceStatus = ComplianceStatus::Unspecified;
+    const COMPLIANT: ComplianceStatus = ComplianceStatus::Compliant;
+    const UNOBSERVED: ComplianceStatus = ComplianceStatus::Unobserved;
+    const OBSTRUCTED: ComplianceStatus = ComplianceStatus::Obstructed;
+    const REPORTED: ComplianceStatus = ComplianceStatus::ViolationReported;
+    const CONFIRMED: ComplianceStatus = ComplianceStatus::ViolationConfirmed;
 
-    const EXPLOSION: i32 = Category::Explosion as i32;
-    const SMALL_ARMS: i32 = Category::SmallArmsFire as i32;
-    const PATROL: i32 = Category::RoutinePatrol as i32;
-    const MOVEMENT: i32 = Category::RestrictionOfMovement as i32;
+    const EXPLOSION: Category = Category::Explosion;
+    const SMALL_ARMS: Category = Category::SmallArmsFire;
+    const PATROL: Category = Category::RoutinePatrol;
+    const MOVEMENT: Category = Category::RestrictionOfMovement;
 
     fn key(byte: u8) -> SigningKey {
         SigningKey::from_bytes(&[byte; 32])
@@ -756,10 +777,28 @@ mod tests {
     }
 
     /// One change, as compared here.
-    type Change = (u64, u32, &'static str, &'static str, i32, i32, bool, bool);
+    type Change = (
+        u64,
+        u32,
+        &'static str,
+        &'static str,
+        ComplianceStatus,
+        ComplianceStatus,
+        bool,
+        bool,
+    );
 
     /// [`Change`] with owned ids.
-    type OwnedChange = (u64, u32, String, String, i32, i32, bool, bool);
+    type OwnedChange = (
+        u64,
+        u32,
+        String,
+        String,
+        ComplianceStatus,
+        ComplianceStatus,
+        bool,
+        bool,
+    );
 
     fn changes(entry: &ReplayedEntry) -> Vec<OwnedChange> {
         entry
@@ -846,7 +885,7 @@ mod tests {
         zone_id: &str,
         commitment_id: &str,
         finding: Finding,
-        category: i32,
+        category: Category,
         until: i64,
     ) -> Observation {
         let lat = if zone_id == ZONE_Z { 48.5 } else { 49.5 };
@@ -860,7 +899,7 @@ mod tests {
             zone_id: zone_id.into(),
             commitment_id: commitment_id.into(),
             finding: finding as i32,
-            category,
+            category: category as i32,
             quantity: 1,
             attributed_side: String::new(),
             evidence: Vec::new(),
@@ -1412,7 +1451,7 @@ mod tests {
         recategorised.insert(
             counted_key,
             CountedObservation {
-                category: counted.category + 1,
+                category: Category::try_from(counted.category as i32 + 1).expect("a next category"),
                 ..counted
             },
         );
@@ -1499,6 +1538,99 @@ mod tests {
         for pair in ordered.windows(2) {
             assert!(severity(pair[0]) < severity(pair[1]), "{pair:?}");
         }
-        assert_eq!(severity(99), 0);
+    }
+
+    /// The tallies are keyed by `Category` and give `counts_by_category`
+    /// "ascending by category value" (docs/spec.md 9.6): the enum's order
+    /// must be its numbers' order.
+    #[test]
+    fn categories_order_as_their_numbers() {
+        let categories: Vec<Category> = (0..=i32::from(u8::MAX))
+            .filter_map(|number| Category::try_from(number).ok())
+            .collect();
+        assert!(categories.len() >= 13, "{categories:?}");
+        for pair in categories.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+    }
+
+    /// The node stores summaries and changes as JSON: the enums are their
+    /// numbers, byte for byte what the `i32` fields wrote, and a number the
+    /// enum does not know is an error, not a panic.
+    #[test]
+    fn stored_json_writes_enums_as_their_numbers() {
+        let summary = PairSummary {
+            status: REPORTED,
+            disputed: true,
+            observations: 3,
+            violations: 2,
+            counts_by_category: vec![(EXPLOSION, 2), (PATROL, 1)],
+            distinct_reporters: 2,
+            distinct_violation_reporters: 1,
+            last_violation_at_micros: Some(-5),
+            last_observation_at_micros: None,
+            updated_seq: 7,
+        };
+        let summary_json = concat!(
+            r#"{"status":4,"disputed":true,"observations":3,"violations":2,"#,
+            r#""counts_by_category":[[1,2],[11,1]],"distinct_reporters":2,"#,
+            r#""distinct_violation_reporters":1,"last_violation_at_micros":-5,"#,
+            r#""last_observation_at_micros":null,"updated_seq":7}"#
+        );
+        assert_eq!(serde_json::to_string(&summary).unwrap(), summary_json);
+        assert_eq!(
+            serde_json::from_str::<PairSummary>(summary_json).unwrap(),
+            summary
+        );
+        let change = StatusChange {
+            seq: 9,
+            index: 1,
+            zone_id: ZONE_Z.into(),
+            commitment_id: LONG.into(),
+            old_status: UNSPECIFIED,
+            new_status: CONFIRMED,
+            old_disputed: false,
+            new_disputed: true,
+            pair: summary.clone(),
+        };
+        let change_json = format!(
+            r#"{{"seq":9,"index":1,"zone_id":"zone-z","commitment_id":"c-long","old_status":0,"new_status":5,"old_disputed":false,"new_disputed":true,"pair":{summary_json}}}"#
+        );
+        assert_eq!(serde_json::to_string(&change).unwrap(), change_json);
+        assert_eq!(
+            serde_json::from_str::<StatusChange>(&change_json).unwrap(),
+            change
+        );
+        let counted = CountedObservation {
+            reporter: M1.into(),
+            finding: Finding::AccessDenied,
+            category: MOVEMENT,
+            disputed: false,
+        };
+        let counted_json = r#"{"reporter":"mission-a","finding":3,"category":6,"disputed":false}"#;
+        assert_eq!(serde_json::to_string(&counted).unwrap(), counted_json);
+        assert_eq!(
+            serde_json::from_str::<CountedObservation>(counted_json).unwrap(),
+            counted
+        );
+
+        for damaged in [
+            summary_json.replace(r#""status":4"#, r#""status":6"#),
+            summary_json.replace("[11,1]", "[99,1]"),
+            summary_json.replace(r#""status":4"#, r#""status":"4""#),
+        ] {
+            assert!(
+                serde_json::from_str::<PairSummary>(&damaged).is_err(),
+                "{damaged}"
+            );
+        }
+        assert!(serde_json::from_str::<StatusChange>(
+            &change_json.replace(r#""new_status":5"#, r#""new_status":-1"#)
+        )
+        .is_err());
+        assert!(serde_json::from_str::<CountedObservation>(
+            &counted_json.replace(r#""finding":3"#, r#""finding":4"#)
+        )
+        .is_err());
     }
 }

@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use serde::{Deserialize, Serialize};
 
 use super::projection::PairKey;
-use crate::proto::Finding;
+use crate::proto::{Category, Finding};
 
 /// Where an observation is counted: its pair, then expiry order.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,14 +36,16 @@ pub struct WindowKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountedObservation {
     pub reporter: String,
-    pub finding: i32,
-    pub category: i32,
+    #[serde(with = "crate::enum_number")]
+    pub finding: Finding,
+    #[serde(with = "crate::enum_number")]
+    pub category: Category,
     pub disputed: bool,
 }
 
 impl CountedObservation {
     pub fn is_violation(&self) -> bool {
-        self.finding == Finding::Violation as i32
+        self.finding == Finding::Violation
     }
 }
 

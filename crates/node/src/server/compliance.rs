@@ -90,16 +90,16 @@ pub fn pair_status(zone_id: &str, commitment_id: &str, summary: &PairSummary) ->
     PairStatus {
         zone_id: zone_id.to_string(),
         commitment_id: commitment_id.to_string(),
-        status: summary.status,
+        status: summary.status as i32,
         disputed: summary.disputed,
         observations: summary.observations,
         violations: summary.violations,
         counts_by_category: summary
             .counts_by_category
             .iter()
-            .map(|(category, count)| CategoryCount {
-                category: *category,
-                count: *count,
+            .map(|&(category, count)| CategoryCount {
+                category: category as i32,
+                count,
             })
             .collect(),
         distinct_reporters: summary.distinct_reporters,
@@ -115,8 +115,8 @@ pub fn change_message(change: &CoreChange) -> StatusChange {
         seq: change.seq,
         zone_id: change.zone_id.clone(),
         commitment_id: change.commitment_id.clone(),
-        old_status: change.old_status,
-        new_status: change.new_status,
+        old_status: change.old_status as i32,
+        new_status: change.new_status as i32,
         old_disputed: change.old_disputed,
         new_disputed: change.new_disputed,
         pair: Some(pair_status(
@@ -128,11 +128,16 @@ pub fn change_message(change: &CoreChange) -> StatusChange {
     }
 }
 
-fn matches(filter: &StatusFilter, zone_id: &str, commitment_id: &str, status: i32) -> bool {
+fn matches(
+    filter: &StatusFilter,
+    zone_id: &str,
+    commitment_id: &str,
+    status: ComplianceStatus,
+) -> bool {
     (filter.zone_ids.is_empty() || filter.zone_ids.iter().any(|id| id == zone_id))
         && (filter.commitment_ids.is_empty()
             || filter.commitment_ids.iter().any(|id| id == commitment_id))
-        && (filter.statuses.is_empty() || filter.statuses.contains(&status))
+        && (filter.statuses.is_empty() || filter.statuses.contains(&(status as i32)))
 }
 
 fn check_filter(filter: &StatusFilter) -> Result<(), Status> {
@@ -194,11 +199,13 @@ impl Compliance for ComplianceService {
                 "no commitment binds a zone {zone_id:?}"
             )));
         }
-        let status = pairs
+        let status = view
+            .pairs
             .iter()
-            .map(|pair| pair.status)
+            .filter(|((zone, _), _)| *zone == zone_id)
+            .map(|(_, summary)| summary.status)
             .max_by_key(|status| severity(*status))
-            .unwrap_or_default();
+            .unwrap_or_default() as i32;
         Ok(Response::new(ZoneStatusResponse {
             zone_id,
             status,

@@ -7,6 +7,7 @@
 //! author, commitment, zone`.
 //! Identifiers are at most 64 bytes (see core::rules), so a u8 length suffices.
 
+use ceasefire_core::proto::{Category, Finding};
 use ceasefire_core::rules::ObservationRecord;
 use ceasefire_core::windows::CountedObservation;
 
@@ -53,12 +54,13 @@ pub fn decode(bytes: &[u8]) -> Option<ObservationRecord> {
     })
 }
 
-/// `disputed u8 || finding i32 || category i32 || reporter (len u8 || utf8)`.
+/// `disputed u8 || finding i32 || category i32 || reporter (len u8 || utf8)`,
+/// the enums as their numbers.
 pub fn encode_counted(observation: &CountedObservation) -> Vec<u8> {
     let mut out = Vec::with_capacity(10 + observation.reporter.len());
     out.push(u8::from(observation.disputed));
-    out.extend_from_slice(&observation.finding.to_be_bytes());
-    out.extend_from_slice(&observation.category.to_be_bytes());
+    out.extend_from_slice(&(observation.finding as i32).to_be_bytes());
+    out.extend_from_slice(&(observation.category as i32).to_be_bytes());
     out.push(observation.reporter.len() as u8);
     out.extend_from_slice(observation.reporter.as_bytes());
     out
@@ -70,8 +72,10 @@ pub fn decode_counted(bytes: &[u8]) -> Option<CountedObservation> {
         1 => true,
         _ => return None,
     };
-    let finding = i32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?);
-    let category = i32::from_be_bytes(bytes.get(5..9)?.try_into().ok()?);
+    // A number the enum does not know is damage, like any other.
+    let finding = Finding::try_from(i32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?)).ok()?;
+    let category =
+        Category::try_from(i32::from_be_bytes(bytes.get(5..9)?.try_into().ok()?)).ok()?;
     let len = *bytes.get(9)? as usize;
     let reporter = bytes.get(10..)?;
     if reporter.len() != len {
@@ -110,8 +114,8 @@ mod tests {
     fn counted_observations_round_trip_and_garbage_is_refused() {
         let counted = CountedObservation {
             reporter: "osce-smm".into(),
-            finding: 1,
-            category: -7,
+            finding: Finding::Violation,
+            category: Category::Other,
             disputed: true,
         };
         let bytes = encode_counted(&counted);
@@ -122,5 +126,12 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(b'x');
         assert_eq!(decode_counted(&trailing), None);
+        // The numbers as ever (finding 1, category 12); unknown ones are damage.
+        assert_eq!(bytes[1..9], [0, 0, 0, 1, 0, 0, 0, 12]);
+        for (at, number) in [(1..5, 4i32), (5..9, -7)] {
+            let mut unknown = bytes.clone();
+            unknown[at].copy_from_slice(&number.to_be_bytes());
+            assert_eq!(decode_counted(&unknown), None, "{number}");
+        }
     }
 }
