@@ -128,18 +128,6 @@ pub fn change_message(change: &CoreChange) -> StatusChange {
     }
 }
 
-fn matches(
-    filter: &StatusFilter,
-    zone_id: &str,
-    commitment_id: &str,
-    status: ComplianceStatus,
-) -> bool {
-    (filter.zone_ids.is_empty() || filter.zone_ids.iter().any(|id| id == zone_id))
-        && (filter.commitment_ids.is_empty()
-            || filter.commitment_ids.iter().any(|id| id == commitment_id))
-        && (filter.statuses.is_empty() || filter.statuses.contains(&(status as i32)))
-}
-
 fn check_filter(filter: &StatusFilter) -> Result<(), Status> {
     if let Some(status) = filter
         .statuses
@@ -409,6 +397,7 @@ async fn follow_changes(
     mut cursor: (u64, u32),
     sender: mpsc::Sender<Result<StatusChange, Status>>,
 ) {
+    let matcher = paging::Matcher::new(&filter);
     loop {
         // Mark the current batch seen first: any batch committed after this
         // point wakes `changed()` below, so nothing slips between the read
@@ -441,12 +430,8 @@ async fn follow_changes(
         let caught_up = chunk.len() < CATCH_UP_CHUNK;
         for change in &chunk {
             cursor = (change.seq, change.index + 1);
-            if matches(
-                &filter,
-                &change.zone_id,
-                &change.commitment_id,
-                change.new_status,
-            ) && sender.send(Ok(change_message(change))).await.is_err()
+            if matcher.matches(&change.zone_id, &change.commitment_id, change.new_status)
+                && sender.send(Ok(change_message(change))).await.is_err()
             {
                 return; // The client went away.
             }

@@ -26,7 +26,7 @@ use std::ops::Bound;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ceasefire_core::projection::{PairKey, PairSummary};
-use ceasefire_grpc::proto::StatusFilter;
+use ceasefire_grpc::proto::{ComplianceStatus, StatusFilter};
 use sha2::{Digest, Sha256};
 
 /// Items in a page when the request asks for 0.
@@ -246,7 +246,8 @@ pub fn history_position(token: &str, pair: &PairKey) -> Result<Option<(u64, u32)
     Ok(Some((seq, index)))
 }
 
-/// A filter in the form matched against each pair: sets.
+/// A filter in the form matched against each pair or change: sets. The
+/// one matcher of ListStatuses pages and Subscribe streams.
 pub struct Matcher {
     zone_ids: Option<BTreeSet<String>>,
     commitment_ids: Option<BTreeSet<String>>,
@@ -266,7 +267,7 @@ impl Matcher {
         }
     }
 
-    pub fn matches(&self, zone_id: &str, commitment_id: &str, status: i32) -> bool {
+    pub fn matches(&self, zone_id: &str, commitment_id: &str, status: ComplianceStatus) -> bool {
         self.zone_ids
             .as_ref()
             .is_none_or(|ids| ids.contains(zone_id))
@@ -277,7 +278,7 @@ impl Matcher {
             && self
                 .statuses
                 .as_ref()
-                .is_none_or(|statuses| statuses.contains(&status))
+                .is_none_or(|statuses| statuses.contains(&(status as i32)))
     }
 }
 
@@ -364,7 +365,7 @@ pub fn statuses_page<'a>(
 mod tests {
     use super::*;
 
-    fn summary(status: i32) -> PairSummary {
+    fn summary(status: ComplianceStatus) -> PairSummary {
         PairSummary {
             status,
             disputed: false,
@@ -387,7 +388,11 @@ mod tests {
             for commitment in 0..5 {
                 pairs.insert(
                     (format!("zone-{zone:02}"), format!("c-{commitment}")),
-                    summary(if (zone + commitment) % 2 == 0 { 1 } else { 2 }),
+                    summary(if (zone + commitment) % 2 == 0 {
+                        ComplianceStatus::Compliant
+                    } else {
+                        ComplianceStatus::Unobserved
+                    }),
                 );
             }
         }

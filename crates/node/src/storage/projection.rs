@@ -543,6 +543,8 @@ mod tests {
 
     use std::cell::Cell;
 
+    use ceasefire_core::proto::ComplianceStatus;
+
     use super::*;
 
     fn change(pair: &PairKey, seq: u64, index: u32) -> StatusChange {
@@ -551,12 +553,12 @@ mod tests {
             index,
             zone_id: pair.0.clone(),
             commitment_id: pair.1.clone(),
-            old_status: 1,
-            new_status: 2,
+            old_status: ComplianceStatus::Compliant,
+            new_status: ComplianceStatus::Unobserved,
             old_disputed: false,
             new_disputed: false,
             pair: PairSummary {
-                status: 2,
+                status: ComplianceStatus::Unobserved,
                 disputed: false,
                 observations: 0,
                 violations: 0,
