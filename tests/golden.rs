@@ -261,3 +261,58 @@ fn checkpoint_golden_vector() {
     let tampered = CHECKPOINT_NOTE.replacen("\n5\n", "\n6\n", 1);
     assert!(open_checkpoint(&tampered, &verifier).is_err());
 }
+
+/// The same vectors as data any language can load
+/// (`testdata/golden/vectors.json`, cited by docs/spec.md section 8): the
+/// file must hold exactly the values asserted above.
+#[test]
+fn the_vector_file_holds_the_vectors_checked_here() {
+    let file: serde_json::Value =
+        serde_json::from_str(include_str!("../testdata/golden/vectors.json")).unwrap();
+    let text = |path: &str| {
+        file.pointer(path)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_else(|| panic!("{path} missing from testdata/golden/vectors.json"))
+            .to_string()
+    };
+    let number = |path: &str| {
+        file.pointer(path)
+            .and_then(serde_json::Value::as_i64)
+            .unwrap()
+    };
+    assert_eq!(text("/event_signature/seed"), hex::encode(SIGNER_SEED));
+    assert_eq!(text("/event_signature/public_key"), SIGNER_PUBLIC_KEY_HEX);
+    assert_eq!(text("/event_signature/payload"), hex::encode(PAYLOAD));
+    assert_eq!(
+        text("/event_signature/signed_message_prefix").as_bytes(),
+        EVENT_SIGNATURE_DOMAIN
+    );
+    assert_eq!(text("/event_signature/signature"), EVENT_SIGNATURE_HEX);
+    assert_eq!(number("/leaf/seq") as u64, SEQ);
+    assert_eq!(text("/leaf/prev_leaf_hash"), hex::encode(PREV_LEAF_HASH));
+    assert_eq!(number("/leaf/received_at_micros"), RECEIVED_AT_MICROS);
+    assert_eq!(text("/leaf/leaf"), LEAF_HEX);
+    assert_eq!(text("/leaf/leaf_hash"), LEAF_HASH_HEX);
+    assert_eq!(
+        text("/leaf/two_signature_seeds/1"),
+        hex::encode(SECOND_SIGNER_SEED)
+    );
+    assert_eq!(
+        text("/leaf/two_signature_leaf_hash"),
+        TWO_SIGNATURE_LEAF_HASH_HEX
+    );
+    assert_eq!(
+        text("/checkpoint/operator_seed"),
+        hex::encode(OPERATOR_SEED)
+    );
+    assert_eq!(
+        text("/checkpoint/operator_public_key"),
+        OPERATOR_PUBLIC_KEY_HEX
+    );
+    assert_eq!(text("/checkpoint/origin"), ORIGIN);
+    assert_eq!(text("/checkpoint/key_id"), OPERATOR_KEY_ID_HEX);
+    assert_eq!(text("/checkpoint/verifier_key"), OPERATOR_VERIFIER_KEY);
+    assert_eq!(number("/checkpoint/tree_size"), 5);
+    assert_eq!(text("/checkpoint/root_hash"), hex::encode(empty_root()));
+    assert_eq!(text("/checkpoint/note"), CHECKPOINT_NOTE);
+}
