@@ -58,11 +58,14 @@ pub struct ReplayedEntry {
     pub changes: Vec<StatusChange>,
 }
 
-/// The in-memory index a replay keeps of the log so far.
-#[derive(Default)]
-struct MemoryIndex {
-    leaf_hashes: Vec<Hash>,
-    observations: HashMap<u64, ObservationRecord>,
+/// The in-memory index a replay keeps of the log so far (and any caller of
+/// the step that holds a log in memory: tests, the fuzz fixture).
+#[derive(Clone, Default)]
+pub struct MemoryIndex {
+    /// Leaf hash of every entry so far, by seq.
+    pub leaf_hashes: Vec<Hash>,
+    /// The observation records the step returned, by the seq they describe.
+    pub observations: HashMap<u64, ObservationRecord>,
 }
 
 impl EntryIndex for MemoryIndex {

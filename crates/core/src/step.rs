@@ -200,9 +200,6 @@ mod tests {
     //! same verdicts, state, records, changes and digests; and what a
     //! refused entry, a lent state, [`Fold::Nothing`] and `found` do.
 
-    use std::collections::HashMap;
-    use std::convert::Infallible;
-
     use ed25519_dalek::SigningKey;
     use prost::Message;
 
@@ -213,7 +210,7 @@ mod tests {
         DefineZone, Dispute, Finding, Genesis, LatLon, Location, Observation, Party, Polygon,
         RegisterParty, Role, ZoneKind,
     };
-    use crate::replay::Replay;
+    use crate::replay::{MemoryIndex, Replay};
     use crate::rules::micros_timestamp as timestamp;
     use crate::signing::sign_event;
     use crate::windows::MemoryWindows;
@@ -368,32 +365,13 @@ mod tests {
         }
     }
 
-    /// An index kept as a caller of [`step`] keeps one.
-    #[derive(Default)]
-    struct TestIndex {
-        leaf_hashes: Vec<Hash>,
-        records: HashMap<u64, ObservationRecord>,
-    }
-
-    impl EntryIndex for TestIndex {
-        type Error = Infallible;
-
-        fn leaf_hash(&self, seq: u64) -> Result<Option<Hash>, Infallible> {
-            Ok(self.leaf_hashes.get(seq as usize).copied())
-        }
-
-        fn observation(&self, seq: u64) -> Result<Option<ObservationRecord>, Infallible> {
-            Ok(self.records.get(&seq).cloned())
-        }
-    }
-
     /// Everything a caller of [`step`] keeps.
     #[derive(Default)]
     struct Stepper {
         state: Option<LedgerState>,
         projection: Projection,
         windows: MemoryWindows,
-        index: TestIndex,
+        index: MemoryIndex,
     }
 
     impl Stepper {
@@ -413,7 +391,7 @@ mod tests {
             self.state = state.map(Cow::into_owned);
             let stepped = verdict?;
             if let Some((seq, record)) = &stepped.record {
-                self.index.records.insert(*seq, record.clone());
+                self.index.observations.insert(*seq, record.clone());
             }
             self.index.leaf_hashes.push(signed.leaf_hash);
             Ok(stepped)
@@ -631,7 +609,7 @@ mod tests {
         let entries = log();
         let mut folded = Stepper::default();
         let mut state = None;
-        let mut index = TestIndex::default();
+        let mut index = MemoryIndex::default();
         for signed in &entries {
             let expected = folded.step(signed).expect("the log steps");
             let Ok(verdict) = step(
@@ -646,7 +624,7 @@ mod tests {
             assert_eq!(stepped.record, expected.record);
             assert_eq!(stepped.folded, Folded::default());
             if let Some((seq, record)) = stepped.record {
-                index.records.insert(seq, record);
+                index.observations.insert(seq, record);
             }
             index.leaf_hashes.push(signed.leaf_hash);
         }
@@ -657,7 +635,7 @@ mod tests {
     fn found_builds_from_the_genesis_or_refuses_it() {
         let entries = log();
         let genesis = entries[0].entry();
-        let index = TestIndex::default();
+        let index = MemoryIndex::default();
         let mut projection = Projection::new();
         let mut windows = MemoryWindows::default();
 

@@ -23,7 +23,6 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeSet, HashMap};
-use std::convert::Infallible;
 use std::sync::OnceLock;
 
 use ed25519_dalek::{Signer as _, SigningKey};
@@ -47,7 +46,7 @@ use ceasefire_core::proto::{
     ZoneKind,
 };
 use ceasefire_core::rejection::RejectionKind;
-use ceasefire_core::replay::Replay;
+use ceasefire_core::replay::{MemoryIndex, Replay};
 use ceasefire_core::rules::{
     decode_event, Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord,
 };
@@ -310,27 +309,6 @@ fn fixture_leaf(seq: u64, prev_leaf_hash: Hash, payload: Vec<u8>, seeds: &[[u8; 
     }
 }
 
-/// The index an auditor would keep of the fixture's log.
-struct FixtureIndex {
-    leaf_hashes: Vec<Hash>,
-    observations: HashMap<u64, ObservationRecord>,
-}
-
-impl EntryIndex for FixtureIndex {
-    type Error = Infallible;
-
-    fn leaf_hash(&self, seq: u64) -> Result<Option<Hash>, Infallible> {
-        Ok(usize::try_from(seq)
-            .ok()
-            .and_then(|seq| self.leaf_hashes.get(seq))
-            .copied())
-    }
-
-    fn observation(&self, seq: u64) -> Result<Option<ObservationRecord>, Infallible> {
-        Ok(self.observations.get(&seq).cloned())
-    }
-}
-
 /// The fixture's log replayed: what the rules know when entry
 /// [`FIXTURE_ENTRIES`] arrives.
 struct EventFixture {
@@ -338,7 +316,7 @@ struct EventFixture {
     state: LedgerState,
     projection: Projection,
     windows: MemoryWindows,
-    index: FixtureIndex,
+    index: MemoryIndex,
     /// Signer lists a fuzzed event is checked with: none, the monitor, one
     /// signatory, both signatories (the threshold), a signatory and the
     /// monitor. Signatures are verified before the rules run, so the rules
@@ -372,7 +350,7 @@ fn event_fixture() -> &'static EventFixture {
         );
         EventFixture {
             leaves,
-            index: FixtureIndex {
+            index: MemoryIndex {
                 leaf_hashes: replay.leaf_hashes().to_vec(),
                 observations,
             },
@@ -500,7 +478,7 @@ fn located_in(state: &LedgerState, record: &ObservationRecord, observation: &Obs
 /// says an accepted event must satisfy.
 fn check_accepted(
     state: &LedgerState,
-    index: &FixtureIndex,
+    index: &MemoryIndex,
     event: &Event,
     signers: &[[u8; 32]],
     accepted: &Accepted,
