@@ -34,7 +34,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             ..Default::default()
         })
         .await
-        .map_err(|status| anyhow::anyhow!("{:?}: {}", status.code(), status.message()))?
+        .map_err(|status| anyhow::anyhow!("{}", ceasefire_grpc::errors::describe(&status)))?
         .into_inner();
     if args.json {
         println!(
