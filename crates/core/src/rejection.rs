@@ -271,19 +271,6 @@ impl Rejection {
         Self::new(reason, message).with("field", field.into())
     }
 
-    /// Transitional, for the sequencer's batch until its calls name their
-    /// reason (the next commit): no genesis yet.
-    #[doc(hidden)]
-    pub fn precondition(message: impl Into<String>) -> Self {
-        Self::new(ReasonCode::LedgerNotStarted, message)
-    }
-
-    /// Transitional, as [`Rejection::precondition`]: a replayed nonce.
-    #[doc(hidden)]
-    pub fn already_exists(message: impl Into<String>) -> Self {
-        Self::new(ReasonCode::NonceReused, message)
-    }
-
     /// The same refusal with one more metadata entry.
     pub fn with(mut self, key: &str, value: impl ToString) -> Self {
         self.metadata.insert(key.to_string(), value.to_string());

@@ -21,7 +21,7 @@ use ceasefire_core::checkpoint::NoteSigner;
 use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::{hash_leaf, BatchSubtrees, Frontier, Hash};
 use ceasefire_core::projection::{PairKey, Projection, StatusChange};
-use ceasefire_core::rejection::Rejection;
+use ceasefire_core::rejection::{ReasonCode, Rejection};
 use ceasefire_core::rules::{Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord};
 use ceasefire_grpc::proto::event::Body;
 
@@ -199,7 +199,8 @@ impl<'a> Batch<'a> {
                 if !matches!(event.body, Some(Body::Genesis(_))) {
                     refuse(
                         reply,
-                        Rejection::precondition(
+                        Rejection::new(
+                            ReasonCode::LedgerNotStarted,
                             "this ledger has no genesis yet: entry 0 must be a genesis",
                         ),
                     );
@@ -209,7 +210,9 @@ impl<'a> Batch<'a> {
                     LedgerState::from_genesis(&event, &signers, &context).and_then(|state| {
                         checkpoint_signer(&state.agreement, operator_key)
                             .map(|signer| (state, signer))
-                            .map_err(Rejection::precondition)
+                            .map_err(|message| {
+                                Rejection::new(ReasonCode::OperatorKeyMismatch, message)
+                            })
                     });
                 match founded {
                     Ok((state, signer)) => {
@@ -412,9 +415,12 @@ fn refuse(reply: Reply, rejection: Rejection) {
 }
 
 fn replay_rejection(author: &str, seq: u64) -> Rejection {
-    Rejection::already_exists(format!(
-        "author {author:?} already used this nonce for entry {seq} with different bytes"
-    ))
+    Rejection::new(
+        ReasonCode::NonceReused,
+        format!("author {author:?} already used this nonce for entry {seq} with different bytes"),
+    )
+    .with("author", author)
+    .with("seq", seq)
 }
 
 /// The store as seen from inside a batch: durable entries plus staged ones.
