@@ -265,6 +265,11 @@ fn assert_invalid_token(result: Result<impl std::fmt::Debug, tonic::Status>, wha
         "{what}: the message does not name page_token: {}",
         status.message()
     );
+    assert_eq!(
+        ceasefire_grpc::errors::reason(&status),
+        ceasefire_grpc::proto::ReasonCode::PageTokenInvalid,
+        "{what}: {status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -212,7 +212,7 @@ async fn submit(
         .submit(signed)
         .await
         .map(|response| response.into_inner())
-        .map_err(|status| anyhow::anyhow!("refused: {:?}: {}", status.code(), status.message()))
+        .map_err(|status| anyhow::anyhow!("refused: {}", ceasefire_grpc::errors::describe(&status)))
 }
 
 /// One line about an event, for the demo's narration.

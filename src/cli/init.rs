@@ -87,7 +87,12 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     // The same content rules the ledger applies to entry 0 (origin, ids,
     // threshold, keys...), so a genesis `serve` would refuse is never written.
     if let Err(rejection) = LedgerState::check_genesis_content(&event) {
-        bail!("the genesis would be refused: {rejection}");
+        bail!(
+            "the genesis would be refused: {:?} {}: {}",
+            rejection.kind(),
+            rejection.reason_name(),
+            rejection.message
+        );
     }
     if args.out.exists() {
         bail!("{} exists; refusing to overwrite it", args.out.display());

@@ -124,7 +124,7 @@ pub async fn list_all(
                 page_token: page_token.clone(),
             })
             .await
-            .map_err(|status| anyhow::anyhow!("{:?}: {}", status.code(), status.message()))?
+            .map_err(|status| anyhow::anyhow!("{}", ceasefire_grpc::errors::describe(&status)))?
             .into_inner();
         listing.pages += 1;
         listing.pairs.extend(page.pairs);

@@ -83,9 +83,8 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         let receipt = match client.submit(signed).await {
             Ok(response) => response.into_inner(),
             Err(status) => bail!(
-                "event {position} refused: {:?}: {} ({index} accepted before it)",
-                status.code(),
-                status.message()
+                "event {position} refused: {} ({index} accepted before it)",
+                ceasefire_grpc::errors::describe(&status)
             ),
         };
         check_receipt(&receipt, &identity)

@@ -77,7 +77,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
-            Err(status) => bail!("{:?}: {}", status.code(), status.message()),
+            Err(status) => bail!("{}", ceasefire_grpc::errors::describe(&status)),
         };
         backoff = Duration::from_millis(200);
         loop {
@@ -100,7 +100,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
                     );
                     break;
                 }
-                Err(status) => bail!("{:?}: {}", status.code(), status.message()),
+                Err(status) => bail!("{}", ceasefire_grpc::errors::describe(&status)),
             }
         }
         tokio::time::sleep(backoff).await;
@@ -118,7 +118,7 @@ async fn live_position(connection: &super::ConnectArgs) -> anyhow::Result<u64> {
             ..Default::default()
         })
         .await
-        .map_err(|status| anyhow::anyhow!("{:?}: {}", status.code(), status.message()))?
+        .map_err(|status| anyhow::anyhow!("{}", ceasefire_grpc::errors::describe(&status)))?
         .into_inner();
     Ok(response.version.map_or(0, |version| version.as_of_seq + 1))
 }

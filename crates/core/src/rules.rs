@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::geo::{self, Point};
 use super::merkle::Hash;
-use super::rejection::Rejection;
+use super::rejection::{ReasonCode, Rejection};
 use super::signing::is_acceptable_public_key;
 use crate::proto::{
     event::Body, AmendmentKind, Category, CommitmentKind, Event, Finding, Genesis, Observation,
@@ -31,6 +31,10 @@ pub const MAX_NARRATIVE_BYTES: usize = 4096;
 pub const MAX_REASON_BYTES: usize = 2048;
 /// Largest name or title in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
+/// Largest origin in bytes: the origin is the operator key's name in signed
+/// notes, and key names are at most 255 bytes
+/// ([`MAX_KEY_NAME_BYTES`](crate::checkpoint::MAX_KEY_NAME_BYTES)).
+pub const MAX_ORIGIN_BYTES: usize = crate::checkpoint::MAX_KEY_NAME_BYTES;
 /// Evidence items per observation; each is a digest and a short URI.
 pub const MAX_EVIDENCE_ITEMS: usize = 32;
 /// Largest evidence URI in bytes.
@@ -189,11 +193,17 @@ pub enum GovernanceChange {
 /// another can refuse.
 pub fn decode_event(payload: &[u8]) -> Result<Event, Rejection> {
     crate::canonical::decode_event(payload).map_err(|error| {
-        Rejection::invalid(if error.is_malformed() {
-            format!("payload is not a ceasefire.v1.Event: {error}")
+        if error.is_malformed() {
+            Rejection::new(
+                ReasonCode::PayloadUndecodable,
+                format!("payload is not a ceasefire.v1.Event: {error}"),
+            )
         } else {
-            format!("payload is not the canonical encoding of its ceasefire.v1.Event: {error}")
-        })
+            Rejection::new(
+                ReasonCode::NonCanonicalPayload,
+                format!("payload is not the canonical encoding of its ceasefire.v1.Event: {error}"),
+            )
+        }
     })
 }
 
@@ -202,19 +212,25 @@ pub fn timestamp_micros(
     field: &str,
     timestamp: &Option<prost_types::Timestamp>,
 ) -> Result<i64, Rejection> {
-    let timestamp = timestamp
-        .as_ref()
-        .ok_or_else(|| Rejection::invalid(format!("{field} is required")))?;
+    let timestamp = timestamp.as_ref().ok_or_else(|| missing(field))?;
     if !(0..1_000_000_000).contains(&timestamp.nanos) {
-        return Err(Rejection::invalid(format!("{field}: nanos out of range")));
+        return Err(Rejection::field(
+            ReasonCode::FieldMalformed,
+            format!("{field}.nanos"),
+            format!("{field}: nanos out of range"),
+        ));
     }
     // Year 1970 to 9999: anything else is a mistake, and the bound keeps the
     // arithmetic far from overflow.
     if !(0..=253_402_300_799).contains(&timestamp.seconds) {
-        return Err(Rejection::invalid(format!(
-            "{field}: {} seconds is outside 1970..9999",
-            timestamp.seconds
-        )));
+        return Err(Rejection::field(
+            ReasonCode::FieldOutOfBounds,
+            format!("{field}.seconds"),
+            format!(
+                "{field}: {} seconds is outside 1970..9999",
+                timestamp.seconds
+            ),
+        ));
     }
     Ok(timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos / 1_000))
 }
@@ -226,6 +242,15 @@ pub fn micros_timestamp(micros: i64) -> prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),
         nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
     }
+}
+
+/// `field` is required and absent, blank or unspecified (`FIELD_MISSING`).
+fn missing(field: &str) -> Rejection {
+    Rejection::field(
+        ReasonCode::FieldMissing,
+        field,
+        format!("{field} is required"),
+    )
 }
 
 fn check_identifier(field: &str, value: &str) -> Result<(), Rejection> {
@@ -241,51 +266,68 @@ fn check_identifier(field: &str, value: &str) -> Result<(), Rejection> {
     if valid {
         Ok(())
     } else if value.is_empty() {
-        Err(Rejection::invalid(format!("{field} is required")))
+        Err(missing(field))
     } else {
-        Err(Rejection::invalid(format!(
-            "{field} {value:?} is not an identifier: use 1-64 of a-z 0-9 . _ -, starting with a letter or digit"
-        )))
+        Err(Rejection::field(
+            ReasonCode::FieldMalformed,
+            field,
+            format!(
+                "{field} {value:?} is not an identifier: use 1-64 of a-z 0-9 . _ -, starting with a letter or digit"
+            ),
+        ))
     }
 }
 
 fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<(), Rejection> {
     if required && value.trim().is_empty() {
-        return Err(Rejection::invalid(format!("{field} is required")));
+        return Err(missing(field));
     }
     if value.len() > max {
-        return Err(Rejection::invalid(format!(
-            "{field} is {} bytes, over the limit of {max}",
-            value.len()
-        )));
+        return Err(Rejection::field(
+            ReasonCode::FieldOutOfBounds,
+            field,
+            format!("{field} is {} bytes, over the limit of {max}", value.len()),
+        ));
     }
     if value
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
-        return Err(Rejection::invalid(format!(
-            "{field} contains control characters"
-        )));
+        return Err(Rejection::field(
+            ReasonCode::FieldMalformed,
+            field,
+            format!("{field} contains control characters"),
+        ));
     }
     Ok(())
 }
 
 fn check_enum<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Rejection> {
     if value == 0 {
-        return Err(Rejection::invalid(format!("{field} is required")));
+        return Err(missing(field));
     }
-    E::try_from(value).map_err(|_| Rejection::invalid(format!("{field}: unknown value {value}")))
+    E::try_from(value).map_err(|_| {
+        Rejection::field(
+            ReasonCode::FieldMalformed,
+            field,
+            format!("{field}: unknown value {value}"),
+        )
+    })
 }
 
 fn public_key_array(field: &str, bytes: &[u8]) -> Result<[u8; 32], Rejection> {
-    let key: [u8; 32] = bytes.try_into().map_err(|_| {
-        Rejection::invalid(format!("{field} must be 32 bytes, got {}", bytes.len()))
-    })?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| not_32_bytes(field, bytes.len()))?;
     if !is_acceptable_public_key(&key) {
-        return Err(Rejection::invalid(format!(
-            "{field} {} is not an acceptable Ed25519 key (non-canonical or of small order)",
-            crate::key_text(key)
-        )));
+        return Err(Rejection::field(
+            ReasonCode::KeyUnacceptable,
+            field,
+            format!(
+                "{field} {} is not an acceptable Ed25519 key (non-canonical or of small order)",
+                crate::key_text(key)
+            ),
+        ));
     }
     Ok(key)
 }
@@ -293,7 +335,16 @@ fn public_key_array(field: &str, bytes: &[u8]) -> Result<[u8; 32], Rejection> {
 fn hash_array(field: &str, bytes: &[u8]) -> Result<Hash, Rejection> {
     bytes
         .try_into()
-        .map_err(|_| Rejection::invalid(format!("{field} must be 32 bytes, got {}", bytes.len())))
+        .map_err(|_| not_32_bytes(field, bytes.len()))
+}
+
+/// A key or digest of the wrong length (`FIELD_MALFORMED`).
+fn not_32_bytes(field: &str, length: usize) -> Rejection {
+    Rejection::field(
+        ReasonCode::FieldMalformed,
+        field,
+        format!("{field} must be 32 bytes, got {length}"),
+    )
 }
 
 /// Checks the header every event carries, apart from the agreement id.
@@ -301,12 +352,16 @@ fn check_header(event: &Event) -> Result<(), Rejection> {
     check_identifier("author", &event.author)?;
     timestamp_micros("created_at", &event.created_at)?;
     if !NONCE_BYTES.contains(&event.nonce.len()) {
-        return Err(Rejection::invalid(format!(
-            "nonce must be {} to {} bytes, got {}",
-            NONCE_BYTES.start(),
-            NONCE_BYTES.end(),
-            event.nonce.len()
-        )));
+        return Err(Rejection::field(
+            ReasonCode::FieldOutOfBounds,
+            "nonce",
+            format!(
+                "nonce must be {} to {} bytes, got {}",
+                NONCE_BYTES.start(),
+                NONCE_BYTES.end(),
+                event.nonce.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -316,18 +371,22 @@ fn check_party(field: &str, party: &Party) -> Result<Vec<[u8; 32]>, Rejection> {
     check_identifier(&format!("{field}.party_id"), &party.party_id)?;
     check_text(&format!("{field}.name"), &party.name, MAX_NAME_BYTES, true)?;
     if party.public_keys.is_empty() {
-        return Err(Rejection::invalid(format!(
-            "{field}.public_keys: a party needs at least one key"
-        )));
+        return Err(Rejection::field(
+            ReasonCode::FieldMissing,
+            format!("{field}.public_keys"),
+            format!("{field}.public_keys: a party needs at least one key"),
+        ));
     }
     let mut keys = Vec::new();
     for (index, key) in party.public_keys.iter().enumerate() {
-        let key = public_key_array(&format!("{field}.public_keys[{index}]"), key)?;
+        let key_field = format!("{field}.public_keys[{index}]");
+        let key = public_key_array(&key_field, key)?;
         if keys.contains(&key) {
-            return Err(Rejection::invalid(format!(
-                "{field}.public_keys lists {} twice",
-                crate::key_text(key)
-            )));
+            return Err(Rejection::field(
+                ReasonCode::DuplicateInList,
+                key_field,
+                format!("{field}.public_keys lists {} twice", crate::key_text(key)),
+            ));
         }
         keys.push(key);
     }
@@ -343,10 +402,10 @@ impl LedgerState {
         context: &EntryContext,
     ) -> Result<LedgerState, Rejection> {
         if context.seq != 0 {
-            return Err(Rejection::invalid(format!(
-                "a genesis event can only be entry 0, not {}",
-                context.seq
-            )));
+            return Err(Rejection::new(
+                ReasonCode::GenesisMisplaced,
+                format!("a genesis event can only be entry 0, not {}", context.seq),
+            ));
         }
         let state = Self::genesis_state(event)?;
         state.check_time(event, context)?;
@@ -365,8 +424,9 @@ impl LedgerState {
     /// The state a genesis founds, from its content alone.
     fn genesis_state(event: &Event) -> Result<LedgerState, Rejection> {
         let Some(Body::Genesis(genesis)) = &event.body else {
-            return Err(Rejection::invalid(
-                "entry 0 must be a genesis event".to_string(),
+            return Err(Rejection::new(
+                ReasonCode::GenesisMisplaced,
+                "entry 0 must be a genesis event",
             ));
         };
         check_identifier("agreement_id", &event.agreement_id)?;
@@ -376,10 +436,14 @@ impl LedgerState {
 
     fn check_genesis_author(&self, event: &Event) -> Result<(), Rejection> {
         if !self.parties.contains_key(&event.author) {
-            return Err(Rejection::denied(format!(
-                "the genesis author {:?} must be one of its signatories",
-                event.author
-            )));
+            return Err(Rejection::new(
+                ReasonCode::AuthorNotRegistered,
+                format!(
+                    "the genesis author {:?} must be one of its signatories",
+                    event.author
+                ),
+            )
+            .with("party_id", &event.author));
         }
         Ok(())
     }
@@ -388,14 +452,22 @@ impl LedgerState {
         check_origin(&genesis.origin)?;
         check_text("genesis.title", &genesis.title, MAX_NAME_BYTES, false)?;
         if genesis.signatories.is_empty() {
-            return Err(Rejection::invalid("genesis names no signatories"));
+            return Err(Rejection::field(
+                ReasonCode::FieldMissing,
+                "genesis.signatories",
+                "genesis names no signatories",
+            ));
         }
         let n = genesis.signatories.len() as u32;
         if genesis.threshold == 0 || genesis.threshold > n {
-            return Err(Rejection::invalid(format!(
-                "genesis threshold must be between 1 and the {n} signatories, got {}",
-                genesis.threshold
-            )));
+            return Err(Rejection::field(
+                ReasonCode::FieldOutOfBounds,
+                "genesis.threshold",
+                format!(
+                    "genesis threshold must be between 1 and the {n} signatories, got {}",
+                    genesis.threshold
+                ),
+            ));
         }
         let operator_public_key =
             public_key_array("genesis.operator_public_key", &genesis.operator_public_key)?;
@@ -436,10 +508,10 @@ impl LedgerState {
         index: &I,
     ) -> Result<Result<Accepted, Rejection>, I::Error> {
         if event.agreement_id != self.agreement.agreement_id {
-            return Ok(Err(Rejection::precondition(format!(
-                "event is for agreement {:?}, this ledger is {:?}",
-                event.agreement_id, self.agreement.agreement_id
-            ))));
+            return Ok(Err(wrong_agreement(
+                &event.agreement_id,
+                &self.agreement.agreement_id,
+            )));
         }
         if let Err(rejection) = check_header(event)
             .and_then(|()| self.check_time(event, context))
@@ -448,19 +520,25 @@ impl LedgerState {
             return Ok(Err(rejection));
         }
         let Some(body) = &event.body else {
-            return Ok(Err(Rejection::invalid("event has no body")));
+            return Ok(Err(Rejection::field(
+                ReasonCode::FieldMissing,
+                "body",
+                "event has no body",
+            )));
         };
         let author = match self.parties.get(&event.author) {
             Some(author) => author,
             None => {
-                return Ok(Err(Rejection::denied(format!(
-                    "author {:?} is not a registered party",
-                    event.author
-                ))))
+                return Ok(Err(Rejection::new(
+                    ReasonCode::AuthorNotRegistered,
+                    format!("author {:?} is not a registered party", event.author),
+                )
+                .with("party_id", &event.author)))
             }
         };
         Ok(match body {
-            Body::Genesis(_) => Err(Rejection::invalid(
+            Body::Genesis(_) => Err(Rejection::new(
+                ReasonCode::GenesisMisplaced,
                 "this ledger already has its genesis (entry 0)",
             )),
             Body::RegisterParty(_)
@@ -578,30 +656,45 @@ impl LedgerState {
     fn check_time(&self, event: &Event, context: &EntryContext) -> Result<(), Rejection> {
         let created_at = timestamp_micros("created_at", &event.created_at)?;
         if created_at > context.received_at_micros + self.agreement.max_clock_skew_micros {
-            return Err(Rejection::invalid(format!(
-                "created_at is {} s ahead of the ledger clock (allowed skew {} s)",
-                (created_at - context.received_at_micros) / 1_000_000,
-                self.agreement.max_clock_skew_micros / 1_000_000
-            )));
+            return Err(self.in_future(
+                "created_at",
+                format!(
+                    "created_at is {} s ahead of the ledger clock (allowed skew {} s)",
+                    (created_at - context.received_at_micros) / 1_000_000,
+                    self.agreement.max_clock_skew_micros / 1_000_000
+                ),
+            ));
         }
         Ok(())
+    }
+
+    /// `TIME_IN_FUTURE` for `field`, with the agreement's skew.
+    fn in_future(&self, field: &str, message: String) -> Rejection {
+        Rejection::field(ReasonCode::TimeInFuture, field, message).with(
+            "max_clock_skew_seconds",
+            self.agreement.max_clock_skew_micros / 1_000_000,
+        )
     }
 
     fn check_signers_registered(&self, signers: &[[u8; 32]], seq: u64) -> Result<(), Rejection> {
         for key in signers {
             let Some(party_id) = self.key_owners.get(key) else {
-                return Err(Rejection::denied(format!(
-                    "key {} is not registered to any party",
-                    crate::key_text(key)
-                )));
+                return Err(key_not_registered(key));
             };
             if !self.key_is_active(key, seq) {
-                let revoked_seq = self.parties[party_id].keys[key].revoked_seq;
-                return Err(Rejection::denied(format!(
-                    "key {} of {party_id:?} was revoked at entry {}",
-                    crate::key_text(key),
-                    revoked_seq.unwrap_or_default()
-                )));
+                let revoked_seq = self.parties[party_id].keys[key]
+                    .revoked_seq
+                    .unwrap_or_default();
+                return Err(Rejection::new(
+                    ReasonCode::KeyRevoked,
+                    format!(
+                        "key {} of {party_id:?} was revoked at entry {revoked_seq}",
+                        crate::key_text(key),
+                    ),
+                )
+                .with("public_key", crate::key_text(key))
+                .with("party_id", party_id)
+                .with("revoked_seq", revoked_seq));
             }
         }
         Ok(())
@@ -618,19 +711,28 @@ impl LedgerState {
         what: &str,
     ) -> Result<(), Rejection> {
         if author.role != role {
-            return Err(Rejection::denied(format!(
-                "{what} must come from {}; {:?} is {}",
-                role_name(role),
-                event.author,
-                role_name(author.role)
-            )));
+            return Err(wrong_role(
+                &event.author,
+                author.role,
+                format!(
+                    "{what} must come from {}; {:?} is {}",
+                    role_name(role),
+                    event.author,
+                    role_name(author.role)
+                ),
+            ));
         }
         if let Some(key) = signers.iter().find(|key| !author.keys.contains_key(*key)) {
-            return Err(Rejection::denied(format!(
-                "key {} does not belong to the author {:?}",
-                crate::key_text(key),
-                event.author
-            )));
+            return Err(Rejection::new(
+                ReasonCode::SignerNotAuthor,
+                format!(
+                    "key {} does not belong to the author {:?}",
+                    crate::key_text(key),
+                    event.author
+                ),
+            )
+            .with("public_key", crate::key_text(key))
+            .with("party_id", &event.author));
         }
         Ok(())
     }
@@ -645,31 +747,41 @@ impl LedgerState {
     ) -> Result<(), Rejection> {
         let mut signing_parties = BTreeSet::new();
         for key in signers {
-            let party_id = self.key_owners.get(key).ok_or_else(|| {
-                Rejection::denied(format!(
-                    "key {} is not registered to any party",
-                    crate::key_text(key)
-                ))
-            })?;
-            if self.parties[party_id].role != Role::Signatory {
-                return Err(Rejection::denied(format!(
-                    "governance events are signed by signatories only; {party_id:?} is {}",
-                    role_name(self.parties[party_id].role)
-                )));
+            let party_id = self
+                .key_owners
+                .get(key)
+                .ok_or_else(|| key_not_registered(key))?;
+            let role = self.parties[party_id].role;
+            if role != Role::Signatory {
+                return Err(wrong_role(
+                    party_id,
+                    role,
+                    format!(
+                        "governance events are signed by signatories only; {party_id:?} is {}",
+                        role_name(role)
+                    ),
+                ));
             }
             signing_parties.insert(party_id.as_str());
         }
         if !signing_parties.contains(author) {
-            return Err(Rejection::denied(format!(
-                "the author {author:?} must sign its own event"
-            )));
+            return Err(Rejection::new(
+                ReasonCode::AuthorNotSigner,
+                format!("the author {author:?} must sign its own event"),
+            )
+            .with("party_id", author));
         }
         if (signing_parties.len() as u32) < self.agreement.threshold {
-            return Err(Rejection::denied(format!(
-                "governance needs {} distinct signatories, this event has {}",
-                self.agreement.threshold,
-                signing_parties.len()
-            )));
+            return Err(Rejection::new(
+                ReasonCode::BelowThreshold,
+                format!(
+                    "governance needs {} distinct signatories, this event has {}",
+                    self.agreement.threshold,
+                    signing_parties.len()
+                ),
+            )
+            .with("threshold", self.agreement.threshold)
+            .with("signatories", signing_parties.len()));
         }
         Ok(())
     }
@@ -682,11 +794,15 @@ impl LedgerState {
         context: &EntryContext,
     ) -> Result<GovernanceChange, Rejection> {
         if author.role != Role::Signatory {
-            return Err(Rejection::denied(format!(
-                "governance events are authored by a signatory; {:?} is {}",
-                event.author,
-                role_name(author.role)
-            )));
+            return Err(wrong_role(
+                &event.author,
+                author.role,
+                format!(
+                    "governance events are authored by a signatory; {:?} is {}",
+                    event.author,
+                    role_name(author.role)
+                ),
+            ));
         }
         self.check_governance_signers(&event.author, signers)?;
         let seq = context.seq;
@@ -695,7 +811,7 @@ impl LedgerState {
                 let party = register
                     .party
                     .as_ref()
-                    .ok_or_else(|| Rejection::invalid("register_party.party is required"))?;
+                    .ok_or_else(|| missing("register_party.party"))?;
                 let keys = check_party("register_party.party", party)?;
                 let role = check_enum::<Role>("register_party.party.role", party.role)?;
                 self.register("register_party.party", party, role, keys)
@@ -704,10 +820,14 @@ impl LedgerState {
                 self.existing_party("add_key.party_id", &add.party_id)?;
                 let key = public_key_array("add_key.public_key", &add.public_key)?;
                 if let Some(owner) = self.key_owners.get(&key) {
-                    return Err(Rejection::invalid(format!(
-                        "key {} is already registered to {owner:?}; keys are never reused",
-                        crate::key_text(key)
-                    )));
+                    return Err(key_already_registered(
+                        &key,
+                        owner,
+                        format!(
+                            "key {} is already registered to {owner:?}; keys are never reused",
+                            crate::key_text(key)
+                        ),
+                    ));
                 }
                 Ok(GovernanceChange::AddKey {
                     party_id: add.party_id.clone(),
@@ -717,25 +837,33 @@ impl LedgerState {
             Some(Body::RevokeKey(revoke)) => {
                 let party = self.existing_party("revoke_key.party_id", &revoke.party_id)?;
                 check_text("revoke_key.reason", &revoke.reason, MAX_REASON_BYTES, false)?;
-                let key: [u8; 32] = revoke.public_key.as_slice().try_into().map_err(|_| {
-                    Rejection::invalid(format!(
-                        "revoke_key.public_key must be 32 bytes, got {}",
-                        revoke.public_key.len()
-                    ))
-                })?;
+                let key: [u8; 32] =
+                    revoke.public_key.as_slice().try_into().map_err(|_| {
+                        not_32_bytes("revoke_key.public_key", revoke.public_key.len())
+                    })?;
                 match party.keys.get(&key) {
-                    None => Err(Rejection::invalid(format!(
-                        "key {} is not a key of {:?}",
-                        crate::key_text(key),
-                        revoke.party_id
-                    ))),
+                    None => Err(Rejection::new(
+                        ReasonCode::KeyNotOfParty,
+                        format!(
+                            "key {} is not a key of {:?}",
+                            crate::key_text(key),
+                            revoke.party_id
+                        ),
+                    )
+                    .with("public_key", crate::key_text(key))
+                    .with("party_id", &revoke.party_id)),
                     Some(KeyState {
                         revoked_seq: Some(at),
                         ..
-                    }) => Err(Rejection::invalid(format!(
-                        "key {} was already revoked at entry {at}",
-                        crate::key_text(key)
-                    ))),
+                    }) => Err(Rejection::new(
+                        ReasonCode::KeyAlreadyRevoked,
+                        format!(
+                            "key {} was already revoked at entry {at}",
+                            crate::key_text(key)
+                        ),
+                    )
+                    .with("public_key", crate::key_text(key))
+                    .with("revoked_seq", at)),
                     Some(_) => Ok(GovernanceChange::RevokeKey {
                         party_id: revoke.party_id.clone(),
                         key,
@@ -756,7 +884,7 @@ impl LedgerState {
                 let boundary: Vec<Point> = define
                     .boundary
                     .as_ref()
-                    .ok_or_else(|| Rejection::invalid("define_zone.boundary is required"))?
+                    .ok_or_else(|| missing("define_zone.boundary"))?
                     .vertices
                     .iter()
                     .map(|vertex| Point {
@@ -765,7 +893,11 @@ impl LedgerState {
                     })
                     .collect();
                 geo::check_polygon(&boundary).map_err(|reason| {
-                    Rejection::invalid(format!("define_zone.boundary: {reason}"))
+                    Rejection::field(
+                        ReasonCode::ZoneBoundaryInvalid,
+                        "define_zone.boundary",
+                        format!("define_zone.boundary: {reason}"),
+                    )
                 })?;
                 Ok(GovernanceChange::DefineZone {
                     zone_id: define.zone_id.clone(),
@@ -790,34 +922,48 @@ impl LedgerState {
                 check_text("define_commitment.name", &define.name, MAX_NAME_BYTES, true)?;
                 let kind = check_enum::<CommitmentKind>("define_commitment.kind", define.kind)?;
                 if define.zone_ids.is_empty() {
-                    return Err(Rejection::invalid(
+                    return Err(Rejection::field(
+                        ReasonCode::FieldMissing,
+                        "define_commitment.zone_ids",
                         "define_commitment.zone_ids: a commitment binds at least one zone",
                     ));
                 }
                 let mut seen = BTreeSet::new();
-                for zone_id in &define.zone_ids {
+                for (index, zone_id) in define.zone_ids.iter().enumerate() {
                     if !self.zones.contains_key(zone_id) {
-                        return Err(Rejection::invalid(format!(
-                            "define_commitment.zone_ids: unknown zone {zone_id:?}"
-                        )));
+                        return Err(Rejection::new(
+                            ReasonCode::ZoneUnknown,
+                            format!("define_commitment.zone_ids: unknown zone {zone_id:?}"),
+                        )
+                        .with("zone_id", zone_id));
                     }
                     if !seen.insert(zone_id) {
-                        return Err(Rejection::invalid(format!(
-                            "define_commitment.zone_ids lists {zone_id:?} twice"
-                        )));
+                        return Err(Rejection::field(
+                            ReasonCode::DuplicateInList,
+                            format!("define_commitment.zone_ids[{index}]"),
+                            format!("define_commitment.zone_ids lists {zone_id:?} twice"),
+                        ));
                     }
                 }
                 if !(1..=MAX_WINDOW_SECONDS).contains(&define.window_seconds) {
-                    return Err(Rejection::invalid(format!(
-                        "define_commitment.window_seconds must be 1 to {MAX_WINDOW_SECONDS}, got {}",
-                        define.window_seconds
-                    )));
+                    return Err(Rejection::field(
+                        ReasonCode::FieldOutOfBounds,
+                        "define_commitment.window_seconds",
+                        format!(
+                            "define_commitment.window_seconds must be 1 to {MAX_WINDOW_SECONDS}, got {}",
+                            define.window_seconds
+                        ),
+                    ));
                 }
                 if !(1..=MAX_QUORUM).contains(&define.corroboration_quorum) {
-                    return Err(Rejection::invalid(format!(
-                        "define_commitment.corroboration_quorum must be 1 to {MAX_QUORUM}, got {}",
-                        define.corroboration_quorum
-                    )));
+                    return Err(Rejection::field(
+                        ReasonCode::FieldOutOfBounds,
+                        "define_commitment.corroboration_quorum",
+                        format!(
+                            "define_commitment.corroboration_quorum must be 1 to {MAX_QUORUM}, got {}",
+                            define.corroboration_quorum
+                        ),
+                    ));
                 }
                 let effective_from_micros =
                     timestamp_micros("define_commitment.effective_from", &define.effective_from)?;
@@ -834,7 +980,12 @@ impl LedgerState {
                     },
                 })
             }
-            _ => Err(Rejection::invalid("not a governance event")),
+            // Unreachable: `check` calls this for governance bodies only.
+            _ => Err(Rejection::field(
+                ReasonCode::FieldMissing,
+                "body",
+                "not a governance event",
+            )),
         }
     }
 
@@ -846,17 +997,25 @@ impl LedgerState {
         keys: Vec<[u8; 32]>,
     ) -> Result<GovernanceChange, Rejection> {
         if self.parties.contains_key(&party.party_id) {
-            return Err(Rejection::invalid(format!(
-                "{field}.party_id: party {:?} is already registered",
-                party.party_id
-            )));
+            return Err(Rejection::new(
+                ReasonCode::PartyAlreadyRegistered,
+                format!(
+                    "{field}.party_id: party {:?} is already registered",
+                    party.party_id
+                ),
+            )
+            .with("party_id", &party.party_id));
         }
         for key in &keys {
             if let Some(owner) = self.key_owners.get(key) {
-                return Err(Rejection::invalid(format!(
-                    "{field}: key {} is already registered to {owner:?}",
-                    crate::key_text(key)
-                )));
+                return Err(key_already_registered(
+                    key,
+                    owner,
+                    format!(
+                        "{field}: key {} is already registered to {owner:?}",
+                        crate::key_text(key)
+                    ),
+                ));
             }
         }
         Ok(GovernanceChange::RegisterParty {
@@ -874,9 +1033,13 @@ impl LedgerState {
 
     fn existing_party(&self, field: &str, party_id: &str) -> Result<&PartyState, Rejection> {
         check_identifier(field, party_id)?;
-        self.parties
-            .get(party_id)
-            .ok_or_else(|| Rejection::invalid(format!("{field}: unknown party {party_id:?}")))
+        self.parties.get(party_id).ok_or_else(|| {
+            Rejection::new(
+                ReasonCode::PartyUnknown,
+                format!("{field}: unknown party {party_id:?}"),
+            )
+            .with("party_id", party_id)
+        })
     }
 
     fn check_version(
@@ -890,12 +1053,16 @@ impl LedgerState {
         if proposed == expected {
             return Ok(());
         }
-        Err(Rejection::invalid(match current {
-            None => format!("{what} {id:?} is new: its version must be 1, got {proposed}"),
-            Some(version) => format!(
-                "{what} {id:?} is at version {version}: a redefinition must be version {expected}, got {proposed}"
-            ),
-        }))
+        Err(Rejection::new(
+            ReasonCode::DefinitionVersionInvalid,
+            match current {
+                None => format!("{what} {id:?} is new: its version must be 1, got {proposed}"),
+                Some(version) => format!(
+                    "{what} {id:?} is at version {version}: a redefinition must be version {expected}, got {proposed}"
+                ),
+            },
+        )
+        .with("expected_version", expected))
     }
 
     /// Checks an observation's content; returns (commitment_id, zone_id), the
@@ -915,38 +1082,52 @@ impl LedgerState {
             &observation.observed_until,
         )?;
         if from > until {
-            return Err(Rejection::invalid(format!(
-                "{field}: observed_from is after observed_until"
-            )));
+            return Err(Rejection::field(
+                ReasonCode::FieldOutOfBounds,
+                format!("{field}.observed_from"),
+                format!("{field}: observed_from is after observed_until"),
+            ));
         }
         if until > context.received_at_micros + self.agreement.max_clock_skew_micros {
-            return Err(Rejection::invalid(format!(
-                "{field}.observed_until is {} s in the future (allowed skew {} s)",
-                (until - context.received_at_micros) / 1_000_000,
-                self.agreement.max_clock_skew_micros / 1_000_000
-            )));
+            return Err(self.in_future(
+                &format!("{field}.observed_until"),
+                format!(
+                    "{field}.observed_until is {} s in the future (allowed skew {} s)",
+                    (until - context.received_at_micros) / 1_000_000,
+                    self.agreement.max_clock_skew_micros / 1_000_000
+                ),
+            ));
         }
         let location = observation
             .location
             .as_ref()
-            .ok_or_else(|| Rejection::invalid(format!("{field}.location is required")))?;
+            .ok_or_else(|| missing(&format!("{field}.location")))?;
         let point = location
             .point
             .as_ref()
-            .ok_or_else(|| Rejection::invalid(format!("{field}.location.point is required")))?;
+            .ok_or_else(|| missing(&format!("{field}.location.point")))?;
         let point = Point {
             lat: point.lat,
             lon: point.lon,
         };
-        geo::check_point(point)
-            .map_err(|reason| Rejection::invalid(format!("{field}.location.point: {reason}")))?;
+        geo::check_point(point).map_err(|reason| {
+            Rejection::field(
+                ReasonCode::FieldOutOfBounds,
+                format!("{field}.location.point"),
+                format!("{field}.location.point: {reason}"),
+            )
+        })?;
         if !(location.accuracy_m.is_finite()
             && (0.0..=MAX_ACCURACY_METRES).contains(&location.accuracy_m))
         {
-            return Err(Rejection::invalid(format!(
-                "{field}.location.accuracy_m must be 0 to {MAX_ACCURACY_METRES}, got {}",
-                location.accuracy_m
-            )));
+            return Err(Rejection::field(
+                ReasonCode::FieldOutOfBounds,
+                format!("{field}.location.accuracy_m"),
+                format!(
+                    "{field}.location.accuracy_m must be 0 to {MAX_ACCURACY_METRES}, got {}",
+                    location.accuracy_m
+                ),
+            ));
         }
         check_enum::<Finding>(&format!("{field}.finding"), observation.finding)?;
         check_enum::<Category>(&format!("{field}.category"), observation.category)?;
@@ -963,9 +1144,11 @@ impl LedgerState {
             false,
         )?;
         if observation.evidence.len() > MAX_EVIDENCE_ITEMS {
-            return Err(Rejection::invalid(format!(
-                "{field}.evidence: at most {MAX_EVIDENCE_ITEMS} items"
-            )));
+            return Err(Rejection::field(
+                ReasonCode::FieldOutOfBounds,
+                format!("{field}.evidence"),
+                format!("{field}.evidence: at most {MAX_EVIDENCE_ITEMS} items"),
+            ));
         }
         for (index, evidence) in observation.evidence.iter().enumerate() {
             hash_array(
@@ -993,10 +1176,14 @@ impl LedgerState {
             .commitments
             .get(&observation.commitment_id)
             .ok_or_else(|| {
-                Rejection::invalid(format!(
-                    "{field}.commitment_id: unknown commitment {:?}",
-                    observation.commitment_id
-                ))
+                Rejection::new(
+                    ReasonCode::CommitmentUnknown,
+                    format!(
+                        "{field}.commitment_id: unknown commitment {:?}",
+                        observation.commitment_id
+                    ),
+                )
+                .with("commitment_id", &observation.commitment_id)
             })?;
         let zone_id = if observation.zone_id.is_empty() {
             commitment
@@ -1005,29 +1192,44 @@ impl LedgerState {
                 .find(|zone_id| geo::contains(&self.zones[*zone_id].boundary, point))
                 .cloned()
                 .ok_or_else(|| {
-                    Rejection::invalid(format!(
-                        "{field}.location ({}, {}) is outside every zone of commitment {:?}",
-                        point.lat, point.lon, observation.commitment_id
-                    ))
+                    Rejection::new(
+                        ReasonCode::OutsideZone,
+                        format!(
+                            "{field}.location ({}, {}) is outside every zone of commitment {:?}",
+                            point.lat, point.lon, observation.commitment_id
+                        ),
+                    )
+                    .with("commitment_id", &observation.commitment_id)
                 })?
         } else {
             let zone = self.zones.get(&observation.zone_id).ok_or_else(|| {
-                Rejection::invalid(format!(
-                    "{field}.zone_id: unknown zone {:?}",
-                    observation.zone_id
-                ))
+                Rejection::new(
+                    ReasonCode::ZoneUnknown,
+                    format!("{field}.zone_id: unknown zone {:?}", observation.zone_id),
+                )
+                .with("zone_id", &observation.zone_id)
             })?;
             if !commitment.zone_ids.contains(&observation.zone_id) {
-                return Err(Rejection::invalid(format!(
-                    "{field}.zone_id: zone {:?} is not bound by commitment {:?}",
-                    observation.zone_id, observation.commitment_id
-                )));
+                return Err(Rejection::new(
+                    ReasonCode::ZoneNotBound,
+                    format!(
+                        "{field}.zone_id: zone {:?} is not bound by commitment {:?}",
+                        observation.zone_id, observation.commitment_id
+                    ),
+                )
+                .with("zone_id", &observation.zone_id)
+                .with("commitment_id", &observation.commitment_id));
             }
             if !geo::contains(&zone.boundary, point) {
-                return Err(Rejection::invalid(format!(
-                    "{field}.location ({}, {}) is outside zone {:?}",
-                    point.lat, point.lon, observation.zone_id
-                )));
+                return Err(Rejection::new(
+                    ReasonCode::OutsideZone,
+                    format!(
+                        "{field}.location ({}, {}) is outside zone {:?}",
+                        point.lat, point.lon, observation.zone_id
+                    ),
+                )
+                .with("commitment_id", &observation.commitment_id)
+                .with("zone_id", &observation.zone_id));
             }
             observation.zone_id.clone()
         };
@@ -1048,26 +1250,33 @@ impl LedgerState {
             Ok(hash) => hash,
             Err(rejection) => return Ok(Err(rejection)),
         };
+        let target = |reason: ReasonCode, message: String| {
+            Rejection::new(reason, message).with("target_seq", target_seq)
+        };
         if target_seq >= context.seq {
-            return Ok(Err(Rejection::invalid(format!(
-                "{field}.target_seq {target_seq} is not an earlier entry"
-            ))));
+            return Ok(Err(target(
+                ReasonCode::TargetUnknown,
+                format!("{field}.target_seq {target_seq} is not an earlier entry"),
+            )));
         }
         let Some(actual_hash) = index.leaf_hash(target_seq)? else {
-            return Ok(Err(Rejection::invalid(format!(
-                "{field}.target_seq {target_seq} is not in the log"
-            ))));
+            return Ok(Err(target(
+                ReasonCode::TargetUnknown,
+                format!("{field}.target_seq {target_seq} is not in the log"),
+            )));
         };
         if actual_hash != named_hash {
-            return Ok(Err(Rejection::invalid(format!(
-                "{field}.target_leaf_hash does not match entry {target_seq}"
-            ))));
+            return Ok(Err(target(
+                ReasonCode::TargetHashMismatch,
+                format!("{field}.target_leaf_hash does not match entry {target_seq}"),
+            )));
         }
         Ok(match index.observation(target_seq)? {
             Some(record) => Ok((target_seq, record)),
-            None => Err(Rejection::invalid(format!(
-                "{field}.target_seq {target_seq} is not an observation"
-            ))),
+            None => Err(target(
+                ReasonCode::TargetNotObservation,
+                format!("{field}.target_seq {target_seq} is not an observation"),
+            )),
         })
     }
 
@@ -1079,15 +1288,22 @@ impl LedgerState {
         context: &EntryContext,
     ) -> Result<Accepted, Rejection> {
         if target.author != event.author {
-            return Err(Rejection::denied(format!(
-                "only the author {:?} may amend entry {target_seq}",
-                target.author
-            )));
+            return Err(Rejection::new(
+                ReasonCode::NotOriginalAuthor,
+                format!(
+                    "only the author {:?} may amend entry {target_seq}",
+                    target.author
+                ),
+            )
+            .with("target_seq", target_seq)
+            .with("party_id", &target.author));
         }
         if target.retracted {
-            return Err(Rejection::invalid(format!(
-                "entry {target_seq} was already retracted"
-            )));
+            return Err(Rejection::new(
+                ReasonCode::TargetRetracted,
+                format!("entry {target_seq} was already retracted"),
+            )
+            .with("target_seq", target_seq));
         }
         check_text(
             "amendment.reason",
@@ -1102,7 +1318,8 @@ impl LedgerState {
                 ..target.clone()
             },
             (AmendmentKind::Retract, Some(_)) => {
-                return Err(Rejection::invalid(
+                return Err(Rejection::new(
+                    ReasonCode::AmendmentCorrectionMismatch,
                     "amendment.correction must be empty for a retraction",
                 ))
             }
@@ -1117,13 +1334,13 @@ impl LedgerState {
                 }
             }
             (AmendmentKind::Correct, None) => {
-                return Err(Rejection::invalid(
+                return Err(Rejection::new(
+                    ReasonCode::AmendmentCorrectionMismatch,
                     "amendment.correction is required for a correction",
                 ))
             }
-            (AmendmentKind::Unspecified, _) => {
-                return Err(Rejection::invalid("amendment.kind is required"))
-            }
+            // Unreachable: check_enum refused 0.
+            (AmendmentKind::Unspecified, _) => return Err(missing("amendment.kind")),
         };
         Ok(Accepted::Amendment {
             target_seq,
@@ -1135,19 +1352,61 @@ impl LedgerState {
 }
 
 /// The origin is the checkpoint's first line and the operator key's name in
-/// signed notes: non-empty, printable, no spaces and no '+'.
+/// signed notes: 1 to [`MAX_ORIGIN_BYTES`] bytes, printable, no spaces and
+/// no '+'.
 fn check_origin(origin: &str) -> Result<(), Rejection> {
-    if origin.is_empty()
-        || origin.len() > MAX_NAME_BYTES
-        || origin
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+    let reason = if origin.is_empty() {
+        ReasonCode::FieldMissing
+    } else if origin.len() > MAX_ORIGIN_BYTES {
+        ReasonCode::FieldOutOfBounds
+    } else if origin
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '+')
     {
-        return Err(Rejection::invalid(format!(
-            "genesis.origin {origin:?} must be 1-{MAX_NAME_BYTES} bytes with no spaces, control characters or '+'"
-        )));
-    }
-    Ok(())
+        ReasonCode::FieldMalformed
+    } else {
+        return Ok(());
+    };
+    Err(Rejection::field(
+        reason,
+        "genesis.origin",
+        format!(
+            "genesis.origin {origin:?} must be 1-{MAX_ORIGIN_BYTES} bytes with no spaces, control characters or '+'"
+        ),
+    ))
+}
+
+/// `WRONG_AGREEMENT`: the event names `named`, this ledger is `ours`.
+pub fn wrong_agreement(named: &str, ours: &str) -> Rejection {
+    Rejection::new(
+        ReasonCode::WrongAgreement,
+        format!("event is for agreement {named:?}, this ledger is {ours:?}"),
+    )
+    .with("agreement_id", ours)
+}
+
+fn key_not_registered(key: &[u8; 32]) -> Rejection {
+    Rejection::new(
+        ReasonCode::KeyNotRegistered,
+        format!(
+            "key {} is not registered to any party",
+            crate::key_text(key)
+        ),
+    )
+    .with("public_key", crate::key_text(key))
+}
+
+fn key_already_registered(key: &[u8; 32], owner: &str, message: String) -> Rejection {
+    Rejection::new(ReasonCode::KeyAlreadyRegistered, message)
+        .with("public_key", crate::key_text(key))
+        .with("party_id", owner)
+}
+
+/// `WRONG_ROLE`: `party_id`, whose role is `role`, may not author or sign this.
+fn wrong_role(party_id: &str, role: Role, message: String) -> Rejection {
+    Rejection::new(ReasonCode::WrongRole, message)
+        .with("party_id", party_id)
+        .with("role", role.as_str_name())
 }
 
 /// A role with its article, for messages ("an observer").

@@ -9,7 +9,7 @@
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
-use super::rejection::Rejection;
+use super::rejection::{ReasonCode, Rejection};
 
 /// Domain separation tag prefixed to every signed event payload.
 pub const EVENT_SIGNATURE_DOMAIN: &[u8] = b"ceasefire-ledger:event:v1\n";
@@ -51,39 +51,57 @@ pub fn canonical_signatures(
     let mut signatures = Vec::new();
     for (index, (public_key, signature)) in wire.into_iter().enumerate() {
         let public_key: [u8; 32] = public_key.as_slice().try_into().map_err(|_| {
-            Rejection::invalid(format!(
-                "signature {index}: public_key must be 32 bytes, got {}",
-                public_key.len()
-            ))
+            Rejection::field(
+                ReasonCode::SignatureMalformed,
+                format!("signatures[{index}].public_key"),
+                format!(
+                    "signature {index}: public_key must be 32 bytes, got {}",
+                    public_key.len()
+                ),
+            )
         })?;
         let signature: [u8; 64] = signature.as_slice().try_into().map_err(|_| {
-            Rejection::invalid(format!(
-                "signature {index}: signature must be 64 bytes, got {}",
-                signature.len()
-            ))
+            Rejection::field(
+                ReasonCode::SignatureMalformed,
+                format!("signatures[{index}].signature"),
+                format!(
+                    "signature {index}: signature must be 64 bytes, got {}",
+                    signature.len()
+                ),
+            )
         })?;
         signatures.push(EventSignature {
             public_key,
             signature,
         });
         if signatures.len() > MAX_SIGNATURES {
-            return Err(Rejection::invalid(format!(
-                "too many signatures: at most {MAX_SIGNATURES}"
-            )));
+            return Err(Rejection::new(
+                ReasonCode::SignatureCountInvalid,
+                format!("too many signatures: at most {MAX_SIGNATURES}"),
+            )
+            .with("limit", MAX_SIGNATURES));
         }
     }
     if signatures.is_empty() {
-        return Err(Rejection::invalid("the event carries no signature"));
+        return Err(Rejection::new(
+            ReasonCode::SignatureCountInvalid,
+            "the event carries no signature",
+        )
+        .with("limit", MAX_SIGNATURES));
     }
     signatures.sort_by_key(|a| a.public_key);
     if let Some(pair) = signatures
         .windows(2)
         .find(|pair| pair[0].public_key == pair[1].public_key)
     {
-        return Err(Rejection::invalid(format!(
-            "key {} signs twice: each key may sign an event once",
-            crate::key_text(pair[0].public_key)
-        )));
+        return Err(Rejection::new(
+            ReasonCode::SignerDuplicated,
+            format!(
+                "key {} signs twice: each key may sign an event once",
+                crate::key_text(pair[0].public_key)
+            ),
+        )
+        .with("public_key", crate::key_text(pair[0].public_key)));
     }
     Ok(signatures)
 }
@@ -121,10 +139,14 @@ fn decoded_key(public_key: &[u8; 32]) -> Result<VerifyingKey, Rejection> {
             return Ok(*key);
         }
         let key = VerifyingKey::from_bytes(public_key).map_err(|_| {
-            Rejection::unauthenticated(format!(
-                "public key {} is not a valid Ed25519 point",
-                crate::key_text(public_key)
-            ))
+            Rejection::new(
+                ReasonCode::SignatureInvalid,
+                format!(
+                    "public key {} is not a valid Ed25519 point",
+                    crate::key_text(public_key)
+                ),
+            )
+            .with("public_key", crate::key_text(public_key))
         })?;
         let mut cache = cache.borrow_mut();
         if cache.len() >= DECODED_KEYS_PER_THREAD {
@@ -141,10 +163,14 @@ pub fn verify_event_signature(payload: &[u8], signature: &EventSignature) -> Res
     let sig = ed25519_dalek::Signature::from_bytes(&signature.signature);
     key.verify_strict(&signed_message(payload), &sig)
         .map_err(|_| {
-            Rejection::unauthenticated(format!(
-                "signature by key {} does not verify over this payload",
-                crate::key_text(signature.public_key)
-            ))
+            Rejection::new(
+                ReasonCode::SignatureInvalid,
+                format!(
+                    "signature by key {} does not verify over this payload",
+                    crate::key_text(signature.public_key)
+                ),
+            )
+            .with("public_key", crate::key_text(signature.public_key))
         })
 }
 

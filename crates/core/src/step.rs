@@ -648,7 +648,12 @@ mod tests {
                 projection: &mut projection,
                 windows: &mut windows,
             },
-            |_| Err::<(), _>(Rejection::precondition("not this operator")),
+            |_| {
+                Err::<(), _>(Rejection::new(
+                    crate::proto::ReasonCode::OperatorKeyMismatch,
+                    "not this operator",
+                ))
+            },
         );
         assert_eq!(verdict.unwrap_err().message, "not this operator");
         assert!(state.is_none());

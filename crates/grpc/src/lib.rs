@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod errors;
 
 /// Generated protobuf messages (from the core) and gRPC services (here).
 #[allow(clippy::all, missing_docs)]

@@ -45,7 +45,7 @@ use ceasefire_core::proto::{
     Event, Finding, Genesis, LatLon, Location, Observation, Party, Polygon, RegisterParty, Role,
     ZoneKind,
 };
-use ceasefire_core::rejection::RejectionKind;
+use ceasefire_core::rejection::{ReasonCode, RejectionKind};
 use ceasefire_core::replay::{MemoryIndex, Replay};
 use ceasefire_core::rules::{
     decode_event, Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord,
@@ -389,7 +389,14 @@ pub fn event(data: &[u8]) -> bool {
         Ok(event) => event,
         Err(rejection) => {
             assert!(!round_trips, "a canonical payload is refused: {rejection}");
-            assert_eq!(rejection.kind, RejectionKind::InvalidArgument);
+            assert_eq!(rejection.kind(), RejectionKind::InvalidArgument);
+            assert!(
+                matches!(
+                    rejection.reason,
+                    ReasonCode::PayloadUndecodable | ReasonCode::NonCanonicalPayload
+                ),
+                "{rejection:?}"
+            );
             return false;
         }
     };

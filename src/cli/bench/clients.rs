@@ -126,7 +126,7 @@ pub async fn unary_client(
             .submit(event)
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|status| format!("{:?}: {}", status.code(), status.message()));
+            .map_err(|status| ceasefire_grpc::errors::describe(&status));
         result.record(since, answer, &acknowledged);
     }
     result
@@ -184,7 +184,7 @@ pub async fn stream_client(
             Err(status) => {
                 result
                     .failures
-                    .push(format!("{:?}: {}", status.code(), status.message()));
+                    .push(ceasefire_grpc::errors::describe(&status));
                 break;
             }
         };
@@ -196,11 +196,9 @@ pub async fn stream_client(
             since,
             match answer.outcome {
                 Some(Outcome::Receipt(receipt)) => Ok(receipt),
-                Some(Outcome::Refusal(refusal)) => Err(format!(
-                    "{:?}: {}",
-                    tonic::Code::from_i32(refusal.code),
-                    refusal.message
-                )),
+                Some(Outcome::Refusal(refusal)) => {
+                    Err(ceasefire_grpc::errors::describe_refusal(&refusal))
+                }
                 None => Err("an answer with neither receipt nor refusal".into()),
             },
             &acknowledged,

@@ -480,15 +480,17 @@ fn what_is_called_malformed_does_not_decode() {
 
 #[test]
 fn rules_decode_event_names_the_reason() {
-    use crate::rejection::RejectionKind;
+    use crate::rejection::{ReasonCode, RejectionKind};
     let twice = cat(&[&base_payload(), &len(18, &uint(1, 1))]);
     let rejection = crate::rules::decode_event(&twice).unwrap_err();
-    assert_eq!(rejection.kind, RejectionKind::InvalidArgument);
+    assert_eq!(rejection.kind(), RejectionKind::InvalidArgument);
+    assert_eq!(rejection.reason, ReasonCode::NonCanonicalPayload);
     assert_eq!(
         rejection.message,
         "payload is not the canonical encoding of its ceasefire.v1.Event: two bodies of the oneof body: field 18 (dispute) after field 16 (observation) (at byte 61)"
     );
     let cut = crate::rules::decode_event(&base_payload()[..15]).unwrap_err();
+    assert_eq!(cut.reason, ReasonCode::PayloadUndecodable);
     assert_eq!(
         cut.message,
         "payload is not a ceasefire.v1.Event: truncated: field 4 (nonce) needs 8 bytes, 3 are left (at byte 10)"

@@ -31,7 +31,7 @@ use ceasefire_core::checkpoint::NoteSigner;
 use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::{hash_leaf, BatchSubtrees, Frontier, Hash};
 use ceasefire_core::projection::{PairKey, Projection, StatusChange};
-use ceasefire_core::rejection::Rejection;
+use ceasefire_core::rejection::{ReasonCode, Rejection};
 use ceasefire_core::rules::{EntryIndex, LedgerState, ObservationRecord};
 use ceasefire_core::step::{step, Entry, Fold, Stepped};
 use ceasefire_grpc::proto::event::Body;
@@ -202,7 +202,8 @@ impl<'a> Batch<'a> {
         if self.state.is_none() && !matches!(event.body, Some(Body::Genesis(_))) {
             refuse(
                 reply,
-                Rejection::precondition(
+                Rejection::new(
+                    ReasonCode::LedgerNotStarted,
                     "this ledger has no genesis yet: entry 0 must be a genesis",
                 ),
             );
@@ -230,7 +231,8 @@ impl<'a> Batch<'a> {
             // What signs the log's checkpoints: the genesis is refused
             // unless it names our operator key.
             |state| {
-                checkpoint_signer(&state.agreement, operator_key).map_err(Rejection::precondition)
+                checkpoint_signer(&state.agreement, operator_key)
+                    .map_err(|message| Rejection::new(ReasonCode::OperatorKeyMismatch, message))
             },
         )?;
         let Stepped {
@@ -384,9 +386,12 @@ fn refuse(reply: Reply, rejection: Rejection) {
 }
 
 fn replay_rejection(author: &str, seq: u64) -> Rejection {
-    Rejection::already_exists(format!(
-        "author {author:?} already used this nonce for entry {seq} with different bytes"
-    ))
+    Rejection::new(
+        ReasonCode::NonceReused,
+        format!("author {author:?} already used this nonce for entry {seq} with different bytes"),
+    )
+    .with("author", author)
+    .with("seq", seq)
 }
 
 /// The store as seen from inside a batch: durable entries plus staged ones.

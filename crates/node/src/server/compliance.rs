@@ -15,11 +15,12 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use super::paging;
-use super::{read_store, StreamLimit, MAX_SUBSCRIPTIONS};
+use super::{beyond_tree, read_store, refused, rejection_status, StreamLimit, MAX_SUBSCRIPTIONS};
 use crate::metrics::Metrics;
 use crate::sequencer::{ProjectionView, SequencerHandle};
 use crate::storage::Store;
 use ceasefire_core::projection::{severity, PairSummary, StatusChange as CoreChange};
+use ceasefire_core::rejection::{ReasonCode, Rejection};
 use ceasefire_core::rules::micros_timestamp as timestamp;
 use ceasefire_grpc::proto::{
     compliance_server::Compliance, CategoryCount, CommitmentStatusResponse, ComplianceStatus,
@@ -63,6 +64,7 @@ impl ComplianceService {
             metrics,
             subscriptions: StreamLimit::new(
                 MAX_SUBSCRIPTIONS,
+                "Subscribe",
                 "subscriptions",
                 "retry later, resuming from the last change received",
             ),
@@ -72,7 +74,10 @@ impl ComplianceService {
     fn view(&self) -> Result<Arc<ProjectionView>, Status> {
         let view = self.sequencer.projection();
         if view.head.as_of_seq.is_none() {
-            return Err(Status::failed_precondition("the ledger has no genesis yet"));
+            return Err(refused(
+                ReasonCode::LedgerNotStarted,
+                "the ledger has no genesis yet",
+            ));
         }
         Ok(view)
     }
@@ -129,13 +134,16 @@ pub fn change_message(change: &CoreChange) -> StatusChange {
 }
 
 fn check_filter(filter: &StatusFilter) -> Result<(), Status> {
-    if let Some(status) = filter
+    if let Some((index, status)) = filter
         .statuses
         .iter()
-        .find(|status| ComplianceStatus::try_from(**status).is_err())
+        .enumerate()
+        .find(|(_, status)| ComplianceStatus::try_from(**status).is_err())
     {
-        return Err(Status::invalid_argument(format!(
-            "filter.statuses: unknown status {status}"
+        return Err(rejection_status(Rejection::field(
+            ReasonCode::FieldMalformed,
+            format!("filter.statuses[{index}]"),
+            format!("filter.statuses: unknown status {status}"),
         )));
     }
     Ok(())
@@ -144,7 +152,7 @@ fn check_filter(filter: &StatusFilter) -> Result<(), Status> {
 /// A page_token this server did not issue, or issued for other request
 /// fields (spec section 6, PAGE_TOKEN_INVALID).
 fn invalid_page_token(message: String) -> Status {
-    Status::invalid_argument(message)
+    refused(ReasonCode::PageTokenInvalid, message)
 }
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<StatusChange, Status>> + Send>>;
@@ -159,10 +167,13 @@ impl Compliance for ComplianceService {
         let view = self.view()?;
         let key = (request.zone_id.clone(), request.commitment_id.clone());
         let summary = view.pairs.get(&key).ok_or_else(|| {
-            Status::not_found(format!(
-                "commitment {:?} does not bind a zone {:?} (or neither exists)",
-                request.commitment_id, request.zone_id
-            ))
+            refused(
+                ReasonCode::PairNotFound,
+                format!(
+                    "commitment {:?} does not bind a zone {:?} (or neither exists)",
+                    request.commitment_id, request.zone_id
+                ),
+            )
         })?;
         Ok(Response::new(PairStatusResponse {
             pair: Some(pair_status(&key.0, &key.1, summary)),
@@ -183,9 +194,10 @@ impl Compliance for ComplianceService {
             .map(|((zone, commitment), summary)| pair_status(zone, commitment, summary))
             .collect();
         if pairs.is_empty() {
-            return Err(Status::not_found(format!(
-                "no commitment binds a zone {zone_id:?}"
-            )));
+            return Err(refused(
+                ReasonCode::PairNotFound,
+                format!("no commitment binds a zone {zone_id:?}"),
+            ));
         }
         let status = view
             .pairs
@@ -215,9 +227,10 @@ impl Compliance for ComplianceService {
             .map(|((zone, commitment), summary)| pair_status(zone, commitment, summary))
             .collect();
         if pairs.is_empty() {
-            return Err(Status::not_found(format!(
-                "no commitment {commitment_id:?}"
-            )));
+            return Err(refused(
+                ReasonCode::PairNotFound,
+                format!("no commitment {commitment_id:?}"),
+            ));
         }
         let mut counts = std::collections::BTreeMap::<i32, u32>::new();
         for pair in &pairs {
@@ -289,10 +302,13 @@ impl Compliance for ComplianceService {
         // A walk once started goes on even if a redefinition dropped the
         // pair since: its changes stay in the change log.
         if after.is_none() && !view.pairs.contains_key(&key) {
-            return Err(Status::not_found(format!(
-                "commitment {:?} does not bind a zone {:?} (or neither exists)",
-                key.1, key.0
-            )));
+            return Err(refused(
+                ReasonCode::PairNotFound,
+                format!(
+                    "commitment {:?} does not bind a zone {:?} (or neither exists)",
+                    key.1, key.0
+                ),
+            ));
         }
         // A batch may have committed since the view: answer as of the view.
         let as_of = view.head.as_of_seq.unwrap_or_default();
@@ -328,10 +344,13 @@ impl Compliance for ComplianceService {
         check_filter(&filter)?;
         let view = self.view()?;
         if from_seq > view.tree_size {
-            return Err(Status::out_of_range(format!(
-                "from_seq {from_seq} is beyond the log's {} entries",
-                view.tree_size
-            )));
+            return Err(beyond_tree(
+                view.tree_size,
+                format!(
+                    "from_seq {from_seq} is beyond the log's {} entries",
+                    view.tree_size
+                ),
+            ));
         }
         // Held by the response stream: released when the client leaves.
         let permit = self.subscriptions.open()?;
@@ -351,7 +370,7 @@ impl Compliance for ComplianceService {
             metrics.subscribers.dec();
         });
         Ok(Response::new(Box::pin(futures::StreamExt::map(
-            until_shutdown(receiver, self.shutting_down.clone()),
+            until_shutdown(receiver, self.shutting_down.clone(), (from_seq, from_index)),
             move |change| {
                 let _held = &permit;
                 change
@@ -360,26 +379,48 @@ impl Compliance for ComplianceService {
     }
 }
 
+/// `UNAVAILABLE` (`SERVER_UNAVAILABLE`) ending a subscription whose client
+/// resumes at `cursor` (`from_seq`, `from_index`).
+fn subscription_ended(message: impl Into<String>, cursor: (u64, u32)) -> Status {
+    rejection_status(
+        Rejection::new(ReasonCode::ServerUnavailable, message)
+            .with("resume_seq", cursor.0)
+            .with("resume_index", cursor.1),
+    )
+}
+
 /// The response stream of a subscription: the changes its task sends, until
 /// the server starts stopping; then one UNAVAILABLE and the end, at once,
-/// even when changes are still buffered for a client that reads slowly.
+/// even when changes are still buffered for a client that reads slowly. It
+/// names where to resume: after the last change handed to the client, or
+/// at `cursor`, where the client asked to start, before any.
 fn until_shutdown(
     receiver: mpsc::Receiver<Result<StatusChange, Status>>,
     shutting_down: watch::Receiver<bool>,
+    cursor: (u64, u32),
 ) -> impl Stream<Item = Result<StatusChange, Status>> + Send {
-    futures::stream::unfold(Some((receiver, shutting_down)), |state| async move {
-        let (mut receiver, mut shutting_down) = state?;
-        tokio::select! {
-            biased;
-            () = stopping(&mut shutting_down) => Some((
-                Err(Status::unavailable(
-                    "the server is shutting down; resume after the last change received",
+    futures::stream::unfold(
+        Some((receiver, shutting_down, cursor)),
+        |state| async move {
+            let (mut receiver, mut shutting_down, mut cursor) = state?;
+            tokio::select! {
+                biased;
+                () = stopping(&mut shutting_down) => Some((
+                    Err(subscription_ended(
+                        "the server is shutting down; resume after the last change received",
+                        cursor,
+                    )),
+                    None,
                 )),
-                None,
-            )),
-            item = receiver.recv() => item.map(|item| (item, Some((receiver, shutting_down)))),
-        }
-    })
+                item = receiver.recv() => item.map(|item| {
+                    if let Ok(change) = &item {
+                        cursor = (change.seq, change.index + 1);
+                    }
+                    (item, Some((receiver, shutting_down, cursor)))
+                }),
+            }
+        },
+    )
 }
 
 /// Resolves once the server starts stopping.
@@ -457,18 +498,22 @@ async fn wait_for_batch(
                 return true;
             }
             let _ = sender
-                .send(Err(Status::unavailable(
+                .send(Err(subscription_ended(
                     "the ledger stopped; resume from the last change seen",
+                    cursor,
                 )))
                 .await;
             false
         }
         () = stopping(shutting_down) => {
             let _ = sender
-                .send(Err(Status::unavailable(format!(
-                    "the server is shutting down; resume from seq {} index {}",
-                    cursor.0, cursor.1
-                ))))
+                .send(Err(subscription_ended(
+                    format!(
+                        "the server is shutting down; resume from seq {} index {}",
+                        cursor.0, cursor.1
+                    ),
+                    cursor,
+                )))
                 .await;
             false
         }

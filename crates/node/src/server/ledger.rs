@@ -25,22 +25,23 @@ use tracing::Instrument;
 
 use super::compliance::stopping;
 use super::{
-    read_store, rejection_status, submit_status, ConnectionInfo, StreamLimit, MAX_ENTRY_STREAMS,
-    MAX_SUBMIT_STREAMS,
+    beyond_tree, internal, read_store, refused, rejection_status, submit_status, unavailable,
+    ConnectionInfo, StreamLimit, MAX_ENTRY_STREAMS, MAX_SUBMIT_STREAMS,
 };
 use crate::metrics::Metrics;
 use crate::sequencer::{Pending, Sequenced, SequencerHandle, SignedCheckpoint};
 use crate::storage::Store;
 use ceasefire_core::leaf::MAX_PAYLOAD_BYTES;
 use ceasefire_core::merkle::Hash;
-use ceasefire_core::rejection::Rejection;
-use ceasefire_core::rules::decode_event;
+use ceasefire_core::rejection::{ReasonCode, Rejection};
+use ceasefire_core::rules::{decode_event, wrong_agreement};
 use ceasefire_core::signing::{canonical_signatures, verify_all, EventSignature};
+use ceasefire_grpc::errors::refusal;
 use ceasefire_grpc::proto::Event;
 use ceasefire_grpc::proto::{
     ledger_server::Ledger, submit_result::Outcome, Checkpoint, GetCheckpointRequest,
     GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest, LogEntry, Proof,
-    Receipt, Refusal, SignedEvent, SubmitResult,
+    Receipt, SignedEvent, SubmitResult,
 };
 
 /// Entries a GetEntries stream reads ahead of a slow reader; bounds the
@@ -96,17 +97,26 @@ impl LedgerService {
             shutting_down,
             submit_streams: StreamLimit::new(
                 MAX_SUBMIT_STREAMS,
+                "SubmitStream",
                 "SubmitStreams",
                 "retry later, or submit with unary Submit calls",
             ),
-            entry_streams: StreamLimit::new(MAX_ENTRY_STREAMS, "GetEntries streams", "retry later"),
+            entry_streams: StreamLimit::new(
+                MAX_ENTRY_STREAMS,
+                "GetEntries",
+                "GetEntries streams",
+                "retry later",
+            ),
         }
     }
 
     fn current_checkpoint(&self) -> Result<Arc<SignedCheckpoint>, Status> {
-        self.sequencer
-            .checkpoint()
-            .ok_or_else(|| Status::failed_precondition("the ledger has no genesis yet"))
+        self.sequencer.checkpoint().ok_or_else(|| {
+            refused(
+                ReasonCode::LedgerNotStarted,
+                "the ledger has no genesis yet",
+            )
+        })
     }
 }
 
@@ -146,7 +156,7 @@ async fn verify_off_reactor(
             budget
                 .acquire_many_owned(signatures.len() as u32)
                 .await
-                .map_err(|_| Status::internal("the verification budget was closed"))?,
+                .map_err(|_| internal("the verification budget was closed"))?,
         ),
         None => None,
     };
@@ -157,7 +167,7 @@ async fn verify_off_reactor(
     });
     verdict
         .await
-        .map_err(|_| Status::internal("signature verification was dropped"))?
+        .map_err(|_| internal("signature verification was dropped"))?
         .map_err(rejection_status)
 }
 
@@ -207,11 +217,18 @@ impl LedgerService {
             signatures,
         } = event;
         if payload.len() > self.max_payload_bytes {
-            return Err(rejection_status(Rejection::invalid(format!(
-                "payload is {} bytes, over the limit of {}",
-                payload.len(),
-                self.max_payload_bytes
-            ))));
+            return Err(rejection_status(
+                Rejection::new(
+                    ReasonCode::PayloadTooLarge,
+                    format!(
+                        "payload is {} bytes, over the limit of {}",
+                        payload.len(),
+                        self.max_payload_bytes
+                    ),
+                )
+                .with("size", payload.len())
+                .with("limit", self.max_payload_bytes),
+            ));
         }
         let signatures = canonical_signatures(
             signatures
@@ -223,10 +240,10 @@ impl LedgerService {
         // Refuse another agreement's event before spending time on signatures.
         if let Some(agreement_id) = self.sequencer.agreement_id() {
             if event.agreement_id != agreement_id {
-                return Err(rejection_status(Rejection::precondition(format!(
-                    "event is for agreement {:?}, this ledger is {:?}",
-                    event.agreement_id, agreement_id
-                ))));
+                return Err(rejection_status(wrong_agreement(
+                    &event.agreement_id,
+                    agreement_id,
+                )));
             }
         }
         let span = tracing::info_span!("submit", author = %event.author);
@@ -333,11 +350,9 @@ fn submit_result(index: usize, answer: Result<Receipt, Status>) -> SubmitResult 
         index: index as u64,
         outcome: Some(match answer {
             Ok(receipt) => Outcome::Receipt(receipt),
-            Err(status) => Outcome::Refusal(Refusal {
-                code: status.code() as i32,
-                message: status.message().to_string(),
-                ..Default::default()
-            }),
+            // What Submit would have answered: the status's code, message,
+            // and its ErrorInfo's reason and metadata.
+            Err(status) => Outcome::Refusal(refusal(&status)),
         }),
     }
 }
@@ -418,7 +433,7 @@ impl Ledger for LedgerService {
             cut_short_read
                 .load(std::sync::atomic::Ordering::Relaxed)
                 .then(|| {
-                    Err(Status::unavailable(
+                    Err(unavailable(
                         "the server is shutting down: events after the last answer were not \
                          read; submit them again (identical resubmission is idempotent)",
                     ))
@@ -451,14 +466,16 @@ impl Ledger for LedgerService {
         let GetEntriesRequest { start, end } = request.into_inner();
         let size = self.current_checkpoint()?.body.tree_size;
         if end <= start {
-            return Err(Status::invalid_argument(format!(
-                "empty range: end ({end}) must be greater than start ({start})"
-            )));
+            return Err(refused(
+                ReasonCode::RangeInvalid,
+                format!("empty range: end ({end}) must be greater than start ({start})"),
+            ));
         }
         if start >= size {
-            return Err(Status::out_of_range(format!(
-                "start {start} is at or beyond the tree size {size}"
-            )));
+            return Err(beyond_tree(
+                size,
+                format!("start {start} is at or beyond the tree size {size}"),
+            ));
         }
         let end = end.min(size);
         // Held by the response stream: released when the client leaves.
@@ -481,14 +498,16 @@ impl Ledger for LedgerService {
         let size = self.current_checkpoint()?.body.tree_size;
         let tree_size = if tree_size == 0 { size } else { tree_size };
         if tree_size > size {
-            return Err(Status::out_of_range(format!(
-                "tree_size {tree_size} is beyond the current tree size {size}"
-            )));
+            return Err(beyond_tree(
+                size,
+                format!("tree_size {tree_size} is beyond the current tree size {size}"),
+            ));
         }
         if seq >= tree_size {
-            return Err(Status::out_of_range(format!(
-                "entry {seq} is not in a tree of {tree_size} entries"
-            )));
+            return Err(beyond_tree(
+                size,
+                format!("entry {seq} is not in a tree of {tree_size} entries"),
+            ));
         }
         let proof = read_store(&self.store, move |store| {
             store.inclusion_proof(seq, tree_size)
@@ -510,14 +529,16 @@ impl Ledger for LedgerService {
         let size = self.current_checkpoint()?.body.tree_size;
         let new_size = if new_size == 0 { size } else { new_size };
         if new_size > size {
-            return Err(Status::out_of_range(format!(
-                "new_size {new_size} is beyond the current tree size {size}"
-            )));
+            return Err(beyond_tree(
+                size,
+                format!("new_size {new_size} is beyond the current tree size {size}"),
+            ));
         }
         if old_size > new_size {
-            return Err(Status::invalid_argument(format!(
-                "old_size {old_size} is greater than new_size {new_size}"
-            )));
+            return Err(refused(
+                ReasonCode::RangeInvalid,
+                format!("old_size {old_size} is greater than new_size {new_size}"),
+            ));
         }
         let proof = read_store(&self.store, move |store| {
             store.consistency_proof(old_size, new_size)
@@ -556,7 +577,7 @@ async fn send_entries(
         };
         if chunk.is_empty() {
             let _ = sender
-                .send(Err(Status::internal(format!(
+                .send(Err(internal(format!(
                     "the store holds no entry {next} below the checkpoint's size"
                 ))))
                 .await;

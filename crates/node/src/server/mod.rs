@@ -2,8 +2,10 @@
 //!
 //! Handlers do the stateless work in parallel (size limits, decoding,
 //! strict signature verification on the rayon pool, proof reads on the
-//! blocking pool) and leave ordering to the one sequencer. Every refusal
-//! maps a [`RejectionKind`] to its one gRPC status code.
+//! blocking pool) and leave ordering to the one sequencer. Every error a
+//! client sees is a [`Rejection`] (a `ReasonCode`, a message, metadata)
+//! made a status by [`rejection_status`]: the reason's one gRPC code, and
+//! the reason in a `google.rpc.ErrorInfo` (docs/spec.md section 6).
 //!
 //! **Limits.** What one client can make the server hold or do is bounded,
 //! each limit a constant beside its reason: message size
@@ -31,7 +33,7 @@ use anyhow::Context;
 use crate::metrics::Metrics;
 use crate::sequencer::{SequencerHandle, SubmitError};
 use crate::storage::{Store, StoreError};
-use ceasefire_core::rejection::{Rejection, RejectionKind};
+use ceasefire_core::rejection::{ReasonCode, Rejection, ERROR_DOMAIN};
 use ceasefire_grpc::proto::compliance_server::ComplianceServer;
 use ceasefire_grpc::proto::ledger_server::LedgerServer;
 pub use compliance::{change_message, pair_status, ComplianceService};
@@ -100,6 +102,8 @@ const ACCEPT_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis
 pub(crate) struct StreamLimit {
     permits: Arc<tokio::sync::Semaphore>,
     limit: usize,
+    /// The RPC whose streams these are ("Subscribe"), for the metadata.
+    rpc: &'static str,
     /// What the streams are ("subscriptions"), for the message.
     kind: &'static str,
     /// What the client may do about it, for the message.
@@ -107,22 +111,35 @@ pub(crate) struct StreamLimit {
 }
 
 impl StreamLimit {
-    pub(crate) fn new(limit: usize, kind: &'static str, advice: &'static str) -> StreamLimit {
+    pub(crate) fn new(
+        limit: usize,
+        rpc: &'static str,
+        kind: &'static str,
+        advice: &'static str,
+    ) -> StreamLimit {
         StreamLimit {
             permits: Arc::new(tokio::sync::Semaphore::new(limit)),
             limit,
+            rpc,
             kind,
             advice,
         }
     }
 
-    /// A permit for one more stream, or RESOURCE_EXHAUSTED.
+    /// A permit for one more stream, or RESOURCE_EXHAUSTED (`STREAM_LIMIT_REACHED`).
     pub(crate) fn open(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
         self.permits.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "this server already has {} open {}, its limit; {}",
-                self.limit, self.kind, self.advice
-            ))
+            rejection_status(
+                Rejection::new(
+                    ReasonCode::StreamLimitReached,
+                    format!(
+                        "this server already has {} open {}, its limit; {}",
+                        self.limit, self.kind, self.advice
+                    ),
+                )
+                .with("stream", self.rpc)
+                .with("limit", self.limit),
+            )
         })
     }
 }
@@ -266,21 +283,54 @@ fn accept(
     })
 }
 
+/// The one way a refusal reaches a client: the status code is the
+/// reason's ([`Rejection::kind`]), and `grpc-status-details-bin` holds a
+/// `google.rpc.Status` (the same code and message) whose one detail is the
+/// `google.rpc.ErrorInfo { reason, domain: "ceasefire.v1", metadata }`
+/// (docs/spec.md section 6, "Error details").
 pub(crate) fn rejection_status(rejection: Rejection) -> Status {
-    let code = match rejection.kind {
-        RejectionKind::InvalidArgument => tonic::Code::InvalidArgument,
-        RejectionKind::Unauthenticated => tonic::Code::Unauthenticated,
-        RejectionKind::PermissionDenied => tonic::Code::PermissionDenied,
-        RejectionKind::AlreadyExists => tonic::Code::AlreadyExists,
-        RejectionKind::FailedPrecondition => tonic::Code::FailedPrecondition,
-    };
-    Status::new(code, rejection.message)
+    debug_assert!(
+        rejection.check_metadata().is_ok(),
+        "{:?}: {rejection:?}",
+        rejection.check_metadata()
+    );
+    let code = tonic::Code::from(rejection.kind().code());
+    let details = tonic_types::ErrorDetails::with_error_info(
+        rejection.reason_name(),
+        ERROR_DOMAIN,
+        rejection
+            .metadata
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+    );
+    <Status as tonic_types::StatusExt>::with_error_details(code, rejection.message, details)
+}
+
+/// A refusal for `reason` without metadata, as a status.
+pub(crate) fn refused(reason: ReasonCode, message: impl Into<String>) -> Status {
+    rejection_status(Rejection::new(reason, message))
+}
+
+/// `OUT_OF_RANGE` (`BEYOND_TREE`): `message` names a position or size
+/// beyond the tree of `tree_size` entries.
+pub(crate) fn beyond_tree(tree_size: u64, message: String) -> Status {
+    rejection_status(Rejection::new(ReasonCode::BeyondTree, message).with("tree_size", tree_size))
+}
+
+/// `INTERNAL` (`INTERNAL_ERROR`): a fault of the server, not of the request.
+pub(crate) fn internal(message: impl Into<String>) -> Status {
+    refused(ReasonCode::InternalError, message)
+}
+
+/// `UNAVAILABLE` (`SERVER_UNAVAILABLE`): retry later or elsewhere.
+pub(crate) fn unavailable(message: impl Into<String>) -> Status {
+    refused(ReasonCode::ServerUnavailable, message)
 }
 
 pub(crate) fn submit_status(error: SubmitError) -> Status {
     match error {
         SubmitError::Rejected(rejection) => rejection_status(rejection),
-        SubmitError::Unavailable(reason) => Status::unavailable(reason),
+        SubmitError::Unavailable(reason) => unavailable(reason),
     }
 }
 
@@ -293,16 +343,16 @@ pub(crate) async fn read_store<T: Send + 'static>(
     let store = store.clone();
     tokio::task::spawn_blocking(move || read(&store))
         .await
-        .map_err(|error| Status::internal(format!("read task failed: {error}")))?
+        .map_err(|error| internal(format!("read task failed: {error}")))?
         .map_err(store_status)
 }
 
 pub(crate) fn store_status(error: StoreError) -> Status {
     match error {
-        StoreError::OutOfRange { .. } => Status::out_of_range(error.to_string()),
+        StoreError::OutOfRange { size, .. } => beyond_tree(size, error.to_string()),
         other => {
             tracing::error!(error = %other, "store read failed");
-            Status::internal(other.to_string())
+            internal(other.to_string())
         }
     }
 }
