@@ -2,7 +2,7 @@
 //! from outside (a peer, a downloaded log, a file a person wrote).
 //!
 //! Each cargo-fuzz target in `fuzz/fuzz_targets/` is a one-line call to a
-//! function here, and `fuzz/bodies/tests/regressions.rs` calls the same functions on
+//! function here, and `crates/fuzz-bodies/tests/regressions.rs` calls the same functions on
 //! every seed (`fuzz/seeds/<target>/`) and every crash ever found
 //! (`fuzz/regressions/<target>/`). So a crash the fuzzer finds replays as an
 //! ordinary test, in the ordinary build, for as long as the file is kept.

@@ -30,7 +30,7 @@ use ceasefire_ledger::event_json::{event_from_json, json_values};
 use ceasefire_ledger::signed_file::SignedEventFile;
 
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
 /// The files of `dir`, sorted; none when it does not exist (a target that
