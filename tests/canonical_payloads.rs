@@ -16,9 +16,8 @@ use ceasefire_core::checkpoint::{sign_checkpoint, CheckpointBody, NoteSigner};
 use ceasefire_core::leaf::{Leaf, MAX_PAYLOAD_BYTES};
 use ceasefire_core::merkle::{self, Hash, MemorySource};
 use ceasefire_core::signing::sign_event;
-use ceasefire_grpc::proto::{
-    submit_result::Outcome, Dispute, Event, Signature, SignedEvent, SubmitResult,
-};
+use ceasefire_grpc::client::sign_payload;
+use ceasefire_grpc::proto::{submit_result::Outcome, Dispute, Event, SignedEvent, SubmitResult};
 use ceasefire_testkit::fixture::{streamed_receipt, Client, TestNode};
 use ceasefire_testkit::scenario::Scenario;
 use ed25519_dalek::SigningKey;
@@ -84,14 +83,7 @@ fn fields(payload: &[u8]) -> Vec<(u32, Vec<u8>)> {
 
 /// `payload` signed by `key`, bytes as they are.
 fn signed(payload: Vec<u8>, key: &SigningKey) -> SignedEvent {
-    let signature = sign_event(&payload, key);
-    SignedEvent {
-        payload,
-        signatures: vec![Signature {
-            public_key: signature.public_key.to_vec(),
-            signature: signature.signature.to_vec(),
-        }],
-    }
+    sign_payload(payload, &[key])
 }
 
 /// A non-canonical form of a valid event and the exact refusal message.

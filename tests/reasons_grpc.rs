@@ -13,13 +13,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ceasefire_core::rejection::{metadata_keys, reason_name, ReasonCode, RejectionKind};
-use ceasefire_core::signing::sign_event;
 use ceasefire_grpc::client::sign;
 use ceasefire_grpc::errors;
 use ceasefire_grpc::proto::{
     submit_result::Outcome, GetCommitmentStatusRequest, GetConsistencyProofRequest,
     GetHistoryRequest, GetInclusionProofRequest, GetPairStatusRequest, GetZoneStatusRequest,
-    ListStatusesRequest, Refusal, Signature, SignedEvent, StatusFilter, SubscribeRequest,
+    ListStatusesRequest, Refusal, SignedEvent, StatusFilter, SubscribeRequest,
 };
 use ceasefire_testkit::fixture::{get_entries, TestNode};
 use ceasefire_testkit::scenario::{
@@ -78,16 +77,9 @@ fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
-/// `signed` with its payload replaced and signed again by `key`.
+/// `payload` (altered on purpose) signed again by `key`.
 fn resigned(payload: Vec<u8>, key: &ed25519_dalek::SigningKey) -> SignedEvent {
-    let signature = sign_event(&payload, key);
-    SignedEvent {
-        payload,
-        signatures: vec![Signature {
-            public_key: signature.public_key.to_vec(),
-            signature: signature.signature.to_vec(),
-        }],
-    }
+    ceasefire_grpc::client::sign_payload(payload, &[key])
 }
 
 /// Events Submit refuses, each with its reason and metadata: a replayed

@@ -18,7 +18,11 @@ use ceasefire_core::signing::sign_event;
 
 /// Encodes `event` and signs the bytes with each key.
 pub fn sign(event: &Event, keys: &[&SigningKey]) -> SignedEvent {
-    let payload = event.encode_to_vec();
+    sign_payload(event.encode_to_vec(), keys)
+}
+
+/// Signs `payload` as it is (whatever its bytes) with each key.
+pub fn sign_payload(payload: Vec<u8>, keys: &[&SigningKey]) -> SignedEvent {
     let signatures = keys
         .iter()
         .map(|key| {
