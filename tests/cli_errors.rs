@@ -89,11 +89,11 @@ fn offline_commands_refuse_bad_input_with_one_line() {
     };
     assert_one_line_error(
         &init_with("agreement", "example.org/a ledger", "1"),
-        "the genesis would be refused: genesis.origin",
+        "FIELD_MALFORMED: genesis.origin",
     );
     assert_one_line_error(
         &init_with("agreement", "example.org/ledger", "2"),
-        "the genesis would be refused: genesis threshold",
+        "genesis threshold must be between 1 and the 1 signatories",
     );
     assert_one_line_error(
         &init_with("Agreement!", "example.org/ledger", "1"),
