@@ -36,6 +36,7 @@ use ceasefire_grpc::proto::{
     DefineCommitment, DefineZone, Dispute, Event, Finding, Genesis, LatLon, Location, Observation,
     Party, Polygon, RegisterParty, Role, ZoneKind,
 };
+use ceasefire_testkit::scenario::seeded_key;
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -285,10 +286,6 @@ fn spec_digest(as_of_seq: Option<u64>, log_time_micros: i64, pairs: &[PairVector
 
 // ---------------------------------------------------------------------------
 // Building a log.
-
-fn seeded_key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
 
 /// A square-cornered zone: latitude `lat..lat + height`, longitude
 /// `lon..lon + width` (vertices counter-clockwise from the south-west).
@@ -1816,6 +1813,10 @@ fn projection_vectors_match_the_committed_files() {
         std::env::var_os(UPDATE_VAR).is_some_and(|value| value != "0" && !value.is_empty());
     let dir = vectors_dir();
     let mut stale = Vec::new();
+    let names: std::collections::BTreeSet<String> = scenarios
+        .iter()
+        .map(|(name, _)| format!("{name}.json"))
+        .collect();
     for (name, build) in scenarios {
         let vector = build();
         let json = serde_json::to_string_pretty(&vector).expect("serializable") + "\n";
@@ -1839,6 +1840,21 @@ fn projection_vectors_match_the_committed_files() {
             Err(error) => stale.push(format!("{}: {error}", path.display())),
         }
     }
+    // Every file in the directory is one of ours: the independent
+    // implementation reads them all, so none may go unchecked here.
+    for entry in std::fs::read_dir(&dir).expect("cannot read testdata/projection") {
+        let file = entry.expect("a directory entry").file_name();
+        let file = file.to_string_lossy().into_owned();
+        if !names.contains(&file) {
+            stale.push(format!(
+                "{file} is in testdata/projection but no scenario makes it"
+            ));
+        }
+    }
+    assert!(
+        !update,
+        "rewrote the projection vectors; run again without {UPDATE_VAR} to check them"
+    );
     assert!(
         stale.is_empty(),
         "the projection vectors are not what the code gives:\n  {}\n\

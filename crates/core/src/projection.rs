@@ -57,7 +57,8 @@ pub struct PairSummary {
 }
 
 impl PairSummary {
-    fn unobserved(seq: u64) -> PairSummary {
+    /// A pair with nothing in its window, as last changed by entry `seq`.
+    pub fn unobserved(seq: u64) -> PairSummary {
         PairSummary {
             status: ComplianceStatus::Unobserved,
             disputed: false,

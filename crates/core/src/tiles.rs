@@ -44,8 +44,6 @@ pub const MAX_TILE_LEVEL: u8 = 7;
 pub const CHECKPOINT_PATH: &str = "checkpoint";
 /// Our projection head's path in the directory (not part of C2SP).
 pub const PROJECTION_PATH: &str = "ceasefire-ledger/projection";
-/// Largest leaf an entry bundle can carry (its length prefix is a `u16`).
-pub const MAX_BUNDLE_ENTRY_BYTES: usize = u16::MAX as usize;
 
 pub const TILE_FULL: usize = TILE_WIDTH as usize;
 

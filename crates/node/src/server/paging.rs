@@ -368,15 +368,7 @@ mod tests {
     fn summary(status: ComplianceStatus) -> PairSummary {
         PairSummary {
             status,
-            disputed: false,
-            observations: 0,
-            violations: 0,
-            counts_by_category: Vec::new(),
-            distinct_reporters: 0,
-            distinct_violation_reporters: 0,
-            last_violation_at_micros: None,
-            last_observation_at_micros: None,
-            updated_seq: 0,
+            ..PairSummary::unobserved(0)
         }
     }
 

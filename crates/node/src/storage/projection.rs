@@ -557,18 +557,7 @@ mod tests {
             new_status: ComplianceStatus::Unobserved,
             old_disputed: false,
             new_disputed: false,
-            pair: PairSummary {
-                status: ComplianceStatus::Unobserved,
-                disputed: false,
-                observations: 0,
-                violations: 0,
-                counts_by_category: Vec::new(),
-                distinct_reporters: 0,
-                distinct_violation_reporters: 0,
-                last_violation_at_micros: None,
-                last_observation_at_micros: None,
-                updated_seq: seq,
-            },
+            pair: PairSummary::unobserved(seq),
         }
     }
 

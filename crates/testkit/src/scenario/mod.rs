@@ -325,10 +325,6 @@ impl Scenario {
         self.with_member(Member::new(party_id, Role::Monitor, key))
     }
 
-    pub fn with_observer(self, party_id: &str, key: SigningKey) -> Scenario {
-        self.with_member(Member::new(party_id, Role::Observer, key))
-    }
-
     pub fn with_zone(mut self, zone: Zone) -> Scenario {
         self.zones.push(zone);
         self

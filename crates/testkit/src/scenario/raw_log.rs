@@ -67,10 +67,6 @@ impl RawLog {
         &self.leaves
     }
 
-    pub fn into_leaves(self) -> Vec<Vec<u8>> {
-        self.leaves
-    }
-
     pub fn size(&self) -> u64 {
         self.leaves.len() as u64
     }
