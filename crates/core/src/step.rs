@@ -390,10 +390,7 @@ mod tests {
             );
             self.state = state.map(Cow::into_owned);
             let stepped = verdict?;
-            if let Some((seq, record)) = &stepped.record {
-                self.index.observations.insert(*seq, record.clone());
-            }
-            self.index.leaf_hashes.push(signed.leaf_hash);
+            self.index.record(signed.leaf_hash, &stepped);
             Ok(stepped)
         }
     }
@@ -623,10 +620,7 @@ mod tests {
             assert_eq!(stepped.accepted, expected.accepted);
             assert_eq!(stepped.record, expected.record);
             assert_eq!(stepped.folded, Folded::default());
-            if let Some((seq, record)) = stepped.record {
-                index.observations.insert(seq, record);
-            }
-            index.leaf_hashes.push(signed.leaf_hash);
+            index.record(signed.leaf_hash, &stepped);
         }
         assert_eq!(state.map(Cow::into_owned), folded.state);
     }
