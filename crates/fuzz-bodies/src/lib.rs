@@ -917,7 +917,7 @@ pub struct Seed {
 /// vectors, the fuzzing fixture's log (events, leaves, its checkpoint, its
 /// tree), and the JSON examples under `examples/`. Each seed is a valid input
 /// of its target, so the fuzzer starts from inputs that go all the way and
-/// mutates from there. `tests/fuzz_regressions.rs` checks that the files
+/// mutates from there. `crates/fuzz-bodies/tests/regressions.rs` checks that the files
 /// under `fuzz/seeds/` are these bytes (and rewrites them on request).
 pub fn seed_corpus() -> Vec<Seed> {
     let mut seeds = Vec::new();
