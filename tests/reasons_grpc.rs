@@ -20,9 +20,10 @@ use ceasefire_grpc::proto::{
     GetHistoryRequest, GetInclusionProofRequest, GetPairStatusRequest, GetZoneStatusRequest,
     ListStatusesRequest, Refusal, SignedEvent, StatusFilter, SubscribeRequest,
 };
-use ceasefire_testkit::fixture::{get_entries, TestNode};
+use ceasefire_node::node::{self, NodeConfig};
+use ceasefire_testkit::fixture::{get_entries, node_config, TestNode};
 use ceasefire_testkit::scenario::{
-    BOOTSTRAP_ENTRIES, DEV_COMMITMENT, DEV_MONITOR, DEV_SIGNATORY, DEV_ZONE,
+    random_key, Scenario, BOOTSTRAP_ENTRIES, DEV_COMMITMENT, DEV_MONITOR, DEV_SIGNATORY, DEV_ZONE,
 };
 use prost::Message;
 use tonic::{Code, Status};
@@ -434,6 +435,54 @@ async fn a_stream_over_the_limit_names_the_limit() {
     );
     drop((open, clients, compliance));
     node.shutdown().await;
+}
+
+/// Why `config` does not start: a node's bootstrap goes through the
+/// sequencer's own refusals, and `start` names the one that refused it.
+async fn refused_start(config: NodeConfig) -> String {
+    match node::start(config).await {
+        Ok(_) => panic!("the node started"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_without_a_genesis_is_refused_as_not_started() {
+    // LEDGER_NOT_STARTED: before the genesis, the sequencer takes nothing else.
+    let scenario = Scenario::dev_with_random_keys();
+    let dir = tempfile::tempdir().unwrap();
+    let config = NodeConfig {
+        bootstrap: scenario.bootstrap()[1..].to_vec(),
+        ..node_config(dir.path(), &scenario)
+    };
+    assert_eq!(
+        refused_start(config).await,
+        "bootstrap entry 0 was refused: this ledger has no genesis yet: entry 0 must be a genesis"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_genesis_naming_another_operator_key_is_refused() {
+    // OPERATOR_KEY_MISMATCH: the genesis names the scenario's operator key,
+    // the node signs with another.
+    let scenario = Scenario::dev_with_random_keys();
+    let dir = tempfile::tempdir().unwrap();
+    let other = random_key();
+    let config = NodeConfig {
+        operator_key: other.clone(),
+        ..node_config(dir.path(), &scenario)
+    };
+    assert_eq!(
+        refused_start(config).await,
+        format!(
+            "bootstrap entry 0 was refused: the operator key given ({}) is not the one the \
+             genesis names ({})",
+            ceasefire_core::key_text(other.verifying_key().as_bytes()),
+            ceasefire_core::key_text(scenario.operator().verifying_key().as_bytes()),
+        )
+    );
+    // Nothing was written: the right key then starts the ledger.
+    TestNode::start_in(dir, scenario).await.shutdown().await;
 }
 
 #[test]

@@ -29,7 +29,7 @@ use super::merkle::{hash_leaf, Hash};
 use super::projection::{MemoryWindows, Projection, StatusChange};
 use super::rules::{decode_event, Accepted, EntryIndex, LedgerState, ObservationRecord};
 use super::signing::verify_all;
-use super::step::{step, Entry, Fold};
+use super::step::{step, Entry, Fold, Stepped};
 use crate::proto::Event;
 
 /// Why a log does not verify, at which entry.
@@ -66,6 +66,18 @@ pub struct MemoryIndex {
     pub leaf_hashes: Vec<Hash>,
     /// The observation records the step returned, by the seq they describe.
     pub observations: HashMap<u64, ObservationRecord>,
+}
+
+impl MemoryIndex {
+    /// Records an accepted entry: its leaf hash, as the next seq's, and the
+    /// observation record its step returned (an observation's own, an
+    /// amendment's target's as amended), under the seq it describes.
+    pub fn record<F>(&mut self, leaf_hash: Hash, stepped: &Stepped<F>) {
+        if let Some((seq, record)) = &stepped.record {
+            self.observations.insert(*seq, record.clone());
+        }
+        self.leaf_hashes.push(leaf_hash);
+    }
 }
 
 impl EntryIndex for MemoryIndex {
@@ -146,6 +158,11 @@ impl Replay {
         &self.index.leaf_hashes
     }
 
+    /// What the replay has indexed of the log so far.
+    pub fn index(&self) -> &MemoryIndex {
+        &self.index
+    }
+
     /// Checks and folds the next entry. `signatures_checked` says the caller
     /// has already verified this leaf's signatures; otherwise they are
     /// verified here.
@@ -212,10 +229,7 @@ impl Replay {
         // A refused entry left the state as it was.
         self.state = state.map(Cow::into_owned);
         let stepped = verdict.map_err(|r| fail(r.message))?;
-        if let Some((record_seq, record)) = stepped.record {
-            self.index.observations.insert(record_seq, record);
-        }
-        self.index.leaf_hashes.push(leaf_hash);
+        self.index.record(leaf_hash, &stepped);
         self.last_received_at_micros = leaf.received_at_micros;
         Ok(ReplayedEntry {
             seq,

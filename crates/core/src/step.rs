@@ -390,10 +390,7 @@ mod tests {
             );
             self.state = state.map(Cow::into_owned);
             let stepped = verdict?;
-            if let Some((seq, record)) = &stepped.record {
-                self.index.observations.insert(*seq, record.clone());
-            }
-            self.index.leaf_hashes.push(signed.leaf_hash);
+            self.index.record(signed.leaf_hash, &stepped);
             Ok(stepped)
         }
     }
@@ -438,9 +435,30 @@ mod tests {
 
     #[test]
     fn step_gives_what_replay_gives() {
+        use crate::proto::ComplianceStatus::{Unobserved, Unspecified, ViolationConfirmed};
+        // What the log does to its one pair, entry by entry (docs/spec.md
+        // section 9), written out rather than computed: (old status, new
+        // status, old disputed, new disputed).
+        let expected = [
+            vec![],
+            vec![],
+            vec![],
+            // The commitment makes the pair.
+            vec![(Unspecified, Unobserved, false, false)],
+            // A violation, at a quorum of one, confirms it.
+            vec![(Unobserved, ViolationConfirmed, false, false)],
+            // The dispute marks it disputed.
+            vec![(ViolationConfirmed, ViolationConfirmed, false, true)],
+            // The correction moves it within the zone and the window.
+            vec![],
+            // A compliance report does not clear a violation in its window.
+            vec![],
+        ];
+        let log = log();
+        assert_eq!(log.len(), expected.len());
         let mut replay = Replay::new();
         let mut stepper = Stepper::default();
-        for signed in log() {
+        for (signed, expected) in log.into_iter().zip(expected) {
             let replayed = replay.apply(&signed.bytes, false).expect("the log replays");
             let stepped = stepper.step(&signed).expect("the log steps");
             assert_eq!(
@@ -449,6 +467,12 @@ mod tests {
                 replayed.seq
             );
             assert_eq!(stepped.folded.changes, replayed.changes);
+            let changes: Vec<_> = replayed
+                .changes
+                .iter()
+                .map(|c| (c.old_status, c.new_status, c.old_disputed, c.new_disputed))
+                .collect();
+            assert_eq!(changes, expected, "entry {}", replayed.seq);
             assert_eq!(stepper.state, replay.state);
             assert_eq!(stepper.projection, replay.projection);
             assert_eq!(stepper.projection.digest(), replay.projection.digest());
@@ -623,10 +647,7 @@ mod tests {
             assert_eq!(stepped.accepted, expected.accepted);
             assert_eq!(stepped.record, expected.record);
             assert_eq!(stepped.folded, Folded::default());
-            if let Some((seq, record)) = stepped.record {
-                index.observations.insert(seq, record);
-            }
-            index.leaf_hashes.push(signed.leaf_hash);
+            index.record(signed.leaf_hash, &stepped);
         }
         assert_eq!(state.map(Cow::into_owned), folded.state);
     }

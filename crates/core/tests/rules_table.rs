@@ -9,9 +9,10 @@
 //! rows name the metadata values that matter (the field path, the seq, the
 //! key, the party).
 
-use std::collections::{BTreeSet, HashMap};
-use std::convert::Infallible;
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 
+use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::{hash_leaf, Hash};
 use ceasefire_core::proto::{
     event::Body, AddKey, Amendment, AmendmentKind, Category, CommitmentKind, DefineCommitment,
@@ -19,11 +20,11 @@ use ceasefire_core::proto::{
     Polygon, RegisterParty, RevokeKey, Role, ZoneKind,
 };
 use ceasefire_core::rejection::{reason_name, ReasonCode, Rejection, RejectionKind};
-use ceasefire_core::rules::{
-    decode_event, micros_timestamp, Accepted, EntryContext, EntryIndex, LedgerState,
-    ObservationRecord,
-};
+use ceasefire_core::replay::MemoryIndex;
+use ceasefire_core::rules::{decode_event, micros_timestamp, Accepted, EntryContext, LedgerState};
 use ceasefire_core::signing::{canonical_signatures, sign_event, verify_all};
+use ceasefire_core::step::{step, Entry, Fold};
+use ceasefire_core::windows::MemoryWindows;
 use ed25519_dalek::SigningKey;
 use prost::Message;
 
@@ -242,23 +243,6 @@ fn dispute_by(author: &str, target_seq: u64, change: impl FnOnce(&mut Dispute)) 
     event(author, Body::Dispute(dispute))
 }
 
-/// What the rules look up in the log: leaf hashes and observations.
-#[derive(Default)]
-struct Index {
-    leaf_hashes: Vec<Hash>,
-    observations: HashMap<u64, ObservationRecord>,
-}
-
-impl EntryIndex for Index {
-    type Error = Infallible;
-    fn leaf_hash(&self, seq: u64) -> Result<Option<Hash>, Infallible> {
-        Ok(self.leaf_hashes.get(seq as usize).copied())
-    }
-    fn observation(&self, seq: u64) -> Result<Option<ObservationRecord>, Infallible> {
-        Ok(self.observations.get(&seq).cloned())
-    }
-}
-
 /// A signed event as it arrives: payload and (public key, signature) pairs.
 #[derive(Clone)]
 struct Wire {
@@ -310,10 +294,53 @@ fn stateless(
 /// The test ledger after its setup entries, ready for entry `seq`.
 struct Ledger {
     state: LedgerState,
-    index: Index,
+    index: MemoryIndex,
+}
+
+/// Takes `wire` through the stateless checks and then, as entry `seq`,
+/// through the step (check, apply, index; no fold): the rules must accept
+/// it. `state` is `None` before the genesis.
+fn set_up(state: &mut Option<Cow<'_, LedgerState>>, index: &mut MemoryIndex, wire: &Wire) {
+    let seq = index.leaf_hashes.len() as u64;
+    fn accepted<T>(seq: u64, verdict: Result<T, Rejection>) -> T {
+        verdict.unwrap_or_else(|rejection| panic!("setup entry {seq} refused: {rejection:?}"))
+    }
+    let (event, _) = accepted(seq, stateless(state.as_deref(), wire));
+    let leaf = Leaf {
+        seq,
+        prev_leaf_hash: index.leaf_hashes.last().copied().unwrap_or([0; 32]),
+        received_at_micros: NOW,
+        payload: wire.payload.clone(),
+        signatures: accepted(seq, canonical_signatures(wire.signatures.iter().cloned())),
+    };
+    let Ok(verdict) = step(
+        state,
+        Entry {
+            seq,
+            leaf: &leaf,
+            leaf_hash: leaf_hash(seq),
+            event: &event,
+        },
+        &*index,
+        Fold::Nothing::<MemoryWindows>,
+        |_| Ok(()),
+    );
+    let stepped = accepted(seq, verdict);
+    index.record(leaf_hash(seq), &stepped);
 }
 
 impl Ledger {
+    /// The ledger its genesis founds, as entry 0.
+    fn found(genesis: &Wire) -> Ledger {
+        let mut state = None;
+        let mut index = MemoryIndex::default();
+        set_up(&mut state, &mut index, genesis);
+        Ledger {
+            state: state.expect("the genesis founds the state").into_owned(),
+            index,
+        }
+    }
+
     fn seq(&self) -> u64 {
         self.index.leaf_hashes.len() as u64
     }
@@ -337,27 +364,11 @@ impl Ledger {
 
     /// Appends an event the rules must accept.
     fn append(&mut self, event: Event, signers: &[u8]) {
-        let seq = self.seq();
-        let accepted = self
-            .judge(&wire(&event, signers))
-            .unwrap_or_else(|rejection| panic!("setup entry {seq} refused: {rejection:?}"));
-        self.state.apply(&accepted);
-        match &accepted {
-            Accepted::Observation(record) => {
-                self.index.observations.insert(seq, record.clone());
-            }
-            Accepted::Amendment {
-                target_seq,
-                corrected,
-                ..
-            } => {
-                self.index
-                    .observations
-                    .insert(*target_seq, corrected.clone());
-            }
-            _ => {}
+        let mut state = Some(Cow::Borrowed(&self.state));
+        set_up(&mut state, &mut self.index, &wire(&event, signers));
+        if let Some(Cow::Owned(changed)) = state {
+            self.state = changed;
         }
-        self.index.leaf_hashes.push(leaf_hash(seq));
     }
 }
 
@@ -380,12 +391,7 @@ fn judge_genesis(wire: &Wire, seq: u64) -> Result<LedgerState, Rejection> {
 /// (seq 10), a retracted one (seq 11) and the retraction (seq 12).
 fn ledger() -> Ledger {
     let genesis = wire(&genesis_with(|_| {}), &[SIG_A, SIG_B]);
-    let state = judge_genesis(&genesis, 0).expect("the genesis is refused");
-    let mut ledger = Ledger {
-        state,
-        index: Index::default(),
-    };
-    ledger.index.leaf_hashes.push(leaf_hash(0));
+    let mut ledger = Ledger::found(&genesis);
     let governors = [SIG_A, SIG_B];
     ledger.append(
         register(party("mon-a", Role::Monitor, &[MON_A])),

@@ -22,7 +22,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use ed25519_dalek::{Signer as _, SigningKey};
@@ -329,7 +329,6 @@ fn event_fixture() -> &'static EventFixture {
     FIXTURE.get_or_init(|| {
         let mut replay = Replay::new();
         let mut leaves = Vec::new();
-        let mut observations = HashMap::new();
         let mut prev_leaf_hash = [0; 32];
         for (seq, (event, seeds)) in (0..).zip(fixture_prefix()) {
             let leaf = fixture_leaf(seq, prev_leaf_hash, event.encode_to_vec(), &seeds);
@@ -337,9 +336,6 @@ fn event_fixture() -> &'static EventFixture {
             let entry = replay
                 .apply(&bytes, false)
                 .unwrap_or_else(|error| panic!("the fuzzing fixture does not replay: {error}"));
-            if let Some(Accepted::Observation(record)) = entry.accepted {
-                observations.insert(seq, record);
-            }
             prev_leaf_hash = entry.leaf_hash;
             leaves.push(bytes);
         }
@@ -350,10 +346,7 @@ fn event_fixture() -> &'static EventFixture {
         );
         EventFixture {
             leaves,
-            index: MemoryIndex {
-                leaf_hashes: replay.leaf_hashes().to_vec(),
-                observations,
-            },
+            index: replay.index().clone(),
             state: replay.state.expect("the fixture has a genesis"),
             projection: replay.projection,
             windows: replay.windows,
@@ -924,7 +917,7 @@ pub struct Seed {
 /// vectors, the fuzzing fixture's log (events, leaves, its checkpoint, its
 /// tree), and the JSON examples under `examples/`. Each seed is a valid input
 /// of its target, so the fuzzer starts from inputs that go all the way and
-/// mutates from there. `tests/fuzz_regressions.rs` checks that the files
+/// mutates from there. `crates/fuzz-bodies/tests/regressions.rs` checks that the files
 /// under `fuzz/seeds/` are these bytes (and rewrites them on request).
 pub fn seed_corpus() -> Vec<Seed> {
     let mut seeds = Vec::new();

@@ -4,7 +4,7 @@
 //! in `fuzz/seeds/<target>/` and `fuzz/regressions/<target>/`, so a crash
 //! found by `.ci/fuzz` (which copies it into `fuzz/regressions/`) stays fixed
 //! in the ordinary `cargo test`. Then checks that the seed files are the
-//! corpus `fuzzing::seed_corpus` makes from real data and that each seed is
+//! corpus `ceasefire_fuzz_bodies::seed_corpus` makes from real data and that each seed is
 //! a valid input, and feeds each target hand-written hostile inputs (empty,
 //! truncated, huge length prefixes) that must be refused without a panic.
 //!
