@@ -5,7 +5,7 @@
 //! written by `node::start`; then, over Submit, two monitors, two adjacent
 //! zones and two commitments, each signed by two signatories. Every refusal
 //! is checked for its exact gRPC status code, a distinctive part of its
-//! message (copied from src/core/rules.rs), and for changing nothing: the
+//! message (copied from crates/core/src/rules.rs), and for changing nothing: the
 //! checkpoint's size and root and the compliance projection's version are
 //! the same after it. Each group of refusals sits beside accepted events it
 //! contrasts with, and each test ends with a full audit of the log.
