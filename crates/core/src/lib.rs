@@ -30,6 +30,8 @@ pub mod replay;
 pub mod rules;
 pub mod signing;
 pub mod step;
+#[cfg(test)]
+mod test_leaf;
 pub mod tiles;
 pub mod windows;
 

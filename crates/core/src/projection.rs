@@ -726,16 +726,14 @@ mod tests {
     //! change computed by hand; then determinism and `restore`.
 
     use ed25519_dalek::SigningKey;
-    use prost::Message;
 
     use super::*;
-    use crate::leaf::Leaf;
     use crate::proto::{
         Amendment, Category, CommitmentKind, DefineCommitment, DefineZone, Dispute, Genesis,
         LatLon, Location, Party, Polygon, RegisterParty, Role, ZoneKind,
     };
     use crate::replay::{Replay, ReplayedEntry};
-    use crate::signing::sign_event;
+    use crate::test_leaf::signed_leaf;
 
     const AGREEMENT: &str = "test-agreement";
     const SIGNATORY: &str = "signatory";
@@ -961,21 +959,16 @@ mod tests {
         /// Appends an event by `author` received at `at`, and replays it.
         fn push(&mut self, author: &str, at: i64, body: Body) -> ReplayedEntry {
             self.nonce += 1;
-            let event = Event {
-                agreement_id: AGREEMENT.into(),
-                author: author.into(),
-                created_at: Some(timestamp(at)),
-                nonce: self.nonce.to_be_bytes().repeat(2),
-                body: Some(body),
-            };
-            let payload = event.encode_to_vec();
-            let leaf = Leaf {
-                seq: self.replay.size(),
-                prev_leaf_hash: self.replay.leaf_hashes().last().copied().unwrap_or([0; 32]),
-                received_at_micros: at,
-                signatures: vec![sign_event(&payload, &self.key_of(author))],
-                payload,
-            };
+            let (_, leaf) = signed_leaf(
+                AGREEMENT,
+                author,
+                self.nonce,
+                at,
+                body,
+                &self.key_of(author),
+                self.replay.size(),
+                self.replay.leaf_hashes().last().copied().unwrap_or([0; 32]),
+            );
             let bytes = leaf.encode();
             let entry = self
                 .replay

@@ -201,7 +201,6 @@ mod tests {
     //! refused entry, a lent state, [`Fold::Nothing`] and `found` do.
 
     use ed25519_dalek::SigningKey;
-    use prost::Message;
 
     use super::*;
     use crate::merkle::hash_leaf;
@@ -212,7 +211,7 @@ mod tests {
     };
     use crate::replay::{MemoryIndex, Replay};
     use crate::rules::micros_timestamp as timestamp;
-    use crate::signing::sign_event;
+    use crate::test_leaf::signed_leaf;
     use crate::windows::MemoryWindows;
 
     const AGREEMENT: &str = "step-agreement";
@@ -334,22 +333,17 @@ mod tests {
         /// moves on only when it is kept ([`Writer::keep`]).
         fn sign(&mut self, author: &str, at: i64, body: Body) -> Signed {
             self.nonce += 1;
-            let event = Event {
-                agreement_id: AGREEMENT.into(),
-                author: author.into(),
-                created_at: Some(timestamp(at)),
-                nonce: self.nonce.to_be_bytes().repeat(2),
-                body: Some(body),
-            };
-            let payload = event.encode_to_vec();
             let signer = if author == MONITOR { key(2) } else { key(1) };
-            let leaf = Leaf {
-                seq: self.leaf_hashes.len() as u64,
-                prev_leaf_hash: self.leaf_hashes.last().copied().unwrap_or([0; 32]),
-                received_at_micros: at,
-                signatures: vec![sign_event(&payload, &signer)],
-                payload,
-            };
+            let (event, leaf) = signed_leaf(
+                AGREEMENT,
+                author,
+                self.nonce,
+                at,
+                body,
+                &signer,
+                self.leaf_hashes.len() as u64,
+                self.leaf_hashes.last().copied().unwrap_or([0; 32]),
+            );
             let bytes = leaf.encode();
             let leaf_hash = hash_leaf(&bytes);
             Signed {
