@@ -48,7 +48,7 @@ pub const MAX_KEY_NAME_BYTES: usize = 255;
 const SIG_TYPE_ED25519: u8 = 0x01;
 
 /// Every signature line starts with U+2014 EM DASH and a space.
-const SIG_LINE_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_LINE_PREFIX: &str = "\u{2014} ";
 
 /// Error messages quote what they found, but never more than this many
 /// characters of it, so a hostile note cannot blow up a log line.
@@ -117,6 +117,9 @@ pub enum CheckpointError {
     BadSignature { name: String, key_id: [u8; 4] },
     /// The checkpoint's origin is not the one expected.
     OriginMismatch { expected: String, found: String },
+    /// A verifier key string (`<name>+<hex key id>+<base64 typed key>`) is
+    /// malformed, of another signature type, or its key ID does not match.
+    InvalidVkey(&'static str),
 }
 
 impl fmt::Display for CheckpointError {
@@ -168,6 +171,7 @@ impl fmt::Display for CheckpointError {
             Self::OriginMismatch { expected, found } => {
                 write!(f, "checkpoint origin is {found:?}, expected {expected:?}")
             }
+            Self::InvalidVkey(reason) => write!(f, "invalid verifier key: {reason}"),
         }
     }
 }
@@ -176,7 +180,7 @@ impl std::error::Error for CheckpointError {}
 
 /// Key IDs are shown the way Go's verifier keys spell them (`name+c74f20a3`),
 /// so an operator can compare them with published keys by eye.
-fn hex_id(id: &[u8; 4]) -> String {
+pub(crate) fn hex_id(id: &[u8; 4]) -> String {
     format!("{:08x}", u32::from_be_bytes(*id))
 }
 
@@ -205,7 +209,7 @@ pub fn key_id(name: &str, public_key: &VerifyingKey) -> [u8; 4] {
 /// Signed-note rule (no Unicode whitespace, no '+', non-empty) plus our own
 /// limits: no control characters, since the name is written into notes that
 /// may not hold them, and at most [`MAX_KEY_NAME_BYTES`].
-fn validate_key_name(name: &str) -> Result<(), CheckpointError> {
+pub(crate) fn validate_key_name(name: &str) -> Result<(), CheckpointError> {
     if name.is_empty()
         || name.len() > MAX_KEY_NAME_BYTES
         || name
@@ -221,6 +225,58 @@ fn validate_key_name(name: &str) -> Result<(), CheckpointError> {
 /// lines: being stricter there would reject notes Go accepts.
 fn is_spec_key_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+')
+}
+
+/// Splits a signed-note verifier key, `<name>+<hex key id>+base64(<type byte>
+/// || key)`, checks that it has signature type `sig_type`, a 32-byte key and
+/// that the key ID is the one `key_id_of` computes, and returns the name and
+/// key. The same syntax carries log keys (type 0x01) and cosigner keys (type
+/// 0x04, [`crate::cosignature`]), so both parse here.
+pub(crate) fn parse_vkey(
+    vkey: &str,
+    sig_type: u8,
+    key_id_of: fn(&str, &VerifyingKey) -> [u8; 4],
+) -> Result<(String, VerifyingKey), CheckpointError> {
+    let mut parts = vkey.splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(CheckpointError::InvalidVkey(
+            "expected <name>+<hex key id>+<base64 key>",
+        ));
+    };
+    validate_key_name(name)?;
+    let id = (id_hex.len() == 8)
+        .then(|| u32::from_str_radix(id_hex, 16).ok())
+        .flatten()
+        .filter(|_| id_hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or(CheckpointError::InvalidVkey(
+            "the key ID is not 8 hexadecimal digits",
+        ))?;
+    let typed = BASE64
+        .decode(key_b64)
+        .map_err(|_| CheckpointError::InvalidVkey("the key is not standard base64"))?;
+    let (&found_type, key) = typed
+        .split_first()
+        .ok_or(CheckpointError::InvalidVkey("the key is empty"))?;
+    if found_type != sig_type {
+        return Err(CheckpointError::InvalidVkey(
+            "the key is of another signature type",
+        ));
+    }
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| CheckpointError::InvalidVkey("an Ed25519 key is 32 bytes"))?;
+    let key = VerifyingKey::from_bytes(&key)
+        .map_err(|_| CheckpointError::InvalidVkey("the key is not a valid Ed25519 point"))?;
+    if key.is_weak() {
+        return Err(CheckpointError::WeakPublicKey);
+    }
+    if key_id_of(name, &key) != id.to_be_bytes() {
+        return Err(CheckpointError::InvalidVkey(
+            "the key ID does not match the name and key",
+        ));
+    }
+    Ok((name.to_owned(), key))
 }
 
 /// A trusted public key together with the name it signs under; the pair is
@@ -243,6 +299,12 @@ impl NoteVerifier {
             key_id: key_id(name, public_key),
             key: *public_key,
         })
+    }
+
+    /// Reads a key in the form [`encoded_key`](Self::encoded_key) writes.
+    pub fn from_vkey(vkey: &str) -> Result<Self, CheckpointError> {
+        let (name, key) = parse_vkey(vkey, SIG_TYPE_ED25519, key_id)?;
+        Self::new(&name, &key)
     }
 
     pub fn key_id(&self) -> [u8; 4] {
@@ -381,23 +443,23 @@ pub fn parse_unverified(note: &str) -> Result<CheckpointBody, CheckpointError> {
     parse_body(parse_note(note)?.text)
 }
 
-struct SignatureLine<'a> {
-    name: &'a str,
-    key_id: [u8; 4],
-    signature: Vec<u8>,
+pub(crate) struct SignatureLine<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) key_id: [u8; 4],
+    pub(crate) signature: Vec<u8>,
 }
 
-struct ParsedNote<'a> {
+pub(crate) struct ParsedNote<'a> {
     /// Everything up to and including the newline before the last blank line:
     /// exactly the bytes that were signed.
-    text: &'a str,
-    signatures: Vec<SignatureLine<'a>>,
+    pub(crate) text: &'a str,
+    pub(crate) signatures: Vec<SignatureLine<'a>>,
 }
 
 /// The signed-note layer: size cap, character set, the split at the last blank
 /// line, and the syntax of every signature line (a malformed line rejects the
 /// note, as in Go, even if it belongs to a key we do not know).
-fn parse_note(note: &str) -> Result<ParsedNote<'_>, CheckpointError> {
+pub(crate) fn parse_note(note: &str) -> Result<ParsedNote<'_>, CheckpointError> {
     if note.len() > MAX_NOTE_BYTES {
         return Err(CheckpointError::NoteTooLarge {
             len: note.len(),
@@ -509,7 +571,7 @@ fn verify_note<'a>(note: &'a str, verifier: &NoteVerifier) -> Result<&'a str, Ch
 
 /// The tlog-checkpoint layer over a note text (which ends in a newline): at
 /// least three non-empty lines, then optional non-empty extension lines.
-fn parse_body(text: &str) -> Result<CheckpointBody, CheckpointError> {
+pub(crate) fn parse_body(text: &str) -> Result<CheckpointBody, CheckpointError> {
     let content = text
         .strip_suffix('\n')
         .ok_or(CheckpointError::MalformedBody(

@@ -20,6 +20,7 @@ pub mod proto {
 
 pub mod canonical;
 pub mod checkpoint;
+pub mod cosignature;
 mod enum_number;
 pub mod geo;
 pub mod leaf;
