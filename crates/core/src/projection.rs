@@ -379,13 +379,14 @@ impl Projection {
                     touched.insert(key);
                 }
             }
-            // Parties, keys and zones bind no pair.
+            // Parties, keys, zones and the witness policy bind no pair.
             (
                 Some(Accepted::Governance(
                     GovernanceChange::RegisterParty { .. }
                     | GovernanceChange::AddKey { .. }
                     | GovernanceChange::RevokeKey { .. }
-                    | GovernanceChange::DefineZone { .. },
+                    | GovernanceChange::DefineZone { .. }
+                    | GovernanceChange::SetWitnessPolicy { .. },
                 )),
                 _,
             ) => {}

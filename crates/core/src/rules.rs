@@ -19,6 +19,7 @@ use super::geo::{self, Point};
 use super::merkle::Hash;
 use super::rejection::{ReasonCode, Rejection};
 use super::signing::is_acceptable_public_key;
+use super::witness_policy::WitnessPolicy;
 use crate::proto::{
     event::Body, AmendmentKind, Category, CommitmentKind, Event, Finding, Genesis, Observation,
     Party, Role, ZoneKind,
@@ -136,6 +137,10 @@ pub struct LedgerState {
     pub key_owners: BTreeMap<[u8; 32], String>,
     pub zones: BTreeMap<String, ZoneState>,
     pub commitments: BTreeMap<String, CommitmentState>,
+    /// The witness policy in force and the seq of the event that set it;
+    /// `None` until a `SetWitnessPolicy`. Verifiers demand its quorum on any
+    /// checkpoint of a tree that contains that event.
+    pub witness_policy: Option<(u64, WitnessPolicy)>,
 }
 
 /// An event the rules accept, with what applying it changes.
@@ -183,6 +188,10 @@ pub enum GovernanceChange {
     DefineCommitment {
         commitment_id: String,
         commitment: CommitmentState,
+    },
+    SetWitnessPolicy {
+        policy: WitnessPolicy,
+        seq: u64,
     },
 }
 
@@ -488,6 +497,7 @@ impl LedgerState {
             key_owners: BTreeMap::new(),
             zones: BTreeMap::new(),
             commitments: BTreeMap::new(),
+            witness_policy: None,
         };
         for (index, party) in genesis.signatories.iter().enumerate() {
             let field = format!("genesis.signatories[{index}]");
@@ -545,7 +555,8 @@ impl LedgerState {
             | Body::AddKey(_)
             | Body::RevokeKey(_)
             | Body::DefineZone(_)
-            | Body::DefineCommitment(_) => self
+            | Body::DefineCommitment(_)
+            | Body::SetWitnessPolicy(_) => self
                 .check_governance(event, author, signers, context)
                 .map(Accepted::Governance),
             Body::Observation(observation) => self
@@ -649,6 +660,9 @@ impl LedgerState {
                 commitment,
             } => {
                 self.commitments.insert(commitment_id, commitment);
+            }
+            GovernanceChange::SetWitnessPolicy { policy, seq } => {
+                self.witness_policy = Some((seq, policy));
             }
         }
     }
@@ -871,6 +885,10 @@ impl LedgerState {
                     }),
                 }
             }
+            Some(Body::SetWitnessPolicy(set)) => Ok(GovernanceChange::SetWitnessPolicy {
+                policy: WitnessPolicy::from_event(set, true)?,
+                seq,
+            }),
             Some(Body::DefineZone(define)) => {
                 check_identifier("define_zone.zone_id", &define.zone_id)?;
                 self.check_version(

@@ -624,6 +624,9 @@ fn the_schema_covers_every_message_of_an_event() {
             ".ceasefire.v1.Polygon",
             ".ceasefire.v1.RegisterParty",
             ".ceasefire.v1.RevokeKey",
+            ".ceasefire.v1.SetWitnessPolicy",
+            ".ceasefire.v1.Witness",
+            ".ceasefire.v1.WitnessGroup",
             ".google.protobuf.Timestamp",
         ]
     );
