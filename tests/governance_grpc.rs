@@ -1317,3 +1317,84 @@ async fn a_refused_genesis_leaves_the_directory_free_for_a_valid_one() {
         node.shutdown().await.expect("the node failed to shut down");
     }
 }
+
+/// A witness policy is governance: the threshold of signatories sets it, one
+/// signature does not, an invalid policy is refused naming its field, and a
+/// later policy replaces it. The audit replays both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_policy_is_set_by_the_signatories_and_validated() {
+    use ceasefire_core::cosignature::Cosigner;
+    use ceasefire_core::witness_policy::WitnessPolicy;
+    use ceasefire_grpc::proto::{SetWitnessPolicy, Witness, WitnessGroup};
+
+    let ledger = Ledger::start().await;
+    let witnesses: Vec<Cosigner> = ["north.example/w", "south.example/w", "mediator.example/w"]
+        .iter()
+        .zip(0x61u8..)
+        .map(|(name, seed)| Cosigner::new(name, seeded_key(seed)).unwrap())
+        .collect();
+    let policy = SetWitnessPolicy {
+        witnesses: witnesses
+            .iter()
+            .map(|w| Witness {
+                name: w.name().into(),
+                public_key: w.verifier().public_key().as_bytes().to_vec(),
+                url: "http://127.0.0.1:9/".into(),
+            })
+            .collect(),
+        groups: vec![WitnessGroup {
+            name: "signatories".into(),
+            threshold: 2,
+            members: witnesses.iter().map(|w| w.name().to_owned()).collect(),
+        }],
+        quorum: "signatories".into(),
+    };
+
+    // One signatory alone is below the threshold of 2.
+    let event = ledger.event(SIGNATORY_A, Body::SetWitnessPolicy(policy.clone()));
+    let alone = sign(&event, &[ledger.signatory(0)]);
+    assert_refused(&ledger, alone, Code::PermissionDenied, "signatories").await;
+
+    // Invalid policies name their field and change nothing.
+    let mut bad = policy.clone();
+    bad.groups[0].threshold = 4;
+    let message = "set_witness_policy.groups[0].threshold must be 1 to its 3 members, got 4";
+    let signed = ledger.govern(Body::SetWitnessPolicy(bad));
+    assert_refused(&ledger, signed, Code::InvalidArgument, message).await;
+    let mut bad = policy.clone();
+    bad.witnesses[2].public_key = bad.witnesses[0].public_key.clone();
+    let message = "set_witness_policy.witnesses[2].public_key is the key of an earlier witness";
+    let signed = ledger.govern(Body::SetWitnessPolicy(bad));
+    assert_refused(&ledger, signed, Code::InvalidArgument, message).await;
+    let mut bad = policy.clone();
+    bad.quorum = "nobody".into();
+    let signed = ledger.govern(Body::SetWitnessPolicy(bad));
+    assert_refused(
+        &ledger,
+        signed,
+        Code::InvalidArgument,
+        "set_witness_policy.quorum",
+    )
+    .await;
+
+    // Accepted with two signatories, then replaced by a 1-of-1 policy.
+    ledger
+        .accept(&ledger.govern(Body::SetWitnessPolicy(policy.clone())))
+        .await;
+    let mut replacement = policy.clone();
+    replacement.witnesses.truncate(1);
+    replacement.groups.clear();
+    replacement.quorum = witnesses[0].name().into();
+    ledger
+        .accept(&ledger.govern(Body::SetWitnessPolicy(replacement.clone())))
+        .await;
+    // The text form states the same policy.
+    let parsed = WitnessPolicy::from_event(&replacement, true).unwrap();
+    assert_eq!(
+        WitnessPolicy::parse_text(&parsed.to_text())
+            .unwrap()
+            .to_event(),
+        replacement
+    );
+    ledger.audit_and_shutdown().await;
+}
