@@ -195,15 +195,42 @@ fn excerpt(s: &str) -> String {
 /// public key)[..4]. Binding the name means one key used under two names gets
 /// two IDs, so a note signed for one log cannot pass as another's.
 pub fn key_id(name: &str, public_key: &VerifyingKey) -> [u8; 4] {
+    typed_key_id(name, SIG_TYPE_ED25519, public_key)
+}
+
+/// SHA-256(name || '\n' || type byte || public key)[..4]: the key ID rule
+/// signed-note keys (0x01) and tlog-cosignature keys (0x04) share.
+pub(crate) fn typed_key_id(name: &str, sig_type: u8, public_key: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([SIG_TYPE_ED25519]);
+    h.update([sig_type]);
     h.update(public_key.as_bytes());
     let digest = h.finalize();
-    let mut id = [0u8; 4];
-    id.copy_from_slice(&digest[..4]);
-    id
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
+/// `<name>+<hex key id>+base64(type byte || key)`, the verifier-key text
+/// of signed-note, for either key type.
+pub(crate) fn encode_vkey(
+    name: &str,
+    key_id: &[u8; 4],
+    sig_type: u8,
+    key: &VerifyingKey,
+) -> String {
+    let mut typed = Vec::with_capacity(33);
+    typed.push(sig_type);
+    typed.extend_from_slice(key.as_bytes());
+    format!("{name}+{}+{}", hex_id(key_id), BASE64.encode(typed))
+}
+
+/// The checks every trusted named key passes, whatever its role.
+pub(crate) fn check_named_key(name: &str, key: &VerifyingKey) -> Result<(), CheckpointError> {
+    validate_key_name(name)?;
+    if key.is_weak() {
+        return Err(CheckpointError::WeakPublicKey);
+    }
+    Ok(())
 }
 
 /// Signed-note rule (no Unicode whitespace, no '+', non-empty) plus our own
@@ -290,10 +317,7 @@ pub struct NoteVerifier {
 
 impl NoteVerifier {
     pub fn new(name: &str, public_key: &VerifyingKey) -> Result<Self, CheckpointError> {
-        validate_key_name(name)?;
-        if public_key.is_weak() {
-            return Err(CheckpointError::WeakPublicKey);
-        }
+        check_named_key(name, public_key)?;
         Ok(Self {
             name: name.to_owned(),
             key_id: key_id(name, public_key),
@@ -323,15 +347,7 @@ impl NoteVerifier {
     /// `note.NewVerifier` and witness configurations take, so the key can be
     /// published in the form other tools already read.
     pub fn encoded_key(&self) -> String {
-        let mut typed = Vec::with_capacity(33);
-        typed.push(SIG_TYPE_ED25519);
-        typed.extend_from_slice(self.key.as_bytes());
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex_id(&self.key_id),
-            BASE64.encode(typed)
-        )
+        encode_vkey(&self.name, &self.key_id, SIG_TYPE_ED25519, &self.key)
     }
 }
 

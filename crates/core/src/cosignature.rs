@@ -24,12 +24,11 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 use std::fmt;
 
 use crate::checkpoint::{
-    hex_id, open_checkpoint, parse_note, parse_vkey, validate_key_name, CheckpointBody,
-    CheckpointError, NoteVerifier, SIG_LINE_PREFIX,
+    check_named_key, encode_vkey, hex_id, open_checkpoint, parse_note, parse_vkey, typed_key_id,
+    validate_key_name, CheckpointBody, CheckpointError, NoteVerifier, SIG_LINE_PREFIX,
 };
 
 /// The key-ID and vkey type byte of an Ed25519 cosigner (tlog-cosignature):
@@ -44,13 +43,7 @@ const MAX_TIMESTAMP: u64 = i64::MAX as u64;
 
 /// The key ID of an Ed25519 cosigner key under `name`.
 pub fn cosigner_key_id(name: &str, public_key: &VerifyingKey) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([SIG_TYPE_COSIGNATURE_V1]);
-    h.update(public_key.as_bytes());
-    let digest = h.finalize();
-    [digest[0], digest[1], digest[2], digest[3]]
+    typed_key_id(name, SIG_TYPE_COSIGNATURE_V1, public_key)
 }
 
 /// The bytes a cosigner signs for `checkpoint_text` at `timestamp`.
@@ -68,10 +61,7 @@ pub struct CosignerVerifier {
 
 impl CosignerVerifier {
     pub fn new(name: &str, public_key: &VerifyingKey) -> Result<Self, CheckpointError> {
-        validate_key_name(name)?;
-        if public_key.is_weak() {
-            return Err(CheckpointError::WeakPublicKey);
-        }
+        check_named_key(name, public_key)?;
         Ok(Self {
             name: name.to_owned(),
             key_id: cosigner_key_id(name, public_key),
@@ -87,15 +77,7 @@ impl CosignerVerifier {
 
     /// The vkey other witness tooling reads (`litewitness`, `torchwood`).
     pub fn vkey(&self) -> String {
-        let mut typed = Vec::with_capacity(33);
-        typed.push(SIG_TYPE_COSIGNATURE_V1);
-        typed.extend_from_slice(self.key.as_bytes());
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex_id(&self.key_id),
-            BASE64.encode(typed)
-        )
+        encode_vkey(&self.name, &self.key_id, SIG_TYPE_COSIGNATURE_V1, &self.key)
     }
 
     pub fn name(&self) -> &str {
@@ -245,6 +227,7 @@ pub fn add_signature_lines(note: &str, lines: &str) -> String {
 mod tests {
     use super::*;
     use crate::checkpoint::{sign_checkpoint, NoteSigner};
+    use sha2::{Digest, Sha256};
 
     fn log_signer() -> NoteSigner {
         NoteSigner::new("example.org/log", SigningKey::from_bytes(&[7; 32])).unwrap()
