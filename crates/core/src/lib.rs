@@ -35,6 +35,7 @@ pub mod step;
 mod test_leaf;
 pub mod tiles;
 pub mod windows;
+pub mod witness;
 
 /// How keys appear in messages and JSON: standard base64, as proto3 JSON
 /// writes `bytes` fields, so a key in an error can be pasted into an event.
