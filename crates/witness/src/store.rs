@@ -57,11 +57,13 @@ pub enum StoreError {
         lock: PathBuf,
         holder: Option<String>,
     },
-    #[error("{}: {action}: {source}", path.display())]
+    /// `error` is in the message, not a `source`, so the one line `main`
+    /// prints says it once.
+    #[error("{}: {action}: {error}", path.display())]
     Io {
         path: PathBuf,
         action: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}: not a stored checkpoint: {reason}", path.display())]
     NotACheckpoint {
@@ -99,10 +101,10 @@ pub enum StoreError {
 
 fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.to_path_buf();
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         path,
         action,
-        source,
+        error,
     }
 }
 
@@ -260,11 +262,11 @@ fn take_lock(dir: &Path) -> Result<File, StoreError> {
                 holder: (!holder.is_empty()).then(|| holder.to_owned()),
             });
         }
-        Err(fs::TryLockError::Error(source)) => {
+        Err(fs::TryLockError::Error(error)) => {
             return Err(StoreError::Io {
                 path,
                 action: "cannot lock the lock file",
-                source,
+                error,
             })
         }
     }
