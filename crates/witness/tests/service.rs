@@ -580,3 +580,27 @@ async fn keep_alive_connections_do_not_hold_up_a_shutdown() {
         })
     );
 }
+
+/// A record that cannot be written: the request is answered 503, no
+/// cosignature is given, and the log stays refused (its state on disk is no
+/// longer known) until a restart; the other logs go on.
+#[tokio::test]
+async fn a_failed_record_stops_that_log_until_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let witness = start(config(dir.path(), both_logs())).await.unwrap();
+    let addr = witness.addr();
+    let (log, second) = (main_log(), second_log());
+    assert_eq!(submit(addr, &log, 0, 3).await.status, 200);
+    assert_eq!(submit(addr, &second, 0, 4).await.status, 200);
+    // Pull the directory of records from under the witness.
+    std::fs::remove_dir_all(dir.path().join(ceasefire_witness::store::LOGS_DIR)).unwrap();
+    let answer = submit(addr, &log, 3, 6).await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.body.contains("cannot record"), "{answer:?}");
+    assert!(answer.body.contains("restarted"), "{answer:?}");
+    // Even what needs no write is refused for that log now...
+    assert_eq!(submit(addr, &log, 3, 3).await.status, 503);
+    // ...while the other log's recorded checkpoint is still cosigned.
+    assert_eq!(submit(addr, &second, 4, 4).await.status, 200);
+    witness.shutdown().await.unwrap();
+}
