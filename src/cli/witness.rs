@@ -157,19 +157,8 @@ fn witness_config(args: ServeArgs) -> anyhow::Result<WitnessConfig> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = witness_config(args)?;
-    let origins: Vec<String> = config
-        .logs
-        .iter()
-        .map(|log| log.origin().to_owned())
-        .collect();
-    let mut witness = ceasefire_witness::start(config).await?;
-    tracing::info!(
-        url = %format!("{}/add-checkpoint", witness.url()),
-        vkey = %witness.verifier().vkey(),
-        logs = %origins.join(", "),
-        "witness ready"
-    );
+    // start() logs the URL, the vkey and each log with its recorded size.
+    let mut witness = ceasefire_witness::start(witness_config(args)?).await?;
     tokio::select! {
         result = witness.wait() => return result.context("the witness stopped"),
         () = super::serve::shutdown_signal() => {}

@@ -108,8 +108,7 @@ pub async fn start(config: WitnessConfig) -> anyhow::Result<RunningWitness> {
             .await
     });
     tracing::info!(
-        %addr,
-        prefix = %url_prefix,
+        url = %format!("http://{addr}{url_prefix}/add-checkpoint"),
         vkey = %verifier.vkey(),
         data_dir = %data_dir.display(),
         "witness serving"
