@@ -15,6 +15,7 @@ mod status;
 mod submit;
 mod verify;
 mod watch;
+mod witness;
 
 use clap::{Parser, Subcommand};
 
@@ -107,6 +108,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write the log as a C2SP tlog-tiles directory (incremental).
     Export(export::ExportArgs),
+    /// A C2SP tlog-witness for any C2SP log: serve, keygen, vkey.
+    Witness(witness::WitnessArgs),
 }
 
 impl Cli {
@@ -131,6 +134,7 @@ impl Cli {
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Export(args) => export::run(args),
+            Command::Witness(args) => witness::run(args).await,
         }
     }
 }

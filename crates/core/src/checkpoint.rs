@@ -419,7 +419,7 @@ pub fn sign_checkpoint(
 
 /// Signs any note text. Callers must pass text that ends in a newline and has
 /// no blank line or control character; both public paths guarantee that.
-fn sign_note_text(text: &str, signer: &NoteSigner) -> String {
+pub(crate) fn sign_note_text(text: &str, signer: &NoteSigner) -> String {
     let signature = signer.key.sign(text.as_bytes());
     let mut blob = Vec::with_capacity(4 + 64);
     blob.extend_from_slice(&signer.key_id);
@@ -440,6 +440,18 @@ pub fn open_checkpoint(
     note: &str,
     verifier: &NoteVerifier,
 ) -> Result<CheckpointBody, CheckpointError> {
+    open_checkpoint_text(note, verifier).map(|(body, _)| body)
+}
+
+/// [`open_checkpoint`], also returning the exact text the log's key signed:
+/// every line up to the blank line, extension lines included, each with its
+/// newline. That text, not [`CheckpointBody::to_text`], is what a witness
+/// cosigns (C2SP tlog-cosignature), so a checkpoint of any C2SP log keeps
+/// its extension lines under the cosignature.
+pub fn open_checkpoint_text<'a>(
+    note: &'a str,
+    verifier: &NoteVerifier,
+) -> Result<(CheckpointBody, &'a str), CheckpointError> {
     let text = verify_note(note, verifier)?;
     let body = parse_body(text)?;
     if body.origin != verifier.name {
@@ -448,7 +460,7 @@ pub fn open_checkpoint(
             found: body.origin,
         });
     }
-    Ok(body)
+    Ok((body, text))
 }
 
 /// Parses a checkpoint without checking any signature. Its result proves
@@ -617,7 +629,7 @@ pub(crate) fn parse_body(text: &str) -> Result<CheckpointBody, CheckpointError> 
 
 /// `u64::from_str` alone would accept "+3" and "03"; each size must have one
 /// spelling, or two texts (and two signatures) would state the same tree head.
-fn parse_tree_size(s: &str) -> Result<u64, CheckpointError> {
+pub(crate) fn parse_tree_size(s: &str) -> Result<u64, CheckpointError> {
     let canonical =
         !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     match s.parse::<u64>() {
@@ -628,7 +640,7 @@ fn parse_tree_size(s: &str) -> Result<u64, CheckpointError> {
 
 /// Requires the exact 44-character padded encoding of 32 bytes, for the same
 /// one-spelling reason as the tree size.
-fn parse_root_hash(s: &str) -> Result<Hash, CheckpointError> {
+pub(crate) fn parse_root_hash(s: &str) -> Result<Hash, CheckpointError> {
     let invalid = || CheckpointError::InvalidRootHash { found: excerpt(s) };
     if s.len() != 44 {
         return Err(invalid());
@@ -1316,6 +1328,11 @@ mod tests {
         assert_eq!(
             open_checkpoint(&note, &signer.verifier()),
             Ok(golden_body())
+        );
+        // What a witness cosigns is the whole signed text, extensions kept.
+        assert_eq!(
+            open_checkpoint_text(&note, &signer.verifier()),
+            Ok((golden_body(), text.as_str()))
         );
         // Extension lines MUST be non-empty; an empty one would in any case
         // have become the note's separator, so build it by hand.

@@ -35,6 +35,7 @@ pub mod step;
 mod test_leaf;
 pub mod tiles;
 pub mod windows;
+pub mod witness;
 pub mod witness_policy;
 
 /// How keys appear in messages and JSON: standard base64, as proto3 JSON

@@ -96,7 +96,7 @@ pub fn run_bounded(mut command: Command, scratch: &Path, bound: Duration) -> Out
 }
 
 /// A child process killed (SIGKILL, by its own handle) and reaped on drop.
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {

@@ -11,6 +11,8 @@
 //!   bench's).
 //! - [`store_edit`] (feature `fixture`): editing a stored ledger below the
 //!   store's API, as an attacker with the disk would.
+//! - [`witness`]: a C2SP log in memory that can fork (for witness tests)
+//!   and `witness serve` as a child process.
 
 // One call needs `unsafe`, allowed where it stands with its reason: the
 // harness's `kill(2)` (SIGTERM, as an operator stops a node).
@@ -22,3 +24,4 @@ pub mod harness;
 pub mod scenario;
 #[cfg(feature = "fixture")]
 pub mod store_edit;
+pub mod witness;
