@@ -73,7 +73,7 @@ impl LogSource for ServerSource {
     fn checkpoint_note(&mut self) -> anyhow::Result<String> {
         let response = self
             .runtime
-            .block_on(self.ledger.get_checkpoint(GetCheckpointRequest {}))
+            .block_on(self.ledger.get_checkpoint(GetCheckpointRequest::default()))
             .map_err(|status| status_error("GetCheckpoint", status))?;
         Ok(response.into_inner().note)
     }
