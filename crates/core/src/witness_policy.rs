@@ -619,8 +619,9 @@ mod tests {
 
     #[test]
     fn invalid_policies_name_the_field() {
-        let (cosigners, base) = two_of_three();
-        let cases: Vec<(Box<dyn Fn(&mut SetWitnessPolicy)>, ReasonCode, &str)> = vec![
+        type Change = Box<dyn Fn(&mut SetWitnessPolicy)>;
+        let (_, base) = two_of_three();
+        let cases: Vec<(Change, ReasonCode, &str)> = vec![
             (
                 Box::new(|e| e.witnesses.clear()),
                 ReasonCode::FieldMissing,
@@ -727,7 +728,6 @@ mod tests {
             },
         );
         assert!(WitnessPolicy::from_event(&event, true).is_err());
-        let _ = cosigners;
     }
 
     #[test]
