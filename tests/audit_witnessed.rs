@@ -732,7 +732,9 @@ impl Ledger for Front {
                         note,
                         tree_size: body.tree_size,
                         root_hash: body.root_hash.to_vec(),
-                        witnesses: Vec::new(),
+                        // The witnesses' statuses are set below, for every
+                        // checkpoint; any later field stays empty.
+                        ..Checkpoint::default()
                     }
                 }
                 Witnessed::NoPolicy => {
