@@ -708,7 +708,8 @@ async fn thousands_of_idle_streams_meet_their_limits_and_honest_clients_go_on() 
         );
     }
     let mut queued = full.clone();
-    let waiting = tokio::spawn(async move { queued.get_checkpoint(GetCheckpointRequest {}).await });
+    let waiting =
+        tokio::spawn(async move { queued.get_checkpoint(GetCheckpointRequest::default()).await });
     let (events, mut answers) = submit_streams.pop().unwrap();
     drop(events);
     let end = tokio::time::timeout(CALL_WAIT, answers.message()).await;

@@ -171,7 +171,7 @@ async fn build_honest() -> Honest {
     }
 
     let note = client
-        .get_checkpoint(GetCheckpointRequest {})
+        .get_checkpoint(GetCheckpointRequest::default())
         .await
         .expect("GetCheckpoint failed")
         .into_inner()

@@ -221,7 +221,7 @@ async fn check_log(url: &str, known: &mut Known, cycle: u64) -> (u64, u64) {
         .expect("cannot connect to the restarted server");
     let mut ledger = client::ledger_client(channel);
     let note = ledger
-        .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest {})
+        .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest::default())
         .await
         .expect("GetCheckpoint failed")
         .into_inner()

@@ -1,6 +1,7 @@
 //! The tiles export through a real node: the dev bootstrap, observations
 //! submitted over gRPC, exports of its store while it runs, read back by the
-//! auditor's tiles reader.
+//! auditor's tiles reader. A witnessed checkpoint the store recorded is
+//! the one exported, with the tiles of its size.
 
 use std::fs;
 use std::path::Path;
@@ -13,6 +14,7 @@ use ceasefire_core::tiles::*;
 use ceasefire_node::export::{export, ExportError, ExportSummary};
 use ceasefire_node::storage::Store;
 use ceasefire_testkit::fixture::TestNode;
+use ceasefire_testkit::scenario::witnesses::{cosigned_note, three_witnesses};
 use ceasefire_testkit::scenario::DEV_ORIGIN;
 use futures::StreamExt as _;
 use std::collections::BTreeSet;
@@ -235,6 +237,101 @@ async fn exports_are_exact_incremental_and_refuse_another_log() {
     write(&foreign_dir, CHECKPOINT_PATH, ahead.as_bytes());
     let error = run_export(&store, &foreign_dir).await.unwrap_err();
     assert!(error.to_string().contains("ahead of this store"), "{error}");
+
+    drop(store);
+    node.shutdown().await;
+}
+
+/// With a witnessed checkpoint recorded (short of the head), the export
+/// writes that note and exactly its tree: the partial tiles of its width,
+/// which tlog-tiles readers fetch for it. A directory an earlier export left
+/// ahead of it is refused, and a later witnessed checkpoint grows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witnessed_checkpoint_is_exported_with_the_tiles_of_its_size() {
+    let node = TestNode::start().await;
+    let store = node.node.store.clone();
+    let bootstrap = store.head().unwrap().size;
+    submit(&node, 260 - bootstrap, 0).await;
+    let note_260 = store.checkpoint_note().unwrap().unwrap();
+    submit(&node, 40, 1000).await;
+    assert_eq!(store.head().unwrap().size, 300);
+    let export_dir = tempfile::tempdir().unwrap();
+    // Exported before anything was witnessed: the head, as ever.
+    let unwitnessed = export_dir.path().join("unwitnessed");
+    let summary = run_export(&store, &unwitnessed).await.unwrap();
+    assert_eq!((summary.tree_size, summary.witnessed), (300, false));
+
+    let [north, south, _] = three_witnesses();
+    let witnessed_260 = cosigned_note(&note_260, &[&north, &south], 1_767_225_600);
+    store.record_witnessed(&witnessed_260).unwrap();
+    let dir = export_dir.path().join("witnessed");
+    let summary = run_export(&store, &dir).await.unwrap();
+    assert_eq!((summary.tree_size, summary.witnessed), (260, true));
+    assert_eq!(
+        written(&summary),
+        set(&[
+            "checkpoint",
+            "tile/0/000",
+            "tile/0/001.p/4",
+            "tile/1/000.p/1",
+            "tile/entries/000",
+            "tile/entries/001.p/4",
+        ]),
+        "the tiles of size 260, and no projection (the store's is as of 299)"
+    );
+    assert_eq!(summary.projection, None);
+    assert_eq!(
+        fs::read_to_string(dir.join(CHECKPOINT_PATH)).unwrap(),
+        witnessed_260
+    );
+    let reader = TilesReader::open(&dir).unwrap();
+    let body = checkpoint::parse_unverified(&witnessed_260).unwrap();
+    assert_eq!(reader.root(260).unwrap(), body.root_hash);
+    assert_eq!(reader.leaves(260).count(), 260);
+
+    // The directory exported at 300 cannot go back to 260.
+    let error = run_export(&store, &unwitnessed).await.unwrap_err();
+    match &error {
+        ExportError::AheadOfWitnessed {
+            exported,
+            witnessed,
+            ..
+        } => assert_eq!((*exported, *witnessed), (300, 260)),
+        other => panic!("expected AheadOfWitnessed, got: {other}"),
+    }
+    assert!(
+        error
+            .to_string()
+            .contains("export again once the witnesses"),
+        "{error}"
+    );
+
+    // The witnesses catch up with the head: the export grows to it, and its
+    // projection comes with it.
+    let note_300 = store.checkpoint_note().unwrap().unwrap();
+    let witnessed_300 = cosigned_note(&note_300, &[&north, &south], 1_767_225_660);
+    store.record_witnessed(&witnessed_300).unwrap();
+    let summary = run_export(&store, &dir).await.unwrap();
+    assert_eq!((summary.tree_size, summary.witnessed), (300, true));
+    assert_eq!(
+        written(&summary),
+        set(&[
+            "checkpoint",
+            "ceasefire-ledger/projection",
+            "tile/0/001.p/44",
+            "tile/entries/001.p/44",
+        ]),
+        "tile/1/000.p/1 is the same at both sizes"
+    );
+    assert_eq!(summary.projection.map(|(seq, _)| seq), Some(299));
+    assert_eq!(
+        fs::read_to_string(dir.join(CHECKPOINT_PATH)).unwrap(),
+        witnessed_300
+    );
+    // Readers holding the 260 checkpoint still find its partials.
+    assert!(dir.join("tile/entries/001.p/4").exists());
+    let summary = run_export(&store, &unwitnessed).await.unwrap();
+    assert_eq!((summary.tree_size, summary.witnessed), (300, true));
 
     drop(store);
     node.shutdown().await;

@@ -179,7 +179,7 @@ async fn try_checkpoint(url: &str, tls: &ClientTls) -> Result<u64, String> {
             .map_err(|error| format!("connect: {error:#}"))?;
         let mut client = client::ledger_client(channel);
         client
-            .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest {})
+            .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest::default())
             .await
             .map(|response| response.into_inner().tree_size)
             .map_err(|status| format!("call: {status:?}"))

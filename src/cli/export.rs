@@ -1,6 +1,7 @@
 //! `export --tiles DIR`: write the log as a C2SP tlog-tiles directory, or
 //! bring an earlier export up to date (only new or changed files are
-//! written; see `ceasefire_node::export`).
+//! written; see `ceasefire_node::export`). Where the store holds a
+//! witnessed checkpoint, that is the one exported.
 //!
 //! Works with the server running: sled lets one process open a store, so
 //! when the server holds it the export reads a private snapshot copy.
@@ -68,8 +69,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         Some((as_of_seq, _)) => format!("projection as of entry {as_of_seq}"),
         None => "no projection".to_string(),
     };
+    // A witnessed checkpoint may lag the log: say which one was exported.
+    let witnessed = if summary.witnessed {
+        " (the latest witnessed checkpoint)"
+    } else {
+        ""
+    };
     println!(
-        "exported tree size {} to {}: {} files written ({} bytes), {} unchanged, {projection}",
+        "exported tree size {}{witnessed} to {}: {} files written ({} bytes), {} unchanged, {projection}",
         summary.tree_size,
         args.tiles.display(),
         summary.files_written,

@@ -1,5 +1,7 @@
 //! `verify`: the auditor. Exit 0 when everything holds, 1 at the first
-//! failure (naming the entry and the reason), 2 when it could not run.
+//! failure (naming the entry and the reason; a checkpoint without its
+//! witnesses' quorum is one), 2 when it could not run (a policy file that
+//! does not read is refused before anything else).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,7 +13,8 @@ use base64::Engine as _;
 
 use super::Exit;
 use ceasefire_audit::sources::{ServerSource, TilesSource};
-use ceasefire_audit::{audit, AuditError, AuditOptions, AuditReport, LogSource};
+use ceasefire_audit::{audit, AuditError, AuditFailure, AuditOptions, AuditReport, LogSource};
+use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_node::DataDirSource;
 
 #[derive(clap::Args)]
@@ -33,6 +36,11 @@ pub struct VerifyArgs {
     /// Verify checkpoints with this operator key (base64) instead of the genesis's.
     #[arg(long)]
     operator_key: Option<String>,
+    /// Demand the quorum of this witness policy (Sigsum/C2SP policy text:
+    /// `witness`, `group` and `quorum` lines) instead of the log's own, even
+    /// on a log that set none.
+    #[arg(long, value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -48,7 +56,25 @@ fn could_not_run(error: impl std::fmt::Display) -> anyhow::Error {
     .into()
 }
 
+/// Reads and checks a policy file: one line naming the file and what is
+/// wrong, before any source is opened.
+fn read_witness_policy(path: &std::path::Path) -> anyhow::Result<WitnessPolicy> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        could_not_run(format!(
+            "--witness-policy {}: cannot read it: {error}",
+            path.display()
+        ))
+    })?;
+    WitnessPolicy::parse_text(&text)
+        .map_err(|error| could_not_run(format!("--witness-policy {}: {error}", path.display())))
+}
+
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    let witness_policy = args
+        .witness_policy
+        .as_deref()
+        .map(read_witness_policy)
+        .transpose()?;
     let operator_key = match &args.operator_key {
         Some(text) => {
             let bytes: [u8; 32] = BASE64
@@ -95,6 +121,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 operator_key,
                 pin,
                 progress,
+                witness_policy,
             },
         );
         if show_progress {
@@ -111,10 +138,13 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         }
         Err(AuditError::Failed(failure)) => {
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "failure": failure.to_string()})
-                );
+                let mut value = serde_json::json!({"ok": false, "failure": failure.to_string()});
+                // Who did and did not cosign, for scripts that chase witnesses.
+                if let AuditFailure::NotWitnessed(not_witnessed) = &failure {
+                    value["witnesses_cosigned"] = serde_json::json!(not_witnessed.cosigned);
+                    value["witnesses_missing"] = serde_json::json!(not_witnessed.missing);
+                }
+                println!("{value}");
             }
             Err(Exit {
                 code: 1,
@@ -167,6 +197,10 @@ fn print_report(report: &AuditReport, json: bool) -> anyhow::Result<()> {
             report.proofs_checked
         );
     }
+    println!("  {}", witnessed_line(report));
+    if let Some(from) = &report.witness_policy_from {
+        println!("  witness policy from {from}");
+    }
     println!("  pin            {}", report.pin);
     println!(
         "  time           {:.2} s ({:.0} entries/s)",
@@ -177,4 +211,25 @@ fn print_report(report: &AuditReport, json: bool) -> anyhow::Result<()> {
         report.checkpoint.trim_end().replace('\n', "\n    ")
     );
     Ok(())
+}
+
+/// `witnessed by north.example/w, south.example/w (2 of 3 needed: quorum
+/// signatories); missing: mediator.example/w`, or why no witness was needed.
+fn witnessed_line(report: &AuditReport) -> String {
+    let Some(quorum) = &report.witness_quorum else {
+        return "witnessed: none (the log has no witness policy)".into();
+    };
+    let by: Vec<&str> = report
+        .witnessed_by
+        .iter()
+        .map(|witness| witness.name.as_str())
+        .collect();
+    let mut line = format!("witnessed by {} ({quorum})", by.join(", "));
+    if !report.witnesses_missing.is_empty() {
+        line.push_str(&format!(
+            "; missing: {}",
+            report.witnesses_missing.join(", ")
+        ));
+    }
+    line
 }

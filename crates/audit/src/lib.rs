@@ -10,6 +10,14 @@
 //! must be the one the source serves. A pinned checkpoint must be a prefix
 //! of the new one; a fork or a shrink is reported with both checkpoints.
 //!
+//! Witnessed logs (C2SP tlog-cosignature, docs/spec.md section 10): when a
+//! witness policy applies to the checkpoint (the verifier's own, else the
+//! one the log itself had set by the checkpoint's size), the checkpoint must
+//! carry valid cosignatures of the policy's quorum, or the audit fails with
+//! [`AuditFailure::NotWitnessed`]. A cosignature line that names a policy
+//! witness and does not verify fails the checkpoint. The checkpoint an audit
+//! accepts, and pins, is therefore always one the quorum cosigned.
+//!
 //! Nothing here uses the server's code paths: an auditor trusts the core,
 //! which is small and specified (docs/spec.md), not the operator's service.
 //! This crate does not link sled or the node (`cargo tree -p ceasefire-audit`).
@@ -25,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use ceasefire_core::checkpoint::{open_checkpoint, parse_unverified, CheckpointBody, NoteVerifier};
 use ceasefire_core::merkle::{self, Hash, MemorySource, SubtreeSource};
+use ceasefire_core::witness_policy::WitnessPolicy;
+use ceasefire_grpc::proto::WitnessStatus;
 use pipeline::Replayed;
 
 /// Inclusion proofs sampled from a server.
@@ -63,11 +73,22 @@ pub type Leaves<'a> = Box<dyn Iterator<Item = Result<Vec<u8>, SourceError>> + 'a
 pub trait LogSource {
     /// A short description for messages ("server http://...").
     fn describe(&self) -> String;
-    /// The latest signed checkpoint note.
+    /// The checkpoint note to audit: the latest witnessed one where the
+    /// source has one (it carries the cosignatures), else the latest signed.
     fn checkpoint_note(&mut self) -> anyhow::Result<String>;
-    /// The projection (as_of_seq, digest) the source serves, if any. Read
-    /// before the checkpoint, so it is never ahead of it.
+    /// The projection (as_of_seq, digest) the source serves, if any, for an
+    /// entry of the checkpoint [`LogSource::checkpoint_note`] hands over
+    /// (`None` when the source's projection is beyond it, as it is when a
+    /// witnessed checkpoint lags the log). Called first: a source that hands
+    /// over its latest checkpoint reads the projection before it, so that
+    /// the projection is never ahead of it.
     fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>>;
+    /// What the source says about each witness of the log's policy, as of
+    /// the checkpoint it handed over (a server's `Checkpoint.witnesses`).
+    /// Unsigned: named in a failure for the reader, never part of a verdict.
+    fn witness_statuses(&self) -> Vec<WitnessStatus> {
+        Vec::new()
+    }
     /// Leaves `0..size`, in order.
     fn leaves(&mut self, size: u64) -> anyhow::Result<Leaves<'_>>;
     /// A consistency proof from the source, if it serves them.
@@ -98,6 +119,10 @@ pub struct AuditOptions {
     pub pin: Option<PathBuf>,
     /// Called with (entries done, total) as the audit goes.
     pub progress: Option<Box<dyn FnMut(u64, u64)>>,
+    /// Demand this policy's quorum of cosignatures (a policy file the
+    /// verifier trusts) instead of the log's own policy, and even on a log
+    /// that set none.
+    pub witness_policy: Option<WitnessPolicy>,
 }
 
 /// The log does not hold up: where and why. The exit code 1 cases.
@@ -113,6 +138,10 @@ pub enum AuditFailure {
     Proof(String),
     #[error("stored tree: {0}")]
     Tree(String),
+    /// The checkpoint lacks its witnesses' quorum (boxed: it is the
+    /// largest failure, and every `Result` of the audit carries its size).
+    #[error("{0}")]
+    NotWitnessed(Box<NotWitnessed>),
     #[error("the log forked: the pinned checkpoint is not a prefix of the current one\n--- pinned\n{pinned}--- current\n{current}")]
     Fork { pinned: String, current: String },
     #[error("the log shrank from {pinned_size} to {current_size} entries\n--- pinned\n{pinned}--- current\n{current}")]
@@ -122,6 +151,56 @@ pub enum AuditFailure {
         pinned: String,
         current: String,
     },
+}
+
+/// A checkpoint a witness policy applies to, without its quorum of valid
+/// cosignatures: what it is, what the policy demands, who cosigned and who
+/// did not, and what the source said of each witness.
+#[derive(Debug)]
+pub struct NotWitnessed {
+    pub size: u64,
+    /// The checkpoint's root hash (base64).
+    pub root: String,
+    /// The checkpoint note as the source handed it over.
+    pub note: String,
+    /// Where the policy came from and its quorum rule.
+    pub rule: String,
+    /// Witnesses whose cosignature verified, in policy order.
+    pub cosigned: Vec<String>,
+    /// Witnesses of the policy without a valid cosignature, in policy order.
+    pub missing: Vec<String>,
+    /// What the source said of each witness, `(name, account)`: unsigned,
+    /// for the reader only.
+    pub server_says: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for NotWitnessed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cosigned = if self.cosigned.is_empty() {
+            "nobody".to_string()
+        } else {
+            self.cosigned.join(", ")
+        };
+        let said_of = |name: &str| self.server_says.iter().find(|(said_of, _)| said_of == name);
+        let missing = self
+            .missing
+            .iter()
+            .map(|name| match said_of(name) {
+                Some((_, account)) => format!("{name} (the server says: {account})"),
+                // A source that gives accounts, but none of this witness.
+                None if !self.server_says.is_empty() => {
+                    format!("{name} (the server says nothing of it)")
+                }
+                None => name.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        write!(
+            f,
+            "the checkpoint at tree size {} (root {}) is not witnessed: {}; cosigned by {cosigned}; missing: {missing}\n--- checkpoint\n{}",
+            self.size, self.root, self.rule, self.note
+        )
+    }
 }
 
 /// Why an audit ended without a verdict on the log (exit code 2), or with one.
@@ -157,8 +236,28 @@ pub struct AuditReport {
     pub proofs_checked: u64,
     /// "pinned" (first run), "consistent" (with the previous pin) or "none".
     pub pin: String,
+    /// The witnesses whose valid cosignature the checkpoint carries, in
+    /// policy order (empty when no witness policy applies).
+    pub witnessed_by: Vec<WitnessedBy>,
+    /// The policy's witnesses without a valid cosignature on it.
+    pub witnesses_missing: Vec<String>,
+    /// The witness policy applied, as policy text; `None` when none applies
+    /// (the log set none and the verifier gave none).
+    pub witness_policy: Option<String>,
+    /// Where that policy came from: "the log (entry N)" or "the verifier".
+    pub witness_policy_from: Option<String>,
+    /// Its quorum in short: "2 of 3 needed: quorum signatories".
+    pub witness_quorum: Option<String>,
     pub seconds: f64,
     pub entries_per_second: f64,
+}
+
+/// One valid cosignature on the accepted checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WitnessedBy {
+    pub name: String,
+    /// When the witness says it cosigned (Unix seconds).
+    pub timestamp: u64,
 }
 
 /// Verifies the whole log of `source`.
@@ -243,6 +342,22 @@ pub fn audit(
         None => "none".into(),
     };
 
+    // The quorum of witnesses, where a policy applies: before the pin is
+    // replaced (at the end), so a pin only ever holds a witnessed checkpoint.
+    // After the pin comparison, so that a fork is named as one even when the
+    // forked checkpoint is not witnessed.
+    let policy = match options.witness_policy.take() {
+        Some(policy) => Some(("the verifier".to_string(), policy)),
+        None => state
+            .witness_policy
+            .as_ref()
+            .map(|(seq, policy)| (format!("the log (entry {seq})"), policy.clone())),
+    };
+    let (witnessed_by, witnesses_missing) = match &policy {
+        Some((from, policy)) => check_witnesses(source, policy, from, &verifier, &note, &body)?,
+        None => (Vec::new(), Vec::new()),
+    };
+
     // The projection digest the source serves must be the one the fold gives.
     let projection_checked = match served_projection {
         Some((as_of, served)) => match projection_at_served {
@@ -287,9 +402,120 @@ pub fn audit(
         projection_checked,
         proofs_checked,
         pin,
+        witnessed_by,
+        witnesses_missing,
+        witness_policy: policy.as_ref().map(|(_, policy)| policy.to_text()),
+        witness_policy_from: policy.as_ref().map(|(from, _)| from.clone()),
+        witness_quorum: policy.as_ref().map(|(_, policy)| quorum_in_short(policy)),
         seconds,
         entries_per_second: size as f64 / seconds.max(Duration::from_micros(1).as_secs_f64()),
     })
+}
+
+/// Judges the checkpoint's cosignatures under `policy` (which came `from`
+/// the log or the verifier). Returns who cosigned and who is missing when
+/// the quorum is met; a cosignature that names a policy witness but does
+/// not verify fails the checkpoint, and a quorum not met is
+/// [`AuditFailure::NotWitnessed`], naming what the source says about each
+/// witness.
+fn check_witnesses(
+    source: &dyn LogSource,
+    policy: &WitnessPolicy,
+    from: &str,
+    verifier: &NoteVerifier,
+    note: &str,
+    body: &CheckpointBody,
+) -> Result<(Vec<WitnessedBy>, Vec<String>), AuditFailure> {
+    let (_, verdict) = policy.judge(note, verifier).map_err(|error| {
+        AuditFailure::Checkpoint(format!(
+            "a cosignature of a witness of the policy of {from} does not verify: {error}"
+        ))
+    })?;
+    if !verdict.satisfied {
+        return Err(AuditFailure::NotWitnessed(Box::new(NotWitnessed {
+            size: body.tree_size,
+            root: ceasefire_core::key_text(body.root_hash),
+            note: note.to_string(),
+            rule: format!(
+                "the witness policy of {from} demands {}",
+                quorum_rule(policy)
+            ),
+            cosigned: verdict.cosigned.into_iter().map(|c| c.name).collect(),
+            missing: verdict.missing,
+            server_says: source
+                .witness_statuses()
+                .iter()
+                .map(|status| (status.name.clone(), status_account(status)))
+                .collect(),
+        })));
+    }
+    let by = verdict
+        .cosigned
+        .into_iter()
+        .map(|cosigned| WitnessedBy {
+            name: cosigned.name,
+            timestamp: cosigned.timestamp,
+        })
+        .collect();
+    Ok((by, verdict.missing))
+}
+
+/// The quorum in short, as people read it: "2 of 3 needed: quorum signatories"
+/// (a group's threshold of its members; one witness is 1 of 1).
+fn quorum_in_short(policy: &WitnessPolicy) -> String {
+    match policy
+        .groups
+        .iter()
+        .find(|group| group.name == policy.quorum)
+    {
+        Some(group) => format!(
+            "{} of {} needed: quorum {}",
+            group.threshold,
+            group.members.len(),
+            group.name
+        ),
+        None => format!("1 of 1 needed: quorum {}", policy.quorum),
+    }
+}
+
+/// The quorum rule in full: the quorum, then each group it depends on,
+/// defined once (`quorum top; top = 2 of (north.example/w, signatories);
+/// signatories = 2 of (...)`), so the text stays linear in the policy
+/// even where groups share members.
+fn quorum_rule(policy: &WitnessPolicy) -> String {
+    let mut needed = std::collections::BTreeSet::from([policy.quorum.as_str()]);
+    let mut definitions = Vec::new();
+    // Groups only name earlier names: walking them from the last finds
+    // every group the quorum depends on in one pass.
+    for group in policy.groups.iter().rev() {
+        if needed.contains(group.name.as_str()) {
+            needed.extend(group.members.iter().map(String::as_str));
+            definitions.push(format!(
+                "{} = {} of ({})",
+                group.name,
+                group.threshold,
+                group.members.join(", ")
+            ));
+        }
+    }
+    // Found from the quorum down: the order a reader follows.
+    std::iter::once(format!("quorum {}", policy.quorum))
+        .chain(definitions)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A server's account of one witness, in words.
+fn status_account(status: &WitnessStatus) -> String {
+    let cosigned = match status.cosigned_size {
+        0 => "has cosigned no checkpoint of this log".to_string(),
+        size => format!("cosigned up to tree size {size}"),
+    };
+    if status.last_error.is_empty() {
+        cosigned
+    } else {
+        format!("{cosigned}; its last request failed: {}", status.last_error)
+    }
 }
 
 /// Checks a sample of the source's inclusion and consistency proofs
@@ -404,4 +630,64 @@ fn write_pin(path: &std::path::Path, note: &str) -> Result<(), AuditError> {
             ))
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ceasefire_core::cosignature::Cosigner;
+    use ed25519_dalek::SigningKey;
+
+    fn vkey(name: &str, seed: u8) -> String {
+        Cosigner::new(name, SigningKey::from_bytes(&[seed; 32]))
+            .unwrap()
+            .verifier()
+            .vkey()
+    }
+
+    #[test]
+    fn the_quorum_is_stated_from_the_top_each_group_once() {
+        let policy = WitnessPolicy::parse_text(&format!(
+            "witness a.example/w {}\nwitness b.example/w {}\nwitness c.example/w {}\n\
+             group pair 2 a.example/w b.example/w\n\
+             group unused any c.example/w\n\
+             group top all pair c.example/w\nquorum top\n",
+            vkey("a.example/w", 1),
+            vkey("b.example/w", 2),
+            vkey("c.example/w", 3)
+        ))
+        .unwrap();
+        assert_eq!(
+            quorum_rule(&policy),
+            "quorum top; top = 2 of (pair, c.example/w); pair = 2 of (a.example/w, b.example/w)"
+        );
+        assert_eq!(quorum_in_short(&policy), "2 of 2 needed: quorum top");
+
+        let one = WitnessPolicy::parse_text(&format!(
+            "witness a.example/w {}\nquorum a.example/w\n",
+            vkey("a.example/w", 1)
+        ))
+        .unwrap();
+        assert_eq!(quorum_rule(&one), "quorum a.example/w");
+        assert_eq!(quorum_in_short(&one), "1 of 1 needed: quorum a.example/w");
+    }
+
+    #[test]
+    fn a_missing_witness_is_named_with_what_the_server_says() {
+        let message = NotWitnessed {
+            size: 12,
+            root: "ROOT".into(),
+            note: "NOTE\n".into(),
+            rule: "the witness policy of the log (entry 4) demands quorum a.example/w".into(),
+            cosigned: vec![],
+            missing: vec!["a.example/w".into(), "b.example/w".into()],
+            server_says: vec![("a.example/w".into(), "cosigned up to tree size 10".into())],
+        }
+        .to_string();
+        assert_eq!(
+            message,
+            "the checkpoint at tree size 12 (root ROOT) is not witnessed: the witness policy of the log (entry 4) demands quorum a.example/w; \
+             cosigned by nobody; missing: a.example/w (the server says: cosigned up to tree size 10), b.example/w (the server says nothing of it)\n--- checkpoint\nNOTE\n"
+        );
+    }
 }

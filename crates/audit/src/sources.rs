@@ -4,21 +4,30 @@
 //!
 //! Sources only fetch bytes; every check is in [`super::audit`]. None of them
 //! uses the server's code: the server source is a gRPC client like any other.
+//!
+//! Each hands over the checkpoint a verifier should hold the log to: the
+//! latest witnessed one where there is one (a server asked for it, a
+//! data directory's record of it, the `checkpoint` file an export wrote),
+//! else the latest the operator signed. Whether a quorum of witnesses had
+//! to cosign it is the audit's question, not the source's.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use tokio::runtime::Handle;
 
 use super::{Leaves, LogDefect, LogSource, SourceError};
 use crate::tiles::{TilesError, TilesReader};
+use ceasefire_core::checkpoint::parse_unverified;
 use ceasefire_core::merkle::Hash;
 use ceasefire_core::merkle::{MemorySource, SubtreeSource};
 use ceasefire_core::tiles::{tiles_for_size, TILE_HEIGHT, TILE_WIDTH};
 use ceasefire_grpc::client::ClientTls;
 use ceasefire_grpc::proto::{
-    compliance_client::ComplianceClient, ledger_client::LedgerClient, GetCheckpointRequest,
-    GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest, ListStatusesRequest,
+    compliance_client::ComplianceClient, ledger_client::LedgerClient, Checkpoint,
+    GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest,
+    ListStatusesRequest, ReasonCode, WitnessStatus,
 };
 
 fn hashes(raw: Vec<Vec<u8>>) -> anyhow::Result<Vec<Hash>> {
@@ -44,10 +53,25 @@ pub struct ServerSource {
     runtime: Handle,
     ledger: LedgerClient<tonic::transport::Channel>,
     compliance: ComplianceClient<tonic::transport::Channel>,
+    /// The witnessed checkpoint, asked for before the projection (see
+    /// [`ServerSource::served_projection`]); `None` until asked, or when the
+    /// server had none and the latest is to be read after the projection.
+    witnessed: Option<Checkpoint>,
+    /// Whether the witnessed checkpoint was asked for yet.
+    asked_witnessed: bool,
+    /// The server's account of each witness, from the last checkpoint it sent.
+    witness_statuses: Vec<WitnessStatus>,
 }
 
 /// Leaves fetched per GetEntries call.
 const ENTRIES_PER_CALL: u64 = 4096;
+
+/// How long the auditor lets a server look for a witnessed checkpoint. A
+/// server answers at once when it has one; with none it waits for one (up
+/// to the call's deadline), and an auditor that found none should say so
+/// rather than hang: it then audits the latest checkpoint, which the quorum
+/// check refuses where a policy applies.
+const WITNESSED_CHECKPOINT_WAIT: Duration = Duration::from_secs(5);
 
 impl ServerSource {
     pub async fn connect(url: &str, tls: &ClientTls) -> anyhow::Result<ServerSource> {
@@ -57,12 +81,50 @@ impl ServerSource {
             runtime: Handle::current(),
             ledger: ceasefire_grpc::client::ledger_client(channel.clone()),
             compliance: ComplianceClient::new(channel),
+            witnessed: None,
+            asked_witnessed: false,
+            witness_statuses: Vec::new(),
         })
+    }
+
+    /// Asks for the latest witnessed checkpoint (once). A log without a
+    /// witness policy (NO_WITNESS_POLICY) and one whose quorum has not
+    /// cosigned anything yet (NOT_YET_WITNESSED, or no answer within
+    /// [`WITNESSED_CHECKPOINT_WAIT`]) leave it `None`: the latest checkpoint
+    /// is audited instead. A server that predates witnessing ignores the
+    /// field and answers its latest checkpoint, which is then audited as is.
+    fn ask_witnessed(&mut self) -> anyhow::Result<()> {
+        if std::mem::replace(&mut self.asked_witnessed, true) {
+            return Ok(());
+        }
+        let mut request = tonic::Request::new(GetCheckpointRequest {
+            witnessed: true,
+            min_tree_size: 0,
+        });
+        request.set_timeout(WITNESSED_CHECKPOINT_WAIT);
+        match self.runtime.block_on(self.ledger.get_checkpoint(request)) {
+            Ok(response) => {
+                let checkpoint = response.into_inner();
+                self.witness_statuses = checkpoint.witnesses.clone();
+                self.witnessed = Some(checkpoint);
+                Ok(())
+            }
+            Err(status) if not_witnessed(&status) => Ok(()),
+            Err(status) => Err(status_error("GetCheckpoint (witnessed)", status)),
+        }
     }
 }
 
+/// Whether a refusal of a witnessed checkpoint means "audit the latest one".
+fn not_witnessed(status: &tonic::Status) -> bool {
+    matches!(
+        ceasefire_grpc::errors::reason(status),
+        ReasonCode::NoWitnessPolicy | ReasonCode::NotYetWitnessed
+    ) || status.code() == tonic::Code::DeadlineExceeded
+}
+
 fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
-    anyhow!("{what}: {:?}: {}", status.code(), status.message())
+    anyhow!("{what}: {}", ceasefire_grpc::errors::describe(&status))
 }
 
 impl LogSource for ServerSource {
@@ -71,14 +133,32 @@ impl LogSource for ServerSource {
     }
 
     fn checkpoint_note(&mut self) -> anyhow::Result<String> {
-        let response = self
+        self.ask_witnessed()?;
+        if let Some(witnessed) = &self.witnessed {
+            return Ok(witnessed.note.clone());
+        }
+        let latest = self
             .runtime
-            .block_on(self.ledger.get_checkpoint(GetCheckpointRequest {}))
-            .map_err(|status| status_error("GetCheckpoint", status))?;
-        Ok(response.into_inner().note)
+            .block_on(self.ledger.get_checkpoint(GetCheckpointRequest::default()))
+            .map_err(|status| status_error("GetCheckpoint", status))?
+            .into_inner();
+        // What the server says of its witnesses comes with any checkpoint:
+        // a failure to witness this one names it.
+        self.witness_statuses = latest.witnesses;
+        Ok(latest.note)
     }
 
+    fn witness_statuses(&self) -> Vec<WitnessStatus> {
+        self.witness_statuses.clone()
+    }
+
+    /// The witnessed checkpoint is asked for first, then the projection: a
+    /// projection as of an entry it holds is compared (the server's, as of
+    /// its latest entry, usually is not: the witnesses lag the log). Without
+    /// a witnessed checkpoint the latest is read after the projection, so
+    /// the projection is never ahead of it.
     fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
+        self.ask_witnessed()?;
         let response = self
             .runtime
             // Only the version is needed: the smallest page.
@@ -88,10 +168,19 @@ impl LogSource for ServerSource {
                 ..Default::default()
             }))
             .map_err(|status| status_error("ListStatuses", status))?;
-        match response.into_inner().version {
-            Some(version) => Ok(Some((version.as_of_seq, digest(&version.digest)?))),
-            None => Ok(None),
+        let Some(version) = response.into_inner().version else {
+            return Ok(None);
+        };
+        if let Some(witnessed) = &self.witnessed {
+            // An unreadable note is the audit's finding; here it only means
+            // there is no size to compare with.
+            let beyond = parse_unverified(&witnessed.note)
+                .map_or(true, |body| version.as_of_seq >= body.tree_size);
+            if beyond {
+                return Ok(None);
+            }
         }
+        Ok(Some((version.as_of_seq, digest(&version.digest)?)))
     }
 
     fn leaves(&mut self, size: u64) -> anyhow::Result<Leaves<'_>> {

@@ -111,6 +111,8 @@ impl RejectionKind {
             ReasonCode::StreamLimitReached => ResourceExhausted,
             ReasonCode::ServerUnavailable => Unavailable,
             ReasonCode::InternalError => Internal,
+            ReasonCode::NoWitnessPolicy => FailedPrecondition,
+            ReasonCode::NotYetWitnessed => Unavailable,
         }
     }
 
@@ -225,6 +227,10 @@ pub fn metadata_keys(reason: ReasonCode) -> MetadataKeys {
             always: &[],
             conditional: &["resume_seq", "resume_index"],
         },
+        ReasonCode::NotYetWitnessed => MetadataKeys {
+            always: &[],
+            conditional: &["witnessed_size"],
+        },
         ReasonCode::Unspecified
         | ReasonCode::MessageTooLarge
         | ReasonCode::MessageUndecodable
@@ -237,6 +243,7 @@ pub fn metadata_keys(reason: ReasonCode) -> MetadataKeys {
         | ReasonCode::RangeInvalid
         | ReasonCode::PageTokenInvalid
         | ReasonCode::PairNotFound
+        | ReasonCode::NoWitnessPolicy
         | ReasonCode::InternalError => always(&[]),
     }
 }

@@ -3,11 +3,18 @@
 //! open a store, and even opening writes, so the auditor never opens the
 //! operator's files). It lives here, not in the audit crate, because it
 //! needs the store; the audit itself only sees a [`LogSource`].
+//!
+//! The checkpoint it hands over is the latest witnessed one the store
+//! recorded (operator signature and cosignatures), when there is one, else
+//! the store's own. A witnessed checkpoint may lag the head: the audit then
+//! covers its entries only, and the stored projection (as of the head) is
+//! not compared, as it folds entries beyond it.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use ceasefire_audit::{Leaves, LogDefect, LogSource, SourceError};
+use ceasefire_core::checkpoint::parse_unverified;
 use ceasefire_core::merkle::Hash;
 
 use crate::storage::Store;
@@ -39,18 +46,31 @@ impl LogSource for DataDirSource {
     }
 
     fn checkpoint_note(&mut self) -> anyhow::Result<String> {
+        if let Some(witnessed) = self.store.witnessed_note()? {
+            return Ok(witnessed);
+        }
         self.store
             .checkpoint_note()?
             .ok_or_else(|| anyhow!("{} holds no checkpoint", self.data_dir.display()))
     }
 
+    /// The stored projection. It is written with the store's checkpoint, so
+    /// it is as of that checkpoint's last entry (anything else is the
+    /// audit's finding); a witnessed checkpoint that lags the head holds
+    /// only a prefix of what it folds, so it is not compared then.
     fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
-        Ok(self.store.load_projection()?.and_then(|stored| {
+        let stored = self.store.load_projection()?.and_then(|stored| {
             stored
                 .head
                 .as_of_seq
                 .map(|as_of_seq| (as_of_seq, stored.head.digest))
-        }))
+        });
+        let Some(witnessed) = self.store.witnessed_note()? else {
+            return Ok(stored);
+        };
+        // An unreadable note is the audit's finding, not this one's.
+        let size = parse_unverified(&witnessed).map_or(0, |body| body.tree_size);
+        Ok(stored.filter(|(as_of_seq, _)| *as_of_seq < size))
     }
 
     fn leaves(&mut self, size: u64) -> anyhow::Result<Leaves<'_>> {

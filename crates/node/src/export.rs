@@ -1,5 +1,12 @@
 //! Writing a store as a C2SP tlog-tiles directory: an incremental export.
 //!
+//! The checkpoint exported is the latest witnessed one the store recorded
+//! (the operator's signature and a quorum's cosignatures), when there is
+//! one, else the store's own; the export holds exactly that checkpoint's
+//! tree. A witnessed checkpoint may lag the head: tlog-tiles readers fetch
+//! the partial tiles of the width its size gives, so those are the ones
+//! written, and entries beyond it wait for a later witnessed checkpoint.
+//!
 //! Invariants of [`export`]:
 //! - Every tile and bundle file is immutable: its name fixes its content. One
 //!   already present with other content means the directory holds another
@@ -43,6 +50,12 @@ pub enum ExportError {
     LeafTooLarge { seq: u64, len: usize },
     #[error("{}: {reason}; the directory holds a different log (or was altered), refusing to overwrite it", .path.display())]
     Conflict { path: PathBuf, reason: String },
+    #[error("{}: is at tree size {exported}, ahead of the store's latest witnessed checkpoint at {witnessed}; an export never goes back (it would hide entries): export again once the witnesses have cosigned at least {exported} entries", .path.display())]
+    AheadOfWitnessed {
+        path: PathBuf,
+        exported: u64,
+        witnessed: u64,
+    },
     #[error("{}: cannot {action}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -64,8 +77,10 @@ fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> Expo
 /// What an export did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExportSummary {
-    /// The tree exported: the size of the store's checkpoint read at the start.
+    /// The tree exported: the size of the checkpoint read at the start.
     pub tree_size: u64,
+    /// Whether that checkpoint is the store's witnessed one.
+    pub witnessed: bool,
     pub files_written: u64,
     /// Files the tree needs that were already there with the right content.
     pub files_unchanged: u64,
@@ -77,19 +92,43 @@ pub struct ExportSummary {
     pub projection: Option<(u64, Hash)>,
 }
 
-/// What an export exports: the store's checkpoint, and its projection head
-/// if that is as of an entry of the checkpoint's tree.
+/// What an export exports: the store's witnessed checkpoint or else its
+/// own, and its projection head if that is as of an entry of the
+/// checkpoint's tree.
 struct Head {
     note: String,
     body: CheckpointBody,
+    witnessed: bool,
     projection: Option<(u64, Hash)>,
 }
 
 /// Reads the checkpoint note and the projection head as a pair. The
-/// projection head is written in the same batch as the checkpoint, so read
-/// after it, it is as of the checkpoint's last entry or later; a later one
-/// describes entries the export will not hold, so read both again.
+/// projection head is written in the same batch as the store's checkpoint,
+/// so read after it, it is as of the checkpoint's last entry or later; a
+/// later one describes entries the export will not hold, so read both
+/// again. A witnessed checkpoint lags the head by design: a projection
+/// beyond it is left out at once.
 fn read_head(store: &Store) -> Result<Head, ExportError> {
+    if let Some(note) = store.witnessed_note()? {
+        let body = checkpoint::parse_unverified(&note).map_err(ExportError::Checkpoint)?;
+        let head = store.head()?.size;
+        if body.tree_size > head {
+            return Err(ExportError::Inconsistent(format!(
+                "its witnessed checkpoint is at tree size {}, beyond its {head} entries",
+                body.tree_size
+            )));
+        }
+        let projection = store
+            .load_projection()?
+            .and_then(|stored| Some((stored.head.as_of_seq?, stored.head.digest)))
+            .filter(|(as_of_seq, _)| *as_of_seq < body.tree_size);
+        return Ok(Head {
+            note,
+            body,
+            witnessed: true,
+            projection,
+        });
+    }
     const ATTEMPTS: usize = 16;
     let mut attempt = 0;
     loop {
@@ -105,6 +144,7 @@ fn read_head(store: &Store) -> Result<Head, ExportError> {
                 return Ok(Head {
                     note,
                     body,
+                    witnessed: false,
                     projection: None,
                 })
             }
@@ -112,6 +152,7 @@ fn read_head(store: &Store) -> Result<Head, ExportError> {
                 return Ok(Head {
                     note,
                     body,
+                    witnessed: false,
                     projection,
                 })
             }
@@ -302,11 +343,14 @@ impl<'d> Writer<'d> {
 }
 
 /// Refuses a directory whose checkpoint is for another log, or for a larger
-/// tree than the one exported (going back would hide entries).
+/// tree than the one exported (going back would hide entries; `witnessed`
+/// says whether the export's checkpoint is a witnessed one, which may lag
+/// an earlier export made before anything was witnessed).
 fn check_existing_checkpoint(
     store: &Store,
     dir: &Path,
     body: &CheckpointBody,
+    witnessed: bool,
 ) -> Result<(), ExportError> {
     let path = dir.join(CHECKPOINT_PATH);
     let text = match fs::read(&path) {
@@ -327,6 +371,13 @@ fn check_existing_checkpoint(
             old.origin, body.origin
         )));
     }
+    if old.tree_size > body.tree_size && witnessed {
+        return Err(ExportError::AheadOfWitnessed {
+            path,
+            exported: old.tree_size,
+            witnessed: body.tree_size,
+        });
+    }
     if old.tree_size > body.tree_size {
         return Err(conflict(format!(
             "is at tree size {}, ahead of this store's {}",
@@ -343,13 +394,14 @@ fn check_existing_checkpoint(
     Ok(())
 }
 
-/// Writes the tree of the store's current checkpoint into `dir` as C2SP
-/// tlog-tiles (see the module documentation), reusing what an earlier
-/// export left there.
+/// Writes the tree of the store's witnessed checkpoint, or else its current
+/// one, into `dir` as C2SP tlog-tiles (see the module documentation),
+/// reusing what an earlier export left there.
 pub fn export(store: &Store, dir: &Path) -> Result<ExportSummary, ExportError> {
     let Head {
         note,
         body,
+        witnessed,
         projection,
     } = read_head(store)?;
     let size = body.tree_size;
@@ -359,7 +411,7 @@ pub fn export(store: &Store, dir: &Path) -> Result<ExportSummary, ExportError> {
         )));
     }
     fs::create_dir_all(dir).map_err(io_error(dir, "create the directory"))?;
-    check_existing_checkpoint(store, dir, &body)?;
+    check_existing_checkpoint(store, dir, &body, witnessed)?;
 
     let mut writer = Writer::new(dir);
     let mut builder = TileBuilder::default();
@@ -442,6 +494,7 @@ pub fn export(store: &Store, dir: &Path) -> Result<ExportSummary, ExportError> {
 
     let mut summary = writer.summary;
     summary.tree_size = size;
+    summary.witnessed = witnessed;
     summary.projection = projection;
     Ok(summary)
 }

@@ -196,7 +196,7 @@ pub async fn connect(node: &Node) -> Client {
 /// convenience copies match the note.
 pub async fn checkpoint(client: &mut Client, verifier: &NoteVerifier) -> CheckpointBody {
     let message = client
-        .get_checkpoint(GetCheckpointRequest {})
+        .get_checkpoint(GetCheckpointRequest::default())
         .await
         .expect("GetCheckpoint failed")
         .into_inner();

@@ -262,7 +262,7 @@ pub async fn tree_size(url: &str) -> Result<u64, String> {
         .await
         .map_err(|error| error.to_string())?;
     client::ledger_client(channel)
-        .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest {})
+        .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest::default())
         .await
         .map(|response| response.into_inner().tree_size)
         .map_err(|status| status.to_string())

@@ -420,7 +420,7 @@ async fn sample_memory(
         if acknowledged_size >= next_milestone {
             let resident = node::resident_bytes(pid);
             let observed = connection
-                .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest {})
+                .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest::default())
                 .await
                 .map(|checkpoint| checkpoint.into_inner().tree_size);
             if let (Some(resident), Ok(size)) = (resident, observed) {

@@ -125,6 +125,7 @@ pub(crate) fn checkpoint_message(checkpoint: &SignedCheckpoint) -> Checkpoint {
         note: checkpoint.note.clone(),
         tree_size: checkpoint.body.tree_size,
         root_hash: checkpoint.body.root_hash.to_vec(),
+        witnesses: Vec::new(),
     }
 }
 

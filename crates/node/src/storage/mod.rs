@@ -8,6 +8,7 @@
 //! | `v`                          | the layout version, [`STORE_LAYOUT`]    |
 //! | `h`                          | [`DurableHead`]: size, root, last leaf hash, last received_at |
 //! | `c`                          | the signed checkpoint note for the head |
+//! | `W`                          | the latest witnessed checkpoint note (operator signature and a quorum's cosignatures), if any |
 //! | `e` first seq                | an entry chunk (`chunks.rs`): consecutive entries' leaf bytes (verbatim) and observation records |
 //! | `n` block level, block index   | a node block (`node_blocks.rs`): the tree's complete subtrees, 4 levels over 16 nodes |
 //! | `a` author 0x00 nonce        | seq of the author's event with that nonce |
@@ -62,6 +63,7 @@ pub const STORE_LAYOUT: &[u8] = b"entry-chunks-1";
 const LAYOUT_KEY: &[u8] = b"v";
 const HEAD_KEY: &[u8] = b"h";
 const CHECKPOINT_KEY: &[u8] = b"c";
+const WITNESSED_KEY: &[u8] = b"W";
 const NONCE_PREFIX: u8 = b'a';
 const OBSERVATION_PREFIX: u8 = b'o';
 const GOVERNANCE_PREFIX: u8 = b'g';
@@ -519,6 +521,23 @@ impl Store {
             .tree
             .get(CHECKPOINT_KEY)?
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// The latest witnessed checkpoint note recorded, if any.
+    pub fn witnessed_note(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree
+            .get(WITNESSED_KEY)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Records a witnessed checkpoint note. It is flushed but not synced: a
+    /// witnessed checkpoint lost in a power cut is collected again from the
+    /// witnesses, and nothing acknowledged depends on it.
+    pub fn record_witnessed(&self, note: &str) -> Result<(), StoreError> {
+        self.tree.insert(WITNESSED_KEY, note.as_bytes())?;
+        self.tree.flush()?;
+        Ok(())
     }
 
     /// The chunk holding entry `seq`: the last chunk starting at or before

@@ -6,7 +6,7 @@
 
 use ceasefire_grpc::proto::{
     event::Body, AddKey, Amendment, AmendmentKind, Dispute, Genesis, Observation, Party,
-    RegisterParty, RevokeKey, Role,
+    RegisterParty, RevokeKey, Role, SetWitnessPolicy,
 };
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
@@ -112,4 +112,9 @@ pub fn dispute(target_seq: u64, target_leaf_hash: &[u8], reason: &str) -> Body {
         target_leaf_hash: target_leaf_hash.to_vec(),
         reason: reason.into(),
     })
+}
+
+/// The witness policy `policy` (see `witnesses::k_of_n_policy`); governance.
+pub fn set_witness_policy(policy: SetWitnessPolicy) -> Body {
+    Body::SetWitnessPolicy(policy)
 }

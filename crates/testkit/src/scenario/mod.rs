@@ -10,7 +10,8 @@
 //! its author ([`Scenario::signed`]) or by the signatories
 //! ([`Scenario::govern`]). Every event is new: created now, with a fresh
 //! random nonce. [`RawLog`] turns signed events into the leaves of a log
-//! built without a server.
+//! built without a server. [`witnesses`] makes witness keys, the policy
+//! naming them and notes they cosigned.
 //!
 //! The development ledger of `serve --dev` is a scenario too
 //! ([`Scenario::dev`]): the binary and the tests start the same one.
@@ -19,6 +20,7 @@ pub mod bodies;
 mod dev;
 mod observation;
 mod raw_log;
+pub mod witnesses;
 
 use ceasefire_core::checkpoint::NoteVerifier;
 use ceasefire_grpc::client::{new_event, now_timestamp, sign};
