@@ -18,5 +18,6 @@ pub mod node;
 pub mod sequencer;
 pub mod server;
 pub mod storage;
+pub mod witnessing;
 
 pub use data_dir_source::DataDirSource;

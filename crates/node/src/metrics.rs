@@ -26,6 +26,19 @@ pub struct SubmissionLabels {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WitnessLabels {
+    /// The witness's name in the policy.
+    pub witness: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WitnessRequestLabels {
+    pub witness: String,
+    /// "cosigned" or "failed".
+    pub outcome: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     pub submissions: Family<SubmissionLabels, Counter>,
@@ -34,6 +47,12 @@ pub struct Metrics {
     pub tree_size: Gauge,
     pub subscribers: Gauge,
     pub verify_on_start_seconds: Gauge<f64, AtomicU64>,
+    /// The size of the latest checkpoint a quorum of witnesses cosigned.
+    pub witnessed_tree_size: Gauge,
+    /// The largest size each witness cosigned.
+    pub witness_cosigned_size: Family<WitnessLabels, Gauge>,
+    /// Requests to each witness by outcome.
+    pub witness_requests: Family<WitnessRequestLabels, Counter>,
     registry: Registry,
 }
 
@@ -74,6 +93,24 @@ impl Metrics {
             "Time the start-up store verification took",
             verify_on_start_seconds.clone(),
         );
+        let witnessed_tree_size = Gauge::default();
+        let witness_cosigned_size = Family::<WitnessLabels, Gauge>::default();
+        let witness_requests = Family::<WitnessRequestLabels, Counter>::default();
+        registry.register(
+            "witnessed_tree_size",
+            "Size of the latest checkpoint a quorum of the policy's witnesses cosigned",
+            witnessed_tree_size.clone(),
+        );
+        registry.register(
+            "witness_cosigned_size",
+            "Largest tree size each witness has cosigned for this ledger",
+            witness_cosigned_size.clone(),
+        );
+        registry.register(
+            "witness_requests",
+            "add-checkpoint requests to each witness by outcome",
+            witness_requests.clone(),
+        );
         Arc::new(Metrics {
             submissions,
             batch_entries,
@@ -81,6 +118,9 @@ impl Metrics {
             tree_size,
             subscribers,
             verify_on_start_seconds,
+            witnessed_tree_size,
+            witness_cosigned_size,
+            witness_requests,
             registry,
         })
     }

@@ -129,6 +129,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         ),
         None => None,
     };
+    let operator_public_key = config.operator_key.verifying_key();
     let (handle, sequencer_thread) = sequencer::start(
         store.clone(),
         recovered,
@@ -140,10 +141,18 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
     )
     .map_err(anyhow::Error::msg)?;
     let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
+    let witnessing = crate::witnessing::start(
+        store.clone(),
+        &handle,
+        operator_public_key,
+        metrics.clone(),
+        shutting_down.clone(),
+    );
     let service = LedgerService::new(
         store.clone(),
         handle.clone(),
         metrics.clone(),
+        witnessing.clone(),
         config.max_payload_bytes,
         shutting_down.clone(),
     );
@@ -185,6 +194,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         tls: config.tls.clone(),
         metrics: metrics.clone(),
         max_payload_bytes: config.max_payload_bytes,
+        witnessing,
     };
     let server = tokio::spawn(server::serve(
         listener,

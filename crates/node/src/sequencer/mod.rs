@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::storage::{ProjectionHead, Store};
 use batch::Batch;
 use ceasefire_core::checkpoint::{sign_checkpoint, CheckpointBody, NoteSigner};
+use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_core::merkle::{BatchSubtrees, Hash};
 use ceasefire_core::projection::{PairKey, PairSummary, Projection};
 use ceasefire_core::rejection::Rejection;
@@ -166,7 +167,13 @@ pub struct SequencerHandle {
     agreement_id: Arc<std::sync::OnceLock<String>>,
     /// The read model after each durable batch.
     views: watch::Receiver<Arc<ProjectionView>>,
+    /// The witness policy in force in the durable log, and the seq of the
+    /// event that set it.
+    witness_policies: watch::Receiver<Option<ActivePolicy>>,
 }
+
+/// A witness policy and the seq of the governance event that set it.
+pub type ActivePolicy = Arc<(u64, WitnessPolicy)>;
 
 impl SequencerHandle {
     /// Queues a submission (waiting while the queue is full) and returns
@@ -210,6 +217,23 @@ impl SequencerHandle {
     pub fn watch_projection(&self) -> watch::Receiver<Arc<ProjectionView>> {
         self.views.clone()
     }
+
+    /// A receiver of the latest durable checkpoint, changed by every batch.
+    pub fn watch_checkpoints(&self) -> watch::Receiver<Option<Arc<SignedCheckpoint>>> {
+        self.checkpoints.clone()
+    }
+
+    /// A receiver of the witness policy in force, changed when a
+    /// `SetWitnessPolicy` becomes durable.
+    pub fn watch_witness_policy(&self) -> watch::Receiver<Option<ActivePolicy>> {
+        self.witness_policies.clone()
+    }
+}
+
+fn active_policy(state: Option<&ceasefire_core::rules::LedgerState>) -> Option<ActivePolicy> {
+    state
+        .and_then(|state| state.witness_policy.clone())
+        .map(Arc::new)
 }
 
 /// Starts the sequencer thread on a recovered store. The thread ends when
@@ -236,6 +260,8 @@ pub fn start(
     if let Some(state) = &recovered.state {
         let _ = agreement_id.set(state.agreement.agreement_id.clone());
     }
+    let (publish_policy, witness_policies) =
+        watch::channel(active_policy(recovered.state.as_ref()));
     let (submissions, receiver) = mpsc::channel(config.queue_depth);
     let (publish, checkpoints) = watch::channel(checkpoint);
     let projection_head = ProjectionHead::of(&recovered.projection);
@@ -256,6 +282,7 @@ pub fn start(
         config,
         publish,
         publish_view,
+        publish_policy,
         last_change,
         agreement_id: agreement_id.clone(),
         failed: None,
@@ -270,6 +297,7 @@ pub fn start(
             checkpoints,
             agreement_id,
             views,
+            witness_policies,
         },
         thread,
     ))
@@ -314,6 +342,8 @@ struct Sequencer {
     publish: watch::Sender<Option<Arc<SignedCheckpoint>>>,
     /// Announces the read model after each durable batch.
     publish_view: watch::Sender<Arc<ProjectionView>>,
+    /// Announces a new witness policy once its event is durable.
+    publish_policy: watch::Sender<Option<ActivePolicy>>,
     /// The newest status change durable, for the view.
     last_change: Option<(u64, u32)>,
     /// Set once the genesis is durable; shared with every handle.
@@ -417,6 +447,15 @@ impl Sequencer {
                 self.durable.frontier = std::mem::take(&mut committed.frontier);
                 if let Some(state) = committed.new_state.take() {
                     let _ = self.agreement_id.set(state.agreement.agreement_id.clone());
+                    let policy = active_policy(Some(&state));
+                    self.publish_policy.send_if_modified(|current| {
+                        let changed = current.as_ref().map(|active| active.0)
+                            != policy.as_ref().map(|active| active.0);
+                        if changed {
+                            *current = policy;
+                        }
+                        changed
+                    });
                     self.durable.state = Some(state);
                 }
                 self.last_change = committed.last_change.or(self.last_change);

@@ -31,6 +31,7 @@ use super::{
 use crate::metrics::Metrics;
 use crate::sequencer::{Pending, Sequenced, SequencerHandle, SignedCheckpoint};
 use crate::storage::Store;
+use crate::witnessing::WitnessingHandle;
 use ceasefire_core::leaf::MAX_PAYLOAD_BYTES;
 use ceasefire_core::merkle::Hash;
 use ceasefire_core::rejection::{ReasonCode, Rejection};
@@ -41,7 +42,7 @@ use ceasefire_grpc::proto::Event;
 use ceasefire_grpc::proto::{
     ledger_server::Ledger, submit_result::Outcome, Checkpoint, GetCheckpointRequest,
     GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest, LogEntry, Proof,
-    Receipt, SignedEvent, SubmitResult,
+    Receipt, SignedEvent, SubmitResult, WitnessStatus,
 };
 
 /// Entries a GetEntries stream reads ahead of a slow reader; bounds the
@@ -55,6 +56,12 @@ const ENTRY_STREAM_BUFFER: usize = 64;
 /// (proofs, history, subscriptions catching up). Large enough that the
 /// hand-off (~10 us) is small beside the reads.
 const ENTRY_READ_CHUNK: u64 = 32;
+
+/// Longest a `GetCheckpoint` waits for `min_tree_size`: long enough for a
+/// quorum of witnesses to cosign (milliseconds to seconds), short enough
+/// that a forgotten call does not hold a server task for long. A client's
+/// own deadline ends the wait sooner.
+const MAX_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Events of one SubmitStream in flight at once (read, being verified,
 /// queued or waiting for their batch, until their answer is handed on). Enough to keep batches full from a single bulk
@@ -71,6 +78,8 @@ pub struct LedgerService {
     sequencer: SequencerHandle,
     /// Counts submissions by outcome.
     metrics: Arc<Metrics>,
+    /// The latest witnessed checkpoint and what is known of each witness.
+    witnessing: WitnessingHandle,
     /// This server's payload cap (never above the format's).
     max_payload_bytes: usize,
     /// Turns true when the server stops: submit streams stop reading.
@@ -86,6 +95,7 @@ impl LedgerService {
         store: Arc<Store>,
         sequencer: SequencerHandle,
         metrics: Arc<Metrics>,
+        witnessing: WitnessingHandle,
         max_payload_bytes: usize,
         shutting_down: watch::Receiver<bool>,
     ) -> LedgerService {
@@ -93,6 +103,7 @@ impl LedgerService {
             store,
             sequencer,
             metrics,
+            witnessing,
             max_payload_bytes: max_payload_bytes.min(MAX_PAYLOAD_BYTES),
             shutting_down,
             submit_streams: StreamLimit::new(
@@ -108,6 +119,48 @@ impl LedgerService {
                 "retry later",
             ),
         }
+    }
+
+    /// The latest witnessed checkpoint covering `min_tree_size` entries,
+    /// waiting for one until `deadline`.
+    async fn witnessed_checkpoint(
+        &self,
+        min_tree_size: u64,
+        deadline: tokio::time::Instant,
+    ) -> Result<Arc<SignedCheckpoint>, Status> {
+        if self.witnessing.policy().is_none() {
+            return Err(refused(
+                ReasonCode::NoWitnessPolicy,
+                "the log has no witness policy: its checkpoints carry the operator's signature only",
+            ));
+        }
+        let mut witnessed = self.witnessing.watch_witnessed();
+        let covers = |c: &Option<Arc<SignedCheckpoint>>| {
+            c.as_ref()
+                .is_some_and(|c| c.body.tree_size >= min_tree_size.max(1))
+        };
+        if let Ok(Ok(checkpoint)) =
+            tokio::time::timeout_at(deadline, witnessed.wait_for(covers)).await
+        {
+            if let Some(checkpoint) = checkpoint.clone() {
+                return Ok(checkpoint);
+            }
+        }
+        let rejection = match self.witnessing.witnessed() {
+            Some(latest) => Rejection::new(
+                ReasonCode::NotYetWitnessed,
+                format!(
+                    "the latest witnessed checkpoint covers {} entries, not {min_tree_size}; the witnesses' quorum has not cosigned a larger one yet",
+                    latest.body.tree_size
+                ),
+            )
+            .with("witnessed_size", latest.body.tree_size),
+            None => Rejection::new(
+                ReasonCode::NotYetWitnessed,
+                "no checkpoint has been witnessed yet: the witnesses' quorum has not cosigned one",
+            ),
+        };
+        Err(rejection_status(&rejection))
     }
 
     fn current_checkpoint(&self) -> Result<Arc<SignedCheckpoint>, Status> {
@@ -126,6 +179,7 @@ pub(crate) fn checkpoint_message(checkpoint: &SignedCheckpoint) -> Checkpoint {
         tree_size: checkpoint.body.tree_size,
         root_hash: checkpoint.body.root_hash.to_vec(),
         witnesses: Vec::new(),
+        witness_policy: String::new(),
     }
 }
 
@@ -451,11 +505,56 @@ impl Ledger for LedgerService {
 
     async fn get_checkpoint(
         &self,
-        _request: Request<GetCheckpointRequest>,
+        request: Request<GetCheckpointRequest>,
     ) -> Result<Response<Checkpoint>, Status> {
-        Ok(Response::new(checkpoint_message(
-            self.current_checkpoint()?.as_ref(),
-        )))
+        let GetCheckpointRequest {
+            witnessed,
+            min_tree_size,
+        } = request.into_inner();
+        let latest = self.current_checkpoint()?;
+        let deadline = tokio::time::Instant::now() + MAX_CHECKPOINT_WAIT;
+        let checkpoint = if witnessed {
+            self.witnessed_checkpoint(min_tree_size, deadline).await?
+        } else if min_tree_size > latest.body.tree_size {
+            let mut checkpoints = self.sequencer.watch_checkpoints();
+            let reached = tokio::time::timeout_at(
+                deadline,
+                checkpoints.wait_for(|c| c.as_ref().is_some_and(|c| c.body.tree_size >= min_tree_size)),
+            )
+            .await;
+            match reached {
+                Ok(Ok(checkpoint)) => checkpoint.clone().unwrap_or(latest),
+                _ => {
+                    let size = self.current_checkpoint()?.body.tree_size;
+                    return Err(beyond_tree(
+                        size,
+                        format!(
+                            "min_tree_size {min_tree_size} was not reached within {} s: the log holds {size} entries",
+                            MAX_CHECKPOINT_WAIT.as_secs()
+                        ),
+                    ));
+                }
+            }
+        } else {
+            latest
+        };
+        let mut message = checkpoint_message(&checkpoint);
+        message.witnesses = self
+            .witnessing
+            .states()
+            .into_iter()
+            .map(|(name, state)| WitnessStatus {
+                name,
+                cosigned_size: state.cosigned_size,
+                last_error: state.last_error,
+            })
+            .collect();
+        message.witness_policy = self
+            .witnessing
+            .policy()
+            .map(|policy| policy.1.to_text())
+            .unwrap_or_default();
+        Ok(Response::new(message))
     }
 
     type GetEntriesStream = EntryStream;

@@ -176,6 +176,8 @@ pub struct ServerOptions {
     pub metrics: Arc<Metrics>,
     /// Payload cap (at most the format's `MAX_PAYLOAD_BYTES`).
     pub max_payload_bytes: usize,
+    /// The witnessed checkpoints `GetCheckpoint` serves.
+    pub witnessing: crate::witnessing::WitnessingHandle,
 }
 
 /// Serves the ledger on `listener` until `shutting_down` turns true, then
@@ -194,6 +196,7 @@ pub async fn serve(
         store.clone(),
         sequencer.clone(),
         options.metrics.clone(),
+        options.witnessing.clone(),
         options.max_payload_bytes,
         shutting_down.clone(),
     ))
