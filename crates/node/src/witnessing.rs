@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use ceasefire_core::checkpoint::NoteVerifier;
 use ceasefire_core::cosignature::{add_signature_lines, open_cosigned};
-use ceasefire_core::witness_policy::{PolicyWitness, WitnessPolicy};
+use ceasefire_core::witness_policy::PolicyWitness;
 use ceasefire_witness::client::{AddCheckpointError, WitnessClient};
 use ed25519_dalek::VerifyingKey;
 use tokio::sync::{mpsc, watch};
@@ -135,11 +135,11 @@ pub fn start(
     tokio::spawn(async move {
         let work = async move {
             // The origin is the genesis's: wait for the first checkpoint.
-            let Ok(first) = checkpoints.wait_for(Option::is_some).await else {
-                return;
+            let origin = match checkpoints.wait_for(Option::is_some).await {
+                Ok(first) => first.as_ref().map(|c| c.body.origin.clone()),
+                Err(_) => return,
             };
-            let origin = first.as_ref().map(|c| c.body.origin.clone()).unwrap_or_default();
-            drop(first);
+            let origin = origin.unwrap_or_default();
             let operator = match NoteVerifier::new(&origin, &operator_key) {
                 Ok(verifier) => verifier,
                 Err(error) => {
@@ -365,7 +365,7 @@ impl WitnessTask {
             self.set_error("the policy gives no URL for this witness".into());
             return;
         };
-        let client = match WitnessClient::new(&url, REQUEST_TIMEOUT) {
+        let client = match WitnessClient::new(&url).map(|client| client.with_timeout(REQUEST_TIMEOUT)) {
             Ok(client) => client,
             Err(error) => {
                 self.set_error(format!("unusable URL {url:?}: {error}"));
@@ -427,7 +427,7 @@ impl WitnessTask {
                 Err(error) => return Err(format!("cannot read the proof: {error}")),
             };
             match client.add_checkpoint(*known_size, &proof, &target.note).await {
-                Ok(lines) => return self.accept(target, &lines, known_size),
+                Ok(lines) => return self.accept(target, lines.as_str(), known_size),
                 Err(AddCheckpointError::Conflict { witness_size })
                     if attempt == 0 && witness_size != *known_size =>
                 {
@@ -493,7 +493,7 @@ impl WitnessTask {
     fn count_outcome(&self, outcome: &str) {
         self.metrics
             .witness_requests
-            .get_or_create(&crate::metrics::WitnessLabels {
+            .get_or_create(&WitnessRequestLabels {
                 witness: self.name().to_owned(),
                 outcome: outcome.to_owned(),
             })

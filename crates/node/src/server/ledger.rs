@@ -160,7 +160,7 @@ impl LedgerService {
                 "no checkpoint has been witnessed yet: the witnesses' quorum has not cosigned one",
             ),
         };
-        Err(rejection_status(&rejection))
+        Err(rejection_status(rejection))
     }
 
     fn current_checkpoint(&self) -> Result<Arc<SignedCheckpoint>, Status> {
