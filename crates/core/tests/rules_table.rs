@@ -1601,6 +1601,8 @@ const NOT_THE_CORES: [ReasonCode; 14] = [
     ReasonCode::StreamLimitReached,
     ReasonCode::ServerUnavailable,
     ReasonCode::InternalError,
+    ReasonCode::NoWitnessPolicy,
+    ReasonCode::NotYetWitnessed,
 ];
 
 #[test]
