@@ -1586,7 +1586,7 @@ fn every_rule_answers_with_its_reason() {
 
 /// The reasons the core never produces: the gRPC framework's, and those of
 /// the server (its sequencer, its read API, its own faults).
-const NOT_THE_CORES: [ReasonCode; 14] = [
+const NOT_THE_CORES: [ReasonCode; 16] = [
     ReasonCode::Unspecified,
     ReasonCode::MessageTooLarge,
     ReasonCode::MessageUndecodable,
