@@ -114,14 +114,16 @@ struct Cosignature {
 }
 
 /// Starts collecting. `operator_key` is the key checkpoints are signed
-/// with; the tasks end when `shutdown` turns true.
+/// with. The returned task ends when `shutdown` turns true (or the
+/// sequencer stops), once every witness task has ended: await it before
+/// closing the store, since the tasks hold it.
 pub fn start(
     store: Arc<Store>,
     sequencer: &SequencerHandle,
     operator_key: VerifyingKey,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
-) -> WitnessingHandle {
+) -> (WitnessingHandle, tokio::task::JoinHandle<()>) {
     let recorded = recorded_witnessed(&store, sequencer, &operator_key);
     let (publish, witnessed) = watch::channel(recorded);
     let states = Arc::new(Mutex::new(BTreeMap::new()));
@@ -132,38 +134,36 @@ pub fn start(
         policies: policies.clone(),
     };
     let mut checkpoints = sequencer.watch_checkpoints();
-    tokio::spawn(async move {
-        let work = async move {
-            // The origin is the genesis's: wait for the first checkpoint.
-            let origin = match checkpoints.wait_for(Option::is_some).await {
-                Ok(first) => first.as_ref().map(|c| c.body.origin.clone()),
-                Err(_) => return,
-            };
-            let origin = origin.unwrap_or_default();
-            let operator = match NoteVerifier::new(&origin, &operator_key) {
-                Ok(verifier) => verifier,
-                Err(error) => {
-                    tracing::error!(%error, "cannot verify this log's checkpoints; not collecting cosignatures");
-                    return;
-                }
-            };
-            let coordinator = Coordinator {
-                store,
-                checkpoints,
-                policies,
-                operator,
-                publish,
-                states,
-                metrics,
-            };
-            coordinator.run().await
+    let task = tokio::spawn(async move {
+        // The origin is the genesis's: wait for the first checkpoint.
+        let first = tokio::select! {
+            first = checkpoints.wait_for(Option::is_some) => {
+                first.ok().and_then(|first| first.as_ref().map(|c| c.body.origin.clone()))
+            }
+            _ = shutdown.wait_for(|stop| *stop) => None,
         };
-        tokio::select! {
-            _ = work => {}
-            _ = shutdown.wait_for(|stop| *stop) => {}
-        }
+        let Some(origin) = first else {
+            return;
+        };
+        let operator = match NoteVerifier::new(&origin, &operator_key) {
+            Ok(verifier) => verifier,
+            Err(error) => {
+                tracing::error!(%error, "cannot verify this log's checkpoints; not collecting cosignatures");
+                return;
+            }
+        };
+        let coordinator = Coordinator {
+            store,
+            checkpoints,
+            policies,
+            operator,
+            publish,
+            states,
+            metrics,
+        };
+        coordinator.run(shutdown).await
     });
-    handle
+    (handle, task)
 }
 
 /// The witnessed note the store holds, if it still opens with the
@@ -204,7 +204,8 @@ struct Coordinator {
     metrics: Arc<Metrics>,
 }
 
-/// The witness tasks of one policy; dropped (and aborted) when it changes.
+/// The witness tasks of one policy; dismissed when it changes or the node
+/// stops.
 struct Crew {
     policy: ActivePolicy,
     target: watch::Sender<Option<Arc<SignedCheckpoint>>>,
@@ -213,22 +214,32 @@ struct Crew {
     collected: BTreeMap<u64, (Arc<SignedCheckpoint>, BTreeMap<String, String>)>,
 }
 
-impl Drop for Crew {
-    fn drop(&mut self) {
+impl Crew {
+    /// Ends every task and waits until each has dropped what it held (the
+    /// store among them).
+    async fn dismiss(self) {
         for task in &self.tasks {
             task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
         }
     }
 }
 
 impl Coordinator {
-    async fn run(mut self) {
+    /// Runs until `shutdown` turns true or the sequencer stops, then
+    /// dismisses the witness tasks.
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let (report, mut reports) = mpsc::channel::<Cosignature>(64);
         let mut crew: Option<Crew> = None;
         let mut round_started = tokio::time::Instant::now();
         loop {
             let policy = self.policies.borrow_and_update().clone();
             if crew.as_ref().map(|c| c.policy.0) != policy.as_ref().map(|p| p.0) {
+                if let Some(old) = crew.take() {
+                    old.dismiss().await;
+                }
                 crew = policy.map(|policy| self.hire(policy, &report));
                 round_started = tokio::time::Instant::now();
             }
@@ -250,16 +261,24 @@ impl Coordinator {
                     }
                 }
             }
-            tokio::select! {
-                changed = self.policies.changed() => if changed.is_err() { return },
-                changed = self.checkpoints.changed() => if changed.is_err() { return },
+            let go_on = tokio::select! {
+                changed = self.policies.changed() => changed.is_ok(),
+                changed = self.checkpoints.changed() => changed.is_ok(),
                 Some(cosignature) = reports.recv() => {
                     if let Some(crew) = crew.as_mut() {
                         self.count(crew, cosignature);
                     }
+                    true
                 }
-                _ = tokio::time::sleep(ROUND_PATIENCE), if crew.is_some() => {}
+                _ = tokio::time::sleep(ROUND_PATIENCE), if crew.is_some() => true,
+                _ = shutdown.wait_for(|stop| *stop) => false,
+            };
+            if !go_on {
+                break;
             }
+        }
+        if let Some(crew) = crew {
+            crew.dismiss().await;
         }
     }
 
@@ -365,13 +384,14 @@ impl WitnessTask {
             self.set_error("the policy gives no URL for this witness".into());
             return;
         };
-        let client = match WitnessClient::new(&url).map(|client| client.with_timeout(REQUEST_TIMEOUT)) {
-            Ok(client) => client,
-            Err(error) => {
-                self.set_error(format!("unusable URL {url:?}: {error}"));
-                return;
-            }
-        };
+        let client =
+            match WitnessClient::new(&url).map(|client| client.with_timeout(REQUEST_TIMEOUT)) {
+                Ok(client) => client,
+                Err(error) => {
+                    self.set_error(format!("unusable URL {url:?}: {error}"));
+                    return;
+                }
+            };
         // The witness's size as far as we know; 0 until it tells us more
         // (a 409 gives its size, and we retry once from there).
         let mut known_size = 0u64;
@@ -426,7 +446,10 @@ impl WitnessTask {
                 Ok(proof) => proof,
                 Err(error) => return Err(format!("cannot read the proof: {error}")),
             };
-            match client.add_checkpoint(*known_size, &proof, &target.note).await {
+            match client
+                .add_checkpoint(*known_size, &proof, &target.note)
+                .await
+            {
                 Ok(lines) => return self.accept(target, lines.as_str(), known_size),
                 Err(AddCheckpointError::Conflict { witness_size })
                     if attempt == 0 && witness_size != *known_size =>

@@ -519,7 +519,10 @@ impl Ledger for LedgerService {
             let mut checkpoints = self.sequencer.watch_checkpoints();
             let reached = tokio::time::timeout_at(
                 deadline,
-                checkpoints.wait_for(|c| c.as_ref().is_some_and(|c| c.body.tree_size >= min_tree_size)),
+                checkpoints.wait_for(|c| {
+                    c.as_ref()
+                        .is_some_and(|c| c.body.tree_size >= min_tree_size)
+                }),
             )
             .await;
             match reached {
