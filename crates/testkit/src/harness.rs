@@ -98,6 +98,20 @@ pub fn run_bounded(mut command: Command, scratch: &Path, bound: Duration) -> Out
 /// A child process killed (SIGKILL, by its own handle) and reaped on drop.
 pub(crate) struct Killed(pub(crate) Child);
 
+/// Runs a long-lived `command` (a server), no stdin, stdout discarded, its
+/// stderr in the file `stderr` for the test to read; killed when dropped.
+pub(crate) fn spawn_service(mut command: Command, stderr: &Path) -> anyhow::Result<Killed> {
+    let file = std::fs::File::create(stderr)
+        .with_context(|| format!("cannot create {}", stderr.display()))?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    Ok(Killed(child))
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
@@ -158,17 +172,9 @@ impl Serve {
     /// Runs `command` (a `serve` made with [`command`], its flags, config
     /// file or environment as the caller wants them) that will serve on
     /// `url`, its stderr in `stderr`.
-    pub fn start(mut command: Command, url: String, stderr: PathBuf) -> anyhow::Result<Serve> {
-        let file = std::fs::File::create(&stderr)
-            .with_context(|| format!("cannot create {}", stderr.display()))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("cannot run {command:?}"))?;
+    pub fn start(command: Command, url: String, stderr: PathBuf) -> anyhow::Result<Serve> {
         Ok(Serve {
-            child: Killed(child),
+            child: spawn_service(command, &stderr)?,
             stderr,
             url,
         })

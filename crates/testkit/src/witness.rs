@@ -13,10 +13,10 @@
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use ceasefire_core::checkpoint::{key_id, CheckpointBody, NoteVerifier};
@@ -24,7 +24,7 @@ use ceasefire_core::merkle::{self, consistency_proof, hash_leaf, Hash, MemorySou
 use ceasefire_core::witness::TreeHead;
 use ed25519_dalek::{Signer as _, SigningKey};
 
-use crate::harness::Killed;
+use crate::harness::{spawn_service, Killed};
 
 /// A log in memory: its origin, its key, its leaves.
 #[derive(Clone, Debug)]
@@ -147,20 +147,12 @@ impl WitnessProcess {
     /// serve --config FILE`), which will listen on `addr`; its stderr goes
     /// to `stderr`.
     pub fn start(
-        mut command: Command,
+        command: Command,
         addr: SocketAddr,
         stderr: PathBuf,
     ) -> anyhow::Result<WitnessProcess> {
-        let file = std::fs::File::create(&stderr)
-            .with_context(|| format!("cannot create {}", stderr.display()))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("cannot run {command:?}"))?;
         Ok(WitnessProcess {
-            child: Killed(child),
+            child: spawn_service(command, &stderr)?,
             stderr,
             addr,
         })
