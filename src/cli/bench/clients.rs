@@ -22,6 +22,8 @@ pub struct ClientResult {
     pub latencies_us: Vec<u64>,
     /// Checkpoint tree size of every receipt (one per batch).
     pub checkpoint_sizes: Vec<u64>,
+    /// Every receipt's entry and when it arrived (for receipt→witnessed).
+    pub receipts: Vec<(u64, Instant)>,
     /// Error message of every failed call.
     pub failures: Vec<String>,
     /// How far behind the `--rate` schedule events actually left the
@@ -81,6 +83,7 @@ impl ClientResult {
         ClientResult {
             latencies_us: Vec::with_capacity(events),
             checkpoint_sizes: Vec::with_capacity(events),
+            receipts: Vec::with_capacity(events),
             ..ClientResult::default()
         }
     }
@@ -93,12 +96,14 @@ impl ClientResult {
         answer: Result<ceasefire_grpc::proto::Receipt, String>,
         acknowledged: &AtomicU64,
     ) {
-        let latency = since.elapsed();
+        let arrived = Instant::now();
+        let latency = arrived.saturating_duration_since(since);
         match answer {
             Ok(receipt) => match receipt.checkpoint {
                 Some(checkpoint) if receipt.seq < checkpoint.tree_size => {
                     self.latencies_us.push(latency.as_micros() as u64);
                     self.checkpoint_sizes.push(checkpoint.tree_size);
+                    self.receipts.push((receipt.seq, arrived));
                     acknowledged.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => self

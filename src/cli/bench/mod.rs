@@ -30,6 +30,12 @@
 //! 1,000 up; the store's bytes per entry; and, with `--audit`, an audit of
 //! the whole log beside the all-core verify rate ([`measure`]).
 //!
+//! With `--witnesses N`, N real witnesses (`witness serve` child processes
+//! on loopback) cosign the log under a policy the signatories put in it
+//! before the clock starts, and the run also measures, for every receipt,
+//! the time until a witnessed checkpoint covering its entry appears,
+//! beside the witnessed checkpoints' rate and size ([`witnessed`]).
+//!
 //! `--abuse` runs another benchmark: honest clients' receipt latency and
 //! rate with no abuse, then while one client floods the node with forged
 //! signatures, holds thousands of idle streams, and sends oversized
@@ -39,6 +45,7 @@ mod abuse;
 mod clients;
 mod measure;
 mod node;
+mod witnessed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -55,6 +62,7 @@ use ceasefire_node::sequencer::SequencerConfig;
 use ceasefire_testkit::scenario::Scenario;
 use clients::{ClientResult, Schedule};
 use node::BenchNode;
+use witnessed::{BenchWitnesses, WitnessedFigures};
 
 /// How often the acknowledged count is checked for the next memory
 /// milestone (the node's memory is read only when one is passed).
@@ -97,6 +105,15 @@ pub struct BenchArgs {
     /// With --stream: events each client keeps in flight on its stream.
     #[arg(long, default_value_t = 32, requires = "stream")]
     window: usize,
+    /// Also run this many witnesses (`witness serve` child processes on
+    /// loopback), put a policy naming them in the log first, and measure
+    /// the time from each receipt to a witnessed checkpoint covering it.
+    #[arg(long)]
+    witnesses: Option<usize>,
+    /// With --witnesses: how many of them must cosign a checkpoint
+    /// [default: a majority].
+    #[arg(long, requires = "witnesses")]
+    witness_quorum: Option<u32>,
     /// Then audit the resulting log (as `verify --data-dir` does) and print
     /// its entries/s beside this machine's strict-verify rate on all cores.
     #[arg(long)]
@@ -109,7 +126,7 @@ pub struct BenchArgs {
         long,
         conflicts_with_all = [
             "clients", "events", "max_batch", "batch_delay_ms", "rate", "stream",
-            "window", "audit",
+            "window", "audit", "witnesses", "witness_quorum",
         ]
     )]
     abuse: bool,
@@ -135,6 +152,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         if !(rate.is_finite() && rate > 0.0) {
             bail!("--rate must be a positive number of events per second, got {rate}");
         }
+    }
+    if args.witnesses == Some(0) {
+        bail!("--witnesses must be at least 1");
+    }
+    if let Some(witnesses) = args.witnesses {
+        witnessed::quorum(witnesses, args.witness_quorum)?;
     }
     let data = DataDir::new(args.data_dir.clone(), args.keep_data)?;
     let result = if args.abuse {
@@ -213,13 +236,27 @@ struct Figures {
     /// after reading them (as the log passed each power of ten, and at the
     /// end).
     memory: BTreeMap<u64, u64>,
+    /// With `--witnesses`: receipt→witnessed.
+    witnessed: Option<WitnessedFigures>,
 }
 
 async fn bench(args: &BenchArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
     let dev = dev::scenario(&dev::ensure_dev_keys(data_dir)?);
     let node = BenchNode::start(data_dir, args.max_batch, args.batch_delay_ms).await?;
-    let ingest = drive(args, &node, &dev).await;
+    let witnesses = match args.witnesses {
+        Some(count) => {
+            let quorum = witnessed::quorum(count, args.witness_quorum)?;
+            let witnesses = BenchWitnesses::start(data_dir, &dev, count, quorum).await?;
+            let witnessed_size = witnesses.adopt(&node.url, &dev).await?;
+            Some((witnesses, witnessed_size))
+        }
+        None => None,
+    };
+    let ingest = drive(args, &node, &dev, witnesses.as_ref()).await;
     let stopped = node.stop().await.context("the node did not stop cleanly");
+    if let Some((witnesses, _)) = witnesses {
+        witnesses.stop();
+    }
     let (figures, sample) = ingest?;
     stopped?;
 
@@ -276,6 +313,13 @@ async fn bench(args: &BenchArgs, data_dir: &std::path::Path) -> anyhow::Result<(
             figures.events
         );
     }
+    if let Some(witnessed) = figures.witnessed.as_ref().filter(|w| w.uncovered > 0) {
+        bail!(
+            "{} of {} receipts were never covered by a witnessed checkpoint",
+            witnessed.uncovered,
+            figures.ok
+        );
+    }
     if figures.size_after - figures.size_before != figures.ok as u64 {
         bail!(
             "the log grew by {} entries, but {} receipts came back",
@@ -287,12 +331,14 @@ async fn bench(args: &BenchArgs, data_dir: &std::path::Path) -> anyhow::Result<(
 }
 
 /// Prepares the events and connections, runs the clients while sampling
-/// the node's memory, collects figures. Returns one signed event too, for
-/// the verify measurement.
+/// the node's memory (and, with witnesses, following the witnessed
+/// checkpoint from `witnesses`' size), collects figures. Returns one signed
+/// event too, for the verify measurement.
 async fn drive(
     args: &BenchArgs,
     node: &BenchNode,
     dev: &Scenario,
+    witnesses: Option<&(BenchWitnesses, u64)>,
 ) -> anyhow::Result<(Figures, SignedEvent)> {
     let clients = args.clients.min(args.events);
     let events = clients::build_events(args.events, dev);
@@ -317,6 +363,15 @@ async fn drive(
         acknowledged.clone(),
         clients_done.clone(),
     ));
+    let (run_ended, run_end) = tokio::sync::watch::channel(None);
+    let following = match witnesses {
+        Some((_, witnessed_size)) => Some(tokio::spawn(witnessed::follow(
+            client::connect(&node.url).await?,
+            *witnessed_size,
+            run_end,
+        ))),
+        None => None,
+    };
     // Client i sends its k-th event at start + (k * clients + i) / rate.
     let interval = args.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
     let start = tokio::time::Instant::now() + Duration::from_millis(5);
@@ -357,21 +412,29 @@ async fn drive(
     if let Some(resident) = node::resident_bytes(node.pid()) {
         memory.insert(size_after, resident);
     }
+    run_ended.send_replace(Some(size_after));
+    let appearances = match following {
+        Some(following) => following.await.context("the witnessed follower failed")?,
+        None => Vec::new(),
+    };
 
     let mut latencies_us = Vec::with_capacity(args.events);
     let mut failures = Vec::new();
+    let mut receipts = Vec::with_capacity(args.events);
     let mut per_checkpoint: BTreeMap<u64, u64> = BTreeMap::new();
     let (mut max_lag, mut late_sends) = (Duration::ZERO, 0);
     for result in results {
         let ClientResult {
             latencies_us: latencies,
             checkpoint_sizes,
+            receipts: arrivals,
             failures: failed,
             max_lag: lag,
             late_sends: late,
         } = result;
         latencies_us.extend(latencies);
         failures.extend(failed);
+        receipts.extend(arrivals);
         for size in checkpoint_sizes {
             *per_checkpoint.entry(size).or_default() += 1;
         }
@@ -379,6 +442,17 @@ async fn drive(
         late_sends += late;
     }
     latencies_us.sort_unstable();
+    let witnessed = match witnesses {
+        Some((witnesses, witnessed_size)) => Some(witnessed::figures(
+            witnesses,
+            &receipts,
+            &appearances,
+            *witnessed_size,
+            start.into_std(),
+            witnessed::witness_states(&node.url).await?,
+        )),
+        None => None,
+    };
     Ok((
         Figures {
             events: args.events,
@@ -394,6 +468,7 @@ async fn drive(
             max_lag,
             late_sends,
             memory,
+            witnessed,
         },
         sample,
     ))
@@ -508,6 +583,9 @@ fn report(
     println!(
         "  latency (ms)      p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2} ({latency_from})"
     );
+    if let Some(witnessed) = &figures.witnessed {
+        witnessed.print();
+    }
     println!(
         "  batches           {batches} (mean {mean_batch:.1} events, largest {max_batch}), {syncs_per_second:.0} syncs/s"
     );
@@ -555,7 +633,7 @@ fn report(
         }
     }
     if args.json {
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "events": figures.events,
             "ok": figures.ok,
             "failed": figures.failures.len(),
@@ -589,6 +667,9 @@ fn report(
             "disk_bytes": disk_bytes,
             "disk_bytes_per_entry": bytes_per_entry,
         });
+        if let Some(witnessed) = &figures.witnessed {
+            json["witnessed"] = witnessed.json();
+        }
         println!("{json}");
     }
 }
