@@ -665,13 +665,15 @@ async fn a_pin_is_never_replaced_by_an_unwitnessed_checkpoint() {
 // A server and its witnesses.
 
 /// The witness service (`ceasefire_witness::start`, in-process: a real HTTP
-/// server over its own durable store) signing as `cosigner`, listening on
-/// `addr`, witnessing the log of `node`.
-async fn start_witness(cosigner: &Cosigner, addr: SocketAddr, node: &TestNode) -> RunningWitness {
-    let dir = node
-        .dir
-        .path()
-        .join(format!("witness-{}", cosigner.name().replace('/', "-")));
+/// server over its own durable store, under `dir`) signing as `cosigner`,
+/// listening on `addr`, witnessing the log of `node`.
+async fn start_witness(
+    cosigner: &Cosigner,
+    addr: SocketAddr,
+    node: &TestNode,
+    dir: &Path,
+) -> RunningWitness {
+    let dir = dir.join(cosigner.name().replace('/', "-"));
     let logs = trusted_logs(&[LogSpec::Vkey(node.scenario.note_verifier().encoded_key())])
         .expect("the node's vkey");
     ceasefire_witness::start(WitnessConfig::new(cosigner.clone(), addr, dir, logs))
@@ -790,8 +792,9 @@ async fn a_server_is_asked_for_a_witnessed_checkpoint_covering_its_log() {
     assert!(!pin.exists(), "an unwitnessed checkpoint was pinned");
 
     // North and south come up and cosign the head.
-    let north = start_witness(&witnesses[0], addrs[0], &node).await;
-    let south = start_witness(&witnesses[1], addrs[1], &node).await;
+    let witness_dirs = tempfile::tempdir().unwrap();
+    let north = start_witness(&witnesses[0], addrs[0], &node, witness_dirs.path()).await;
+    let south = start_witness(&witnesses[1], addrs[1], &node, witness_dirs.path()).await;
     let witnessed = witnessed_checkpoint(&node, size).await;
     assert_eq!(witnessed.tree_size, size);
     let report = audit_server(&url, Some(&pin), None)
