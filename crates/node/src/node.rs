@@ -78,6 +78,9 @@ pub struct Node {
     /// The metrics endpoint, stopped with the node (its port is released).
     metrics_task: Option<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The cosignature collector: awaited on shutdown, so that it no longer
+    /// holds the store when the node says it stopped.
+    witnessing_task: tokio::task::JoinHandle<()>,
     sequencer_thread: std::thread::JoinHandle<()>,
 }
 
@@ -141,7 +144,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
     )
     .map_err(anyhow::Error::msg)?;
     let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
-    let witnessing = crate::witnessing::start(
+    let (witnessing, witnessing_task) = crate::witnessing::start(
         store.clone(),
         &handle,
         operator_public_key,
@@ -170,6 +173,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         if let Some(error) = refused {
             // Stop the sequencer and close the store before answering, so
             // the directory is free for the next attempt.
+            let _ = shutdown.send(true);
+            let _ = witnessing_task.await;
             drop(service);
             drop(handle);
             drop(store);
@@ -215,6 +220,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         sever,
         server,
         metrics_task,
+        witnessing_task,
         sequencer_thread,
     })
 }
@@ -245,6 +251,8 @@ impl Node {
             task.abort();
             let _ = task.await;
         }
+        // It ends on the shutdown signal sent above.
+        let _ = self.witnessing_task.await;
         drop(self.store);
         let thread = self.sequencer_thread;
         tokio::task::spawn_blocking(move || thread.join())

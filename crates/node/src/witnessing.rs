@@ -23,7 +23,7 @@
 //! channel this module reads.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ceasefire_core::checkpoint::NoteVerifier;
@@ -114,14 +114,17 @@ struct Cosignature {
 }
 
 /// Starts collecting. `operator_key` is the key checkpoints are signed
-/// with; the tasks end when `shutdown` turns true.
+/// with. The collector ends when `shutdown` turns true; once the returned
+/// task has ended, witnessing holds the store no more (the witness tasks
+/// only hold it weakly), so a node that awaits it before closing can say
+/// its directory is free.
 pub fn start(
     store: Arc<Store>,
     sequencer: &SequencerHandle,
     operator_key: VerifyingKey,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
-) -> WitnessingHandle {
+) -> (WitnessingHandle, tokio::task::JoinHandle<()>) {
     let recorded = recorded_witnessed(&store, sequencer, &operator_key);
     let (publish, witnessed) = watch::channel(recorded);
     let states = Arc::new(Mutex::new(BTreeMap::new()));
@@ -132,7 +135,7 @@ pub fn start(
         policies: policies.clone(),
     };
     let mut checkpoints = sequencer.watch_checkpoints();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let work = async move {
             // The origin is the genesis's: wait for the first checkpoint.
             let origin = match checkpoints.wait_for(Option::is_some).await {
@@ -163,7 +166,7 @@ pub fn start(
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
     });
-    handle
+    (handle, task)
 }
 
 /// The witnessed note the store holds, if it still opens with the
@@ -284,7 +287,7 @@ impl Coordinator {
             .map(|witness| {
                 let task = WitnessTask {
                     witness: witness.clone(),
-                    store: self.store.clone(),
+                    store: Arc::downgrade(&self.store),
                     operator: self.operator.clone(),
                     targets: targets.clone(),
                     report: report.clone(),
@@ -347,7 +350,9 @@ impl Coordinator {
 /// One witness's worker: posts each new target, keeps the witness's size.
 struct WitnessTask {
     witness: PolicyWitness,
-    store: Arc<Store>,
+    /// Weak: an aborted task (the policy changed, the node stops) may be
+    /// dropped after the node closed its store, and must not keep it open.
+    store: Weak<Store>,
     operator: NoteVerifier,
     targets: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
     report: mpsc::Sender<Cosignature>,
@@ -423,7 +428,10 @@ impl WitnessTask {
                     "the witness has cosigned size {known_size}, beyond this log's {size}: it saw a larger tree of this origin"
                 ));
             }
-            let proof = match self.store.consistency_proof(*known_size, size) {
+            let Some(store) = self.store.upgrade() else {
+                return Err("the ledger is stopping".into());
+            };
+            let proof = match store.consistency_proof(*known_size, size) {
                 Ok(proof) => proof,
                 Err(error) => return Err(format!("cannot read the proof: {error}")),
             };
