@@ -2,25 +2,32 @@
 //!
 //! Logs are made by a real node over a real sled directory, with the dev
 //! scenario's signatories setting a 2-of-3 witness policy through
-//! governance (or no policy). The node is stopped and witnessed checkpoint
-//! notes are planted with `Store::record_witnessed`: real cosignatures
-//! (`Cosigner::cosign`, real Ed25519 keys) over the node's own checkpoint
-//! notes, as the collector would record them. Audits run from the data
-//! directory, a tiles export and a server, and through the `verify` binary.
+//! governance (or no policy).
+//!
+//! Where a test needs a particular witnessed note (one cosignature, a
+//! forged one, a quorum on a checkpoint short of the head), the node is
+//! stopped and the note is planted with `Store::record_witnessed`: real
+//! cosignatures (`Cosigner::cosign`, real Ed25519 keys) over the node's own
+//! checkpoint notes, as the collector would record them. Audits run from
+//! the data directory, a tiles export, and through the `verify` binary.
+//!
+//! Against a server, the witnessing is the node's own: a real node posts
+//! its checkpoints to real witnesses (the witness service, in-process, on
+//! loopback ports the policy names) and answers `GetCheckpoint{witnessed}`
+//! with what they cosigned.
 //!
 //! A quorum passes and is reported; fewer cosignatures fail naming who is
 //! missing (and what the server says of them); a forged cosignature fails the
 //! checkpoint; a policy file is demanded on a log without a policy, and a bad
 //! one is refused before any work; a pin never takes an unwitnessed
-//! checkpoint. The server side of `GetCheckpoint{witnessed}` is played by a
-//! front that answers it as the contract says and forwards the rest to the
-//! real node.
+//! checkpoint; a server's older witnessed checkpoint does not cover the log
+//! it now shows.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Output;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -28,20 +35,9 @@ use ceasefire_audit::sources::{ServerSource, TilesSource};
 use ceasefire_audit::{audit, AuditError, AuditFailure, AuditOptions, AuditReport};
 use ceasefire_core::checkpoint::parse_unverified;
 use ceasefire_core::cosignature::{add_signature_lines, Cosigner};
-use ceasefire_core::rejection::{ReasonCode, Rejection, ERROR_DOMAIN};
 use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_grpc::client::ClientTls;
-use ceasefire_grpc::proto::{
-    compliance_client::ComplianceClient,
-    compliance_server::{Compliance, ComplianceServer},
-    ledger_client::LedgerClient,
-    ledger_server::{Ledger, LedgerServer},
-    Checkpoint, CommitmentStatusResponse, GetCheckpointRequest, GetCommitmentStatusRequest,
-    GetConsistencyProofRequest, GetEntriesRequest, GetHistoryRequest, GetHistoryResponse,
-    GetInclusionProofRequest, GetPairStatusRequest, GetZoneStatusRequest, ListStatusesRequest,
-    ListStatusesResponse, LogEntry, PairStatusResponse, Proof, Receipt, SignedEvent, StatusChange,
-    SubmitResult, SubscribeRequest, WitnessStatus, ZoneStatusResponse,
-};
+use ceasefire_grpc::proto::{Checkpoint, GetCheckpointRequest, ReasonCode, SetWitnessPolicy};
 use ceasefire_node::storage::Store;
 use ceasefire_node::DataDirSource;
 use ceasefire_testkit::fixture::TestNode;
@@ -49,15 +45,19 @@ use ceasefire_testkit::harness::{command, free_port};
 use ceasefire_testkit::scenario::witnesses::{
     checkpoint_text, cosigned_note, k_of_n_policy, seeded_witness, three_witnesses,
 };
-use ceasefire_testkit::scenario::{bodies, Scenario, BOOTSTRAP_ENTRIES};
+use ceasefire_testkit::scenario::{bodies, BOOTSTRAP_ENTRIES};
+use ceasefire_witness::config::{trusted_logs, LogSpec};
+use ceasefire_witness::{RunningWitness, WitnessConfig};
 use tempfile::TempDir;
-use tonic::transport::Channel;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Request;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
 
 /// The seq of the policy event: the first entry after the dev bootstrap.
 const POLICY_SEQ: u64 = BOOTSTRAP_ENTRIES;
+
+/// The witnesses of `three_witnesses`, in the policy's order.
+const WITNESS_NAMES: [&str; 3] = ["north.example/w", "south.example/w", "mediator.example/w"];
 
 /// The human line of a 2-of-3 quorum met by north and south.
 const NORTH_AND_SOUTH: &str = "witnessed by north.example/w, south.example/w (2 of 3 needed: quorum signatories); missing: mediator.example/w";
@@ -66,7 +66,6 @@ const NORTH_AND_SOUTH: &str = "witnessed by north.example/w, south.example/w (2 
 struct Log {
     /// Its data directory, the store closed.
     dir: TempDir,
-    scenario: Scenario,
     /// north, south, mediator: the policy's witnesses when it has one.
     witnesses: [Cosigner; 3],
     /// A checkpoint note the node signed after the policy, short of the head.
@@ -143,11 +142,10 @@ async fn build_log(with_policy: bool) -> Log {
         .expect("GetCheckpoint failed")
         .into_inner()
         .note;
-    let (dir, scenario) = node.stop().await;
+    let (dir, _) = node.stop().await;
     assert!(Log::size(&early_note) < Log::size(&head_note));
     Log {
         dir,
-        scenario,
         witnesses,
         early_note,
         head_note,
@@ -664,205 +662,79 @@ async fn a_pin_is_never_replaced_by_an_unwitnessed_checkpoint() {
 }
 
 // ---------------------------------------------------------------------------
-// A server.
+// A server and its witnesses.
 
-/// How the front answers `GetCheckpoint{witnessed: true}`.
-#[derive(Clone)]
-enum Witnessed {
-    /// This note, as the latest witnessed checkpoint.
-    Note(String),
-    /// FAILED_PRECONDITION, NO_WITNESS_POLICY.
-    NoPolicy,
-    /// UNAVAILABLE, NOT_YET_WITNESSED.
-    NotYet,
+/// The witness service (`ceasefire_witness::start`, in-process: a real HTTP
+/// server over its own durable store, under `dir`) signing as `cosigner`,
+/// listening on `addr`, witnessing the log of `node`.
+async fn start_witness(
+    cosigner: &Cosigner,
+    addr: SocketAddr,
+    node: &TestNode,
+    dir: &Path,
+) -> RunningWitness {
+    let dir = dir.join(cosigner.name().replace('/', "-"));
+    let logs = trusted_logs(&[LogSpec::Vkey(node.scenario.note_verifier().encoded_key())])
+        .expect("the node's vkey");
+    ceasefire_witness::start(WitnessConfig::new(cosigner.clone(), addr, dir, logs))
+        .await
+        .unwrap_or_else(|error| panic!("witness {}: {error:#}", cosigner.name()))
 }
 
-/// A server that answers `GetCheckpoint` as the witnessing contract says
-/// (the node on this branch does not yet) and forwards every read the
-/// auditor makes to a real node. Every checkpoint it sends carries its
-/// account of the witnesses.
-#[derive(Clone)]
-struct Front {
-    ledger: LedgerClient<Channel>,
-    compliance: ComplianceClient<Channel>,
-    witnessed: Arc<Mutex<Witnessed>>,
-    statuses: Vec<WitnessStatus>,
-}
-
-fn refusal(reason: ReasonCode, message: &str) -> Status {
-    let rejection = Rejection::new(reason, message);
-    let details = tonic_types::ErrorDetails::with_error_info(
-        rejection.reason_name(),
-        ERROR_DOMAIN,
-        std::collections::HashMap::new(),
-    );
-    <Status as tonic_types::StatusExt>::with_error_details(
-        tonic::Code::from(rejection.kind().code()),
-        message,
-        details,
-    )
-}
-
-#[tonic::async_trait]
-impl Ledger for Front {
-    async fn submit(&self, _: Request<SignedEvent>) -> Result<Response<Receipt>, Status> {
-        Err(Status::unimplemented("a read-only front"))
+/// `k_of_n_policy` (2 of 3, group signatories) with the witnesses at `addrs`.
+fn policy_at(witnesses: &[Cosigner; 3], addrs: &[SocketAddr; 3]) -> SetWitnessPolicy {
+    let mut policy = k_of_n_policy(witnesses, 2, "signatories");
+    for (witness, addr) in policy.witnesses.iter_mut().zip(addrs) {
+        witness.url = format!("http://{addr}");
     }
+    policy
+}
 
-    type SubmitStreamStream = Streaming<SubmitResult>;
-
-    async fn submit_stream(
-        &self,
-        _: Request<Streaming<SignedEvent>>,
-    ) -> Result<Response<Self::SubmitStreamStream>, Status> {
-        Err(Status::unimplemented("a read-only front"))
-    }
-
-    async fn get_checkpoint(
-        &self,
-        request: Request<GetCheckpointRequest>,
-    ) -> Result<Response<Checkpoint>, Status> {
-        let request = request.into_inner();
-        let mut checkpoint = if request.witnessed {
-            let witnessed = self.witnessed.lock().unwrap().clone();
-            match witnessed {
-                Witnessed::Note(note) => {
-                    let body = parse_unverified(&note).unwrap();
-                    Checkpoint {
-                        note,
-                        tree_size: body.tree_size,
-                        root_hash: body.root_hash.to_vec(),
-                        // The witnesses' statuses are set below, for every
-                        // checkpoint; any later field stays empty.
-                        ..Checkpoint::default()
-                    }
-                }
-                Witnessed::NoPolicy => {
-                    return Err(refusal(
-                        ReasonCode::NoWitnessPolicy,
-                        "the log has no witness policy",
-                    ))
-                }
-                Witnessed::NotYet => {
-                    return Err(refusal(
-                        ReasonCode::NotYetWitnessed,
-                        "no checkpoint has been witnessed yet",
-                    ))
-                }
+/// The node's witnessed checkpoint covering `size` entries, asked until it
+/// comes (each ask waits a few seconds on the node).
+async fn witnessed_checkpoint(node: &TestNode, size: u64) -> Checkpoint {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut client = node.client.clone();
+    loop {
+        let mut request = Request::new(GetCheckpointRequest {
+            witnessed: true,
+            min_tree_size: size,
+        });
+        request.set_timeout(Duration::from_secs(3));
+        match client.get_checkpoint(request).await {
+            Ok(answer) => return answer.into_inner(),
+            Err(status) => {
+                assert_eq!(
+                    ceasefire_grpc::errors::reason(&status),
+                    ReasonCode::NotYetWitnessed,
+                    "{status}"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "tree size {size} not witnessed within a minute: {status}"
+                );
             }
-        } else {
-            self.ledger
-                .clone()
-                .get_checkpoint(request)
-                .await?
-                .into_inner()
-        };
-        checkpoint.witnesses = self.statuses.clone();
-        Ok(Response::new(checkpoint))
-    }
-
-    type GetEntriesStream = Streaming<LogEntry>;
-
-    async fn get_entries(
-        &self,
-        request: Request<GetEntriesRequest>,
-    ) -> Result<Response<Self::GetEntriesStream>, Status> {
-        self.ledger.clone().get_entries(request.into_inner()).await
-    }
-
-    async fn get_inclusion_proof(
-        &self,
-        request: Request<GetInclusionProofRequest>,
-    ) -> Result<Response<Proof>, Status> {
-        self.ledger
-            .clone()
-            .get_inclusion_proof(request.into_inner())
-            .await
-    }
-
-    async fn get_consistency_proof(
-        &self,
-        request: Request<GetConsistencyProofRequest>,
-    ) -> Result<Response<Proof>, Status> {
-        self.ledger
-            .clone()
-            .get_consistency_proof(request.into_inner())
-            .await
+        }
     }
 }
 
-#[tonic::async_trait]
-impl Compliance for Front {
-    async fn get_pair_status(
-        &self,
-        _: Request<GetPairStatusRequest>,
-    ) -> Result<Response<PairStatusResponse>, Status> {
-        Err(Status::unimplemented("not forwarded"))
-    }
-
-    async fn get_zone_status(
-        &self,
-        _: Request<GetZoneStatusRequest>,
-    ) -> Result<Response<ZoneStatusResponse>, Status> {
-        Err(Status::unimplemented("not forwarded"))
-    }
-
-    async fn get_commitment_status(
-        &self,
-        _: Request<GetCommitmentStatusRequest>,
-    ) -> Result<Response<CommitmentStatusResponse>, Status> {
-        Err(Status::unimplemented("not forwarded"))
-    }
-
-    async fn list_statuses(
-        &self,
-        request: Request<ListStatusesRequest>,
-    ) -> Result<Response<ListStatusesResponse>, Status> {
-        self.compliance
-            .clone()
-            .list_statuses(request.into_inner())
-            .await
-    }
-
-    async fn get_history(
-        &self,
-        _: Request<GetHistoryRequest>,
-    ) -> Result<Response<GetHistoryResponse>, Status> {
-        Err(Status::unimplemented("not forwarded"))
-    }
-
-    type SubscribeStream = Streaming<StatusChange>;
-
-    async fn subscribe(
-        &self,
-        _: Request<SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(Status::unimplemented("not forwarded"))
-    }
-}
-
-/// Serves `front` on a local port; returns its URL.
-async fn serve(front: Front) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(LedgerServer::new(front.clone()))
-            .add_service(ComplianceServer::new(front))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    format!("http://{address}")
-}
-
-async fn audit_server(url: &str, pin: Option<PathBuf>) -> Result<AuditReport, AuditError> {
+/// Audits the server at `url`, pinned to `pin` if given, under the
+/// verifier's `witness_policy` if given (else the log's).
+async fn audit_server(
+    url: &str,
+    pin: Option<&Path>,
+    witness_policy: Option<WitnessPolicy>,
+) -> Result<AuditReport, AuditError> {
     let mut source = ServerSource::connect(url, &ClientTls::default())
         .await
-        .expect("cannot connect to the front");
+        .expect("cannot connect to the node");
+    let pin = pin.map(Path::to_path_buf);
     tokio::task::spawn_blocking(move || {
         audit(
             &mut source,
             AuditOptions {
                 pin,
+                witness_policy,
                 ..AuditOptions::default()
             },
         )
@@ -871,89 +743,198 @@ async fn audit_server(url: &str, pin: Option<PathBuf>) -> Result<AuditReport, Au
     .expect("the audit panicked")
 }
 
-/// The server source asks for the witnessed checkpoint and audits it; when
-/// the server has none yet, or says the log has no policy, it audits the
-/// latest checkpoint, which the log's own policy then refuses, naming what
-/// the server says of each witness.
+/// The server source asks the node for a witnessed checkpoint covering its
+/// log. None yet (the witnesses are not up): the latest checkpoint is
+/// audited and refused, naming what the node says of each witness. Two
+/// witnesses up: their quorum's note is audited, reported and pinned. One
+/// of them down and the log grown: the older witnessed checkpoint is not
+/// enough, the new head is refused and the pin stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_is_asked_for_its_witnessed_checkpoint() {
-    let log = build_log(true).await;
-    let Log {
-        dir,
-        scenario,
-        witnesses,
-        head_note,
-        ..
-    } = log;
-    let witnessed_note = cosigned_note(&head_note, &[&witnesses[0], &witnesses[1]], now());
-    let node = TestNode::resume(dir, scenario).await;
-    let statuses = vec![
-        WitnessStatus {
-            name: "north.example/w".into(),
-            cosigned_size: Log::size(&head_note),
-            last_error: String::new(),
-        },
-        WitnessStatus {
-            name: "south.example/w".into(),
-            cosigned_size: 7,
-            last_error: "409 Conflict: the witness is at size 12".into(),
-        },
-    ];
-    let witnessed = Arc::new(Mutex::new(Witnessed::Note(witnessed_note.clone())));
-    let url = serve(Front {
-        ledger: node.client.clone(),
-        compliance: node.compliance().await,
-        witnessed: witnessed.clone(),
-        statuses,
-    })
-    .await;
+async fn a_server_is_asked_for_a_witnessed_checkpoint_covering_its_log() {
+    let witnesses = three_witnesses();
+    let addrs: [SocketAddr; 3] =
+        std::array::from_fn(|_| SocketAddr::from(([127, 0, 0, 1], free_port().unwrap())));
+    let node = TestNode::start().await;
+    let url = node.node.url();
+    let mut client = node.client.clone();
+    let receipt = client
+        .submit(
+            node.scenario
+                .govern(bodies::set_witness_policy(policy_at(&witnesses, &addrs))),
+        )
+        .await
+        .expect("the witness policy was refused")
+        .into_inner();
+    assert_eq!(receipt.seq, POLICY_SEQ);
+    for number in 0..3 {
+        client
+            .submit(node.signed_observation(&format!("report {number}")))
+            .await
+            .expect("an observation was refused");
+    }
+    let size = node.checkpoint().await.tree_size;
     let pins = tempfile::tempdir().unwrap();
     let pin = pins.path().join("pin");
 
-    let report = audit_server(&url, Some(pin.clone()))
+    // No witness listens yet.
+    let message = expect_not_witnessed(
+        audit_server(&url, Some(&pin), None).await,
+        size,
+        &[],
+        &["north.example/w", "south.example/w", "mediator.example/w"],
+    );
+    for (name, addr) in WITNESS_NAMES.iter().zip(&addrs) {
+        let said = format!(
+            "{name} (the server says: has cosigned no checkpoint of this log; its last request failed: cannot reach the witness at http://{addr}/add-checkpoint"
+        );
+        assert!(message.contains(&said), "{said:?} not in: {message}");
+    }
+    assert!(!pin.exists(), "an unwitnessed checkpoint was pinned");
+
+    // North and south come up and cosign the head.
+    let witness_dirs = tempfile::tempdir().unwrap();
+    let north = start_witness(&witnesses[0], addrs[0], &node, witness_dirs.path()).await;
+    let south = start_witness(&witnesses[1], addrs[1], &node, witness_dirs.path()).await;
+    let witnessed = witnessed_checkpoint(&node, size).await;
+    assert_eq!(witnessed.tree_size, size);
+    let report = audit_server(&url, Some(&pin), None)
         .await
         .expect("the witnessed checkpoint fails");
-    assert_eq!(report.checkpoint, witnessed_note);
+    assert_eq!(report.checkpoint, witnessed.note);
+    let by: Vec<&str> = report
+        .witnessed_by
+        .iter()
+        .map(|w| w.name.as_str())
+        .collect();
+    assert_eq!(by, ["north.example/w", "south.example/w"]);
     assert_eq!(report.witnesses_missing, ["mediator.example/w"]);
+    assert_eq!(
+        report.witness_policy_from.as_deref(),
+        Some(format!("the log (entry {POLICY_SEQ})").as_str())
+    );
     assert!(
         report.projection_checked,
         "the projection is as of its last entry"
     );
     assert!(report.proofs_checked > 0);
-    assert_eq!(std::fs::read_to_string(&pin).unwrap(), witnessed_note);
+    assert_eq!(std::fs::read_to_string(&pin).unwrap(), witnessed.note);
+    let stdout = verify_exits(&[OsStr::new("--server"), OsStr::new(&url)], 0);
+    assert!(stdout.contains(NORTH_AND_SOUTH), "{stdout}");
 
-    let size = Log::size(&head_note);
-    *witnessed.lock().unwrap() = Witnessed::NotYet;
+    // South goes down; the log grows; north alone cosigns the new head.
+    south.shutdown().await.expect("south did not stop");
+    for number in 3..5 {
+        client
+            .submit(node.signed_observation(&format!("report {number}")))
+            .await
+            .expect("an observation was refused");
+    }
+    let grown = node.checkpoint().await.tree_size;
     let message = expect_not_witnessed(
-        audit_server(&url, Some(pin.clone())).await,
-        size,
+        audit_server(&url, Some(&pin), None).await,
+        grown,
         &[],
         &["north.example/w", "south.example/w", "mediator.example/w"],
     );
     for said in [
-        "north.example/w (the server says: cosigned up to tree size ",
-        "south.example/w (the server says: cosigned up to tree size 7; its last request failed: 409 Conflict: the witness is at size 12)",
-        "mediator.example/w (the server says nothing of it)",
+        "north.example/w (the server says: cosigned up to tree size ".to_string(),
+        format!(
+            "south.example/w (the server says: cosigned up to tree size {size}; its last request failed: cannot reach the witness at http://{}/add-checkpoint",
+            addrs[1]
+        ),
+        "mediator.example/w (the server says: has cosigned no checkpoint of this log; its last request failed: cannot reach".to_string(),
     ] {
-        assert!(message.contains(said), "{message}");
+        assert!(message.contains(&said), "{said:?} not in: {message}");
     }
+    let latest = node
+        .client
+        .clone()
+        .get_checkpoint(GetCheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(
-        message.contains(&head_note),
+        message.contains(&latest.note),
         "the message lacks the latest checkpoint"
     );
     assert_eq!(
         std::fs::read_to_string(&pin).unwrap(),
-        witnessed_note,
+        witnessed.note,
         "the pin moved"
     );
+    verify_fails(
+        &[OsStr::new("--server"), OsStr::new(&url)],
+        &[
+            &format!("the checkpoint at tree size {grown} (root "),
+            "is not witnessed",
+        ],
+    );
 
-    // A server that denies the log's policy does not get past it.
-    *witnessed.lock().unwrap() = Witnessed::NoPolicy;
-    expect_not_witnessed(
-        audit_server(&url, None).await,
+    // The verifier's own policy, naming a witness the node knows nothing of.
+    let other = seeded_witness("other.example/w", 0x74).verifier();
+    let policy = Some(
+        WitnessPolicy::parse_text(&format!(
+            "witness {} {}\nquorum {}\n",
+            other.name(),
+            other.vkey(),
+            other.name()
+        ))
+        .unwrap(),
+    );
+    let message = failure(audit_server(&url, None, policy).await).to_string();
+    assert!(
+        message.contains("missing: other.example/w (the server says nothing of it)"),
+        "{message}"
+    );
+    north.shutdown().await.expect("north did not stop");
+    node.shutdown().await;
+}
+
+/// A node whose log has no witness policy says so (NO_WITNESS_POLICY); the
+/// auditor then audits its latest checkpoint, which passes with no policy
+/// and is refused under the verifier's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_a_policy_does_not_get_past_the_verifiers() {
+    let node = TestNode::start().await;
+    let url = node.node.url();
+    let mut client = node.client.clone();
+    client
+        .submit(node.signed_observation("report"))
+        .await
+        .expect("an observation was refused");
+    let mut request = Request::new(GetCheckpointRequest {
+        witnessed: true,
+        min_tree_size: 0,
+    });
+    request.set_timeout(Duration::from_secs(3));
+    let status = client.get_checkpoint(request).await.unwrap_err();
+    assert_eq!(
+        ceasefire_grpc::errors::reason(&status),
+        ReasonCode::NoWitnessPolicy,
+        "{status}"
+    );
+
+    let report = audit_server(&url, None, None)
+        .await
+        .expect("a log without a policy fails");
+    assert_eq!(report.witness_policy, None);
+    let size = node.checkpoint().await.tree_size;
+    assert_eq!(report.entries, size);
+
+    let witnesses = three_witnesses();
+    let policy = Some(
+        WitnessPolicy::from_event(&k_of_n_policy(&witnesses, 2, "signatories"), true)
+            .expect("a valid policy"),
+    );
+    let message = expect_not_witnessed(
+        audit_server(&url, None, policy).await,
         size,
         &[],
         &["north.example/w", "south.example/w", "mediator.example/w"],
+    );
+    assert!(
+        message.contains("the witness policy of the verifier demands quorum signatories"),
+        "{message}"
     );
     node.shutdown().await;
 }

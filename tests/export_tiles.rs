@@ -1,7 +1,8 @@
 //! The tiles export through a real node: the dev bootstrap, observations
 //! submitted over gRPC, exports of its store while it runs, read back by the
-//! auditor's tiles reader. A witnessed checkpoint the store recorded is
-//! the one exported, with the tiles of its size.
+//! auditor's tiles reader. A witnessed checkpoint the store recorded (the
+//! node's own, collected from real witnesses, or one planted on its stopped
+//! store) is the one exported, with the tiles of its size.
 
 use std::fs;
 use std::path::Path;
@@ -11,14 +12,20 @@ use ceasefire_core::checkpoint::{self, CheckpointBody};
 use ceasefire_core::checkpoint::{sign_checkpoint, NoteSigner};
 use ceasefire_core::merkle::{hash_leaf, Hash, SubtreeSource};
 use ceasefire_core::tiles::*;
+use ceasefire_grpc::proto::{Checkpoint, GetCheckpointRequest, ReasonCode};
 use ceasefire_node::export::{export, ExportError, ExportSummary};
 use ceasefire_node::storage::Store;
 use ceasefire_testkit::fixture::TestNode;
-use ceasefire_testkit::scenario::witnesses::{cosigned_note, three_witnesses};
-use ceasefire_testkit::scenario::DEV_ORIGIN;
+use ceasefire_testkit::harness::free_port;
+use ceasefire_testkit::scenario::witnesses::{cosigned_note, k_of_n_policy, three_witnesses};
+use ceasefire_testkit::scenario::{bodies, DEV_ORIGIN};
+use ceasefire_witness::config::{trusted_logs, LogSpec};
+use ceasefire_witness::WitnessConfig;
 use futures::StreamExt as _;
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Submits `count` observations numbered from `from`, 16 at a time over 8
 /// connections.
@@ -242,16 +249,35 @@ async fn exports_are_exact_incremental_and_refuse_another_log() {
     node.shutdown().await;
 }
 
-/// With a witnessed checkpoint recorded (short of the head), the export
-/// writes that note and exactly its tree: the partial tiles of its width,
-/// which tlog-tiles readers fetch for it. A directory an earlier export left
-/// ahead of it is refused, and a later witnessed checkpoint grows it.
+/// With a witnessed checkpoint (short of the head), the export writes that
+/// note and exactly its tree: the partial tiles of its width, which
+/// tlog-tiles readers fetch for it. A directory an earlier export left ahead
+/// of it is refused, and a later witnessed checkpoint grows it.
+///
+/// The log has a 2-of-3 witness policy whose witnesses are not up at first.
+/// The witnessed checkpoint at 260 (short of the head, which the collector
+/// never asks for) is planted on the stopped node's store, cosigned with
+/// the witnesses' real keys; the one at 300 is the node's own, collected
+/// from two of the witnesses (the witness service on the policy's ports)
+/// once they are up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witnessed_checkpoint_is_exported_with_the_tiles_of_its_size() {
+    let witnesses = three_witnesses();
+    let addrs: [SocketAddr; 3] =
+        std::array::from_fn(|_| SocketAddr::from(([127, 0, 0, 1], free_port().unwrap())));
     let node = TestNode::start().await;
+    let mut policy = k_of_n_policy(&witnesses, 2, "signatories");
+    for (witness, addr) in policy.witnesses.iter_mut().zip(&addrs) {
+        witness.url = format!("http://{addr}");
+    }
+    node.client
+        .clone()
+        .submit(node.scenario.govern(bodies::set_witness_policy(policy)))
+        .await
+        .expect("the witness policy was refused");
     let store = node.node.store.clone();
-    let bootstrap = store.head().unwrap().size;
-    submit(&node, 260 - bootstrap, 0).await;
+    let before = store.head().unwrap().size;
+    submit(&node, 260 - before, 0).await;
     let note_260 = store.checkpoint_note().unwrap().unwrap();
     submit(&node, 40, 1000).await;
     assert_eq!(store.head().unwrap().size, 300);
@@ -260,9 +286,12 @@ async fn a_witnessed_checkpoint_is_exported_with_the_tiles_of_its_size() {
     let unwitnessed = export_dir.path().join("unwitnessed");
     let summary = run_export(&store, &unwitnessed).await.unwrap();
     assert_eq!((summary.tree_size, summary.witnessed), (300, false));
+    drop(store);
 
-    let [north, south, _] = three_witnesses();
-    let witnessed_260 = cosigned_note(&note_260, &[&north, &south], 1_767_225_600);
+    let (data, scenario) = node.stop().await;
+    let [north, south, _] = &witnesses;
+    let witnessed_260 = cosigned_note(&note_260, &[north, south], 1_767_225_600);
+    let store = Arc::new(Store::open(data.path()).expect("cannot open the stopped node's store"));
     store.record_witnessed(&witnessed_260).unwrap();
     let dir = export_dir.path().join("witnessed");
     let summary = run_export(&store, &dir).await.unwrap();
@@ -305,12 +334,37 @@ async fn a_witnessed_checkpoint_is_exported_with_the_tiles_of_its_size() {
             .contains("export again once the witnesses"),
         "{error}"
     );
+    drop(store);
 
-    // The witnesses catch up with the head: the export grows to it, and its
-    // projection comes with it.
-    let note_300 = store.checkpoint_note().unwrap().unwrap();
-    let witnessed_300 = cosigned_note(&note_300, &[&north, &south], 1_767_225_660);
-    store.record_witnessed(&witnessed_300).unwrap();
+    // The node starts again and serves the planted note as its witnessed
+    // checkpoint; north and south come up and cosign the head.
+    let node = TestNode::resume(data, scenario).await;
+    assert_eq!(witnessed_checkpoint(&node, 0).await.note, witnessed_260);
+    let witness_dirs = tempfile::tempdir().unwrap();
+    let mut running = Vec::new();
+    for (cosigner, addr) in witnesses.iter().zip(&addrs).take(2) {
+        let logs = trusted_logs(&[LogSpec::Vkey(node.scenario.note_verifier().encoded_key())])
+            .expect("the node's vkey");
+        let witness_dir = witness_dirs.path().join(cosigner.name().replace('/', "-"));
+        running.push(
+            ceasefire_witness::start(WitnessConfig::new(
+                cosigner.clone(),
+                *addr,
+                witness_dir,
+                logs,
+            ))
+            .await
+            .expect("the witness did not start"),
+        );
+    }
+    let witnessed_300 = witnessed_checkpoint(&node, 300).await.note;
+    assert_eq!(
+        checkpoint::parse_unverified(&witnessed_300)
+            .unwrap()
+            .tree_size,
+        300
+    );
+    let store = node.node.store.clone();
     let summary = run_export(&store, &dir).await.unwrap();
     assert_eq!((summary.tree_size, summary.witnessed), (300, true));
     assert_eq!(
@@ -334,7 +388,38 @@ async fn a_witnessed_checkpoint_is_exported_with_the_tiles_of_its_size() {
     assert_eq!((summary.tree_size, summary.witnessed), (300, true));
 
     drop(store);
+    for witness in running {
+        witness.shutdown().await.expect("a witness did not stop");
+    }
     node.shutdown().await;
+}
+
+/// The node's witnessed checkpoint covering `size` entries, asked until it
+/// comes (each ask waits a few seconds on the node).
+async fn witnessed_checkpoint(node: &TestNode, size: u64) -> Checkpoint {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut client = node.client.clone();
+    loop {
+        let mut request = tonic::Request::new(GetCheckpointRequest {
+            witnessed: true,
+            min_tree_size: size,
+        });
+        request.set_timeout(Duration::from_secs(3));
+        match client.get_checkpoint(request).await {
+            Ok(answer) => return answer.into_inner(),
+            Err(status) => {
+                assert_eq!(
+                    ceasefire_grpc::errors::reason(&status),
+                    ReasonCode::NotYetWitnessed,
+                    "{status}"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "tree size {size} not witnessed within a minute: {status}"
+                );
+            }
+        }
+    }
 }
 
 /// Bytes of the files an export wrote, as they are now on disk.

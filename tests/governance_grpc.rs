@@ -10,7 +10,7 @@
 //! the same after it. Each group of refusals sits beside accepted events it
 //! contrasts with, and each test ends with a full audit of the log.
 
-use ceasefire_audit::{audit, sources::ServerSource, AuditOptions};
+use ceasefire_audit::{audit, sources::ServerSource, AuditError, AuditFailure, AuditOptions};
 use ceasefire_core::checkpoint::CheckpointBody;
 use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::verify_inclusion;
@@ -1320,7 +1320,8 @@ async fn a_refused_genesis_leaves_the_directory_free_for_a_valid_one() {
 
 /// A witness policy is governance: the threshold of signatories sets it, one
 /// signature does not, an invalid policy is refused naming its field, and a
-/// later policy replaces it. The audit replays both.
+/// later policy replaces it. The audit replays both, and refuses the
+/// checkpoint that lacks the quorum of the one in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_policy_is_set_by_the_signatories_and_validated() {
     use ceasefire_core::cosignature::Cosigner;
@@ -1396,5 +1397,34 @@ async fn a_witness_policy_is_set_by_the_signatories_and_validated() {
             .to_event(),
         replacement
     );
-    ledger.audit_and_shutdown().await;
+    // The audit replays both, then holds the log to the policy in force: no
+    // witness listens at its URL, so the checkpoint is refused for want of
+    // north's cosignature (a refusal that comes only after every entry
+    // replayed).
+    let size = ledger.checkpoint().await.tree_size;
+    let mut source = ServerSource::connect(&ledger.node.node.url(), &Default::default())
+        .await
+        .expect("the auditor cannot connect");
+    let result = tokio::task::spawn_blocking(move || audit(&mut source, AuditOptions::default()))
+        .await
+        .expect("the audit panicked");
+    match result {
+        Err(AuditError::Failed(AuditFailure::NotWitnessed(not_witnessed))) => {
+            assert_eq!(not_witnessed.size, size);
+            assert_eq!(not_witnessed.missing, [witnesses[0].name()]);
+            assert!(
+                not_witnessed
+                    .rule
+                    .contains("demands quorum north.example/w"),
+                "{}",
+                not_witnessed.rule
+            );
+        }
+        other => panic!("expected the checkpoint refused as unwitnessed, got {other:?}"),
+    }
+    let Ledger {
+        node, compliance, ..
+    } = ledger;
+    drop(compliance);
+    node.shutdown().await;
 }

@@ -66,9 +66,10 @@ pub struct ServerSource {
 /// Leaves fetched per GetEntries call.
 const ENTRIES_PER_CALL: u64 = 4096;
 
-/// How long the auditor lets a server look for a witnessed checkpoint. A
-/// server answers at once when it has one; with none it waits for one (up
-/// to the call's deadline), and an auditor that found none should say so
+/// How long the auditor lets a server look for a witnessed checkpoint
+/// covering its latest one. A server answers at once when it has one; else
+/// it waits for its witnesses (who cosign within a second on a healthy log),
+/// up to the call's deadline, and an auditor that found none should say so
 /// rather than hang: it then audits the latest checkpoint, which the quorum
 /// check refuses where a policy applies.
 const WITNESSED_CHECKPOINT_WAIT: Duration = Duration::from_secs(5);
@@ -87,19 +88,31 @@ impl ServerSource {
         })
     }
 
-    /// Asks for the latest witnessed checkpoint (once). A log without a
-    /// witness policy (NO_WITNESS_POLICY) and one whose quorum has not
-    /// cosigned anything yet (NOT_YET_WITNESSED, or no answer within
-    /// [`WITNESSED_CHECKPOINT_WAIT`]) leave it `None`: the latest checkpoint
-    /// is audited instead. A server that predates witnessing ignores the
-    /// field and answers its latest checkpoint, which is then audited as is.
+    /// Asks (once) for a witnessed checkpoint covering the log as the
+    /// server shows it now: the latest checkpoint's size is read first and
+    /// is the `min_tree_size`. An older witnessed checkpoint is not enough:
+    /// an operator showing this client a fork keeps the witnessed prefix
+    /// both views share, and only the entries past it tell the views apart
+    /// (the witnesses refuse them). A log without a witness policy
+    /// (NO_WITNESS_POLICY) and one whose quorum has not cosigned that size
+    /// (NOT_YET_WITNESSED, or no answer within [`WITNESSED_CHECKPOINT_WAIT`])
+    /// leave it `None`: the latest checkpoint is audited instead, which the
+    /// quorum check refuses where a policy applies. A server that predates
+    /// witnessing ignores the fields and answers its latest checkpoint,
+    /// which is then audited as is.
     fn ask_witnessed(&mut self) -> anyhow::Result<()> {
         if std::mem::replace(&mut self.asked_witnessed, true) {
             return Ok(());
         }
+        let latest_size = self
+            .runtime
+            .block_on(self.ledger.get_checkpoint(GetCheckpointRequest::default()))
+            .map_err(|status| status_error("GetCheckpoint", status))?
+            .into_inner()
+            .tree_size;
         let mut request = tonic::Request::new(GetCheckpointRequest {
             witnessed: true,
-            min_tree_size: 0,
+            min_tree_size: latest_size,
         });
         request.set_timeout(WITNESSED_CHECKPOINT_WAIT);
         match self.runtime.block_on(self.ledger.get_checkpoint(request)) {
@@ -116,11 +129,17 @@ impl ServerSource {
 }
 
 /// Whether a refusal of a witnessed checkpoint means "audit the latest one".
+/// No answer within the wait counts too: the server's DEADLINE_EXCEEDED,
+/// or the CANCELLED that the client's own timer (the request's timeout)
+/// ends the call with.
 fn not_witnessed(status: &tonic::Status) -> bool {
     matches!(
         ceasefire_grpc::errors::reason(status),
         ReasonCode::NoWitnessPolicy | ReasonCode::NotYetWitnessed
-    ) || status.code() == tonic::Code::DeadlineExceeded
+    ) || matches!(
+        status.code(),
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+    )
 }
 
 fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {

@@ -366,6 +366,8 @@ impl Coordinator {
 /// One witness's worker: posts each new target, keeps the witness's size.
 struct WitnessTask {
     witness: PolicyWitness,
+    /// Shared with the node; the coordinator dismisses (aborts and awaits)
+    /// every task before it ends, so none outlives the node's store.
     store: Arc<Store>,
     operator: NoteVerifier,
     targets: watch::Receiver<Option<Arc<SignedCheckpoint>>>,

@@ -63,6 +63,45 @@ const ENTRY_READ_CHUNK: u64 = 32;
 /// own deadline ends the wait sooner.
 const MAX_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a `GetCheckpoint` may wait: [`MAX_CHECKPOINT_WAIT`], or less
+/// when the client set a deadline (`grpc-timeout`). The wait then ends a
+/// tenth before it (at most half a second), so that the client gets the
+/// refusal that says what is missing (NOT_YET_WITNESSED with the witnessed
+/// size) rather than its own timer's bare cancellation.
+fn checkpoint_wait<T>(request: &Request<T>) -> std::time::Duration {
+    let client_timeout = request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    match client_timeout {
+        Some(timeout) => {
+            let margin = (timeout / 10).min(std::time::Duration::from_millis(500));
+            (timeout - margin).min(MAX_CHECKPOINT_WAIT)
+        }
+        None => MAX_CHECKPOINT_WAIT,
+    }
+}
+
+/// A `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 /// Events of one SubmitStream in flight at once (read, being verified,
 /// queued or waiting for their batch, until their answer is handed on). Enough to keep batches full from a single bulk
 /// submitter (a batch syncs in about a millisecond); beyond it the stream's
@@ -507,12 +546,13 @@ impl Ledger for LedgerService {
         &self,
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<Checkpoint>, Status> {
+        let wait = checkpoint_wait(&request);
+        let deadline = tokio::time::Instant::now() + wait;
         let GetCheckpointRequest {
             witnessed,
             min_tree_size,
         } = request.into_inner();
         let latest = self.current_checkpoint()?;
-        let deadline = tokio::time::Instant::now() + MAX_CHECKPOINT_WAIT;
         let checkpoint = if witnessed {
             self.witnessed_checkpoint(min_tree_size, deadline).await?
         } else if min_tree_size > latest.body.tree_size {
@@ -532,8 +572,8 @@ impl Ledger for LedgerService {
                     return Err(beyond_tree(
                         size,
                         format!(
-                            "min_tree_size {min_tree_size} was not reached within {} s: the log holds {size} entries",
-                            MAX_CHECKPOINT_WAIT.as_secs()
+                            "min_tree_size {min_tree_size} was not reached within {:.1} s: the log holds {size} entries",
+                            wait.as_secs_f64()
                         ),
                     ));
                 }
@@ -701,6 +741,30 @@ mod tests {
     use futures::FutureExt;
 
     use super::*;
+
+    #[test]
+    fn a_client_deadline_shortens_the_checkpoint_wait_by_a_margin() {
+        use std::time::Duration;
+        assert_eq!(parse_grpc_timeout("5000m"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("7n"), Some(Duration::from_nanos(7)));
+        for bad in ["", "m", "123456789S", "5s", "-5S", "5 S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+        let with_timeout = |value: &str| {
+            let mut request = Request::new(());
+            request
+                .metadata_mut()
+                .insert("grpc-timeout", value.parse().unwrap());
+            checkpoint_wait(&request)
+        };
+        assert_eq!(with_timeout("5S"), Duration::from_millis(4500));
+        assert_eq!(with_timeout("1S"), Duration::from_millis(900));
+        assert_eq!(with_timeout("1H"), MAX_CHECKPOINT_WAIT);
+        assert_eq!(with_timeout("bogus"), MAX_CHECKPOINT_WAIT);
+        assert_eq!(checkpoint_wait(&Request::new(())), MAX_CHECKPOINT_WAIT);
+    }
 
     #[test]
     fn a_window_reads_no_further_than_its_places() {
