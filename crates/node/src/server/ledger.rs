@@ -63,6 +63,43 @@ const ENTRY_READ_CHUNK: u64 = 32;
 /// own deadline ends the wait sooner.
 const MAX_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How much sooner than the caller's deadline a waiting `GetCheckpoint`
+/// gives up, so that its answer (NOT_YET_WITNESSED, BEYOND_TREE) reaches the
+/// caller before the deadline does: past it, tonic's server cancels the call
+/// itself and the caller gets a bare CANCELLED "Timeout expired" instead.
+const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How long a `GetCheckpoint` may wait: [`MAX_CHECKPOINT_WAIT`], or less
+/// when the caller set a deadline (`grpc-timeout`, gRPC over HTTP/2:
+/// at most 8 digits and a unit), minus [`DEADLINE_MARGIN`]. A header that
+/// does not parse is tonic's to refuse; here it counts as none.
+fn checkpoint_wait(metadata: &tonic::metadata::MetadataMap) -> std::time::Duration {
+    use std::time::Duration;
+    let caller = metadata
+        .get("grpc-timeout")
+        .and_then(|value| value.to_str().ok())
+        .filter(|text| (2..=9).contains(&text.len()) && text.is_ascii())
+        .and_then(|text| {
+            let (digits, unit) = text.split_at(text.len() - 1);
+            let value: u64 = digits.parse().ok()?;
+            Some(match unit {
+                "H" => Duration::from_secs(value * 3600),
+                "M" => Duration::from_secs(value * 60),
+                "S" => Duration::from_secs(value),
+                "m" => Duration::from_millis(value),
+                "u" => Duration::from_micros(value),
+                "n" => Duration::from_nanos(value),
+                _ => return None,
+            })
+        });
+    match caller {
+        Some(timeout) => timeout
+            .saturating_sub(DEADLINE_MARGIN)
+            .min(MAX_CHECKPOINT_WAIT),
+        None => MAX_CHECKPOINT_WAIT,
+    }
+}
+
 /// Events of one SubmitStream in flight at once (read, being verified,
 /// queued or waiting for their batch, until their answer is handed on). Enough to keep batches full from a single bulk
 /// submitter (a batch syncs in about a millisecond); beyond it the stream's
@@ -507,19 +544,23 @@ impl Ledger for LedgerService {
         &self,
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<Checkpoint>, Status> {
+        let wait = checkpoint_wait(request.metadata());
         let GetCheckpointRequest {
             witnessed,
             min_tree_size,
         } = request.into_inner();
         let latest = self.current_checkpoint()?;
-        let deadline = tokio::time::Instant::now() + MAX_CHECKPOINT_WAIT;
+        let deadline = tokio::time::Instant::now() + wait;
         let checkpoint = if witnessed {
             self.witnessed_checkpoint(min_tree_size, deadline).await?
         } else if min_tree_size > latest.body.tree_size {
             let mut checkpoints = self.sequencer.watch_checkpoints();
             let reached = tokio::time::timeout_at(
                 deadline,
-                checkpoints.wait_for(|c| c.as_ref().is_some_and(|c| c.body.tree_size >= min_tree_size)),
+                checkpoints.wait_for(|c| {
+                    c.as_ref()
+                        .is_some_and(|c| c.body.tree_size >= min_tree_size)
+                }),
             )
             .await;
             match reached {
@@ -529,8 +570,8 @@ impl Ledger for LedgerService {
                     return Err(beyond_tree(
                         size,
                         format!(
-                            "min_tree_size {min_tree_size} was not reached within {} s: the log holds {size} entries",
-                            MAX_CHECKPOINT_WAIT.as_secs()
+                            "min_tree_size {min_tree_size} was not reached within {:.1} s: the log holds {size} entries",
+                            wait.as_secs_f64()
                         ),
                     ));
                 }
