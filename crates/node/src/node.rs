@@ -79,6 +79,8 @@ pub struct Node {
     metrics_task: Option<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     sequencer_thread: std::thread::JoinHandle<()>,
+    /// The collection of cosignatures, which holds the store until it ends.
+    witnessing_task: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the store, verifies it, writes the bootstrap entries into an empty
@@ -141,7 +143,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
     )
     .map_err(anyhow::Error::msg)?;
     let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
-    let witnessing = crate::witnessing::start(
+    let (witnessing, witnessing_task) = crate::witnessing::start(
         store.clone(),
         &handle,
         operator_public_key,
@@ -170,6 +172,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         if let Some(error) = refused {
             // Stop the sequencer and close the store before answering, so
             // the directory is free for the next attempt.
+            let _ = shutdown.send(true);
+            let _ = witnessing_task.await;
             drop(service);
             drop(handle);
             drop(store);
@@ -216,6 +220,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         server,
         metrics_task,
         sequencer_thread,
+        witnessing_task,
     })
 }
 
@@ -245,6 +250,8 @@ impl Node {
             task.abort();
             let _ = task.await;
         }
+        // Its tasks hold the store: they end with the shutdown signal.
+        let _ = self.witnessing_task.await;
         drop(self.store);
         let thread = self.sequencer_thread;
         tokio::task::spawn_blocking(move || thread.join())

@@ -114,15 +114,25 @@ struct Cosignature {
 }
 
 /// Starts collecting. `operator_key` is the key checkpoints are signed
-/// with; the tasks end when `shutdown` turns true.
+/// with. The tasks end when `shutdown` turns true (or its sender is
+/// dropped); the returned task completes once every one of them has ended,
+/// so that, awaited, no clone of `store` is left and its directory can be
+/// opened again (sled locks it while any clone lives).
 pub fn start(
     store: Arc<Store>,
     sequencer: &SequencerHandle,
     operator_key: VerifyingKey,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
-) -> WitnessingHandle {
+) -> (WitnessingHandle, tokio::task::JoinHandle<()>) {
     let recorded = recorded_witnessed(&store, sequencer, &operator_key);
+    // The gauge states what is served from the start, not from the next
+    // quorum: a restarted node serves its recorded witnessed checkpoint.
+    if let Some(recorded) = &recorded {
+        metrics
+            .witnessed_tree_size
+            .set(recorded.body.tree_size as i64);
+    }
     let (publish, witnessed) = watch::channel(recorded);
     let states = Arc::new(Mutex::new(BTreeMap::new()));
     let policies = sequencer.watch_witness_policy();
@@ -132,38 +142,36 @@ pub fn start(
         policies: policies.clone(),
     };
     let mut checkpoints = sequencer.watch_checkpoints();
-    tokio::spawn(async move {
-        let work = async move {
-            // The origin is the genesis's: wait for the first checkpoint.
-            let origin = match checkpoints.wait_for(Option::is_some).await {
+    let task = tokio::spawn(async move {
+        // The origin is the genesis's: wait for the first checkpoint.
+        let origin = tokio::select! {
+            first = checkpoints.wait_for(Option::is_some) => match first {
                 Ok(first) => first.as_ref().map(|c| c.body.origin.clone()),
                 Err(_) => return,
-            };
-            let origin = origin.unwrap_or_default();
-            let operator = match NoteVerifier::new(&origin, &operator_key) {
-                Ok(verifier) => verifier,
-                Err(error) => {
-                    tracing::error!(%error, "cannot verify this log's checkpoints; not collecting cosignatures");
-                    return;
-                }
-            };
-            let coordinator = Coordinator {
-                store,
-                checkpoints,
-                policies,
-                operator,
-                publish,
-                states,
-                metrics,
-            };
-            coordinator.run().await
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
         };
-        tokio::select! {
-            _ = work => {}
-            _ = shutdown.wait_for(|stop| *stop) => {}
-        }
+        let origin = origin.unwrap_or_default();
+        let operator = match NoteVerifier::new(&origin, &operator_key) {
+            Ok(verifier) => verifier,
+            Err(error) => {
+                tracing::error!(%error, "cannot verify this log's checkpoints; not collecting cosignatures");
+                return;
+            }
+        };
+        let coordinator = Coordinator {
+            store,
+            checkpoints,
+            policies,
+            shutdown,
+            operator,
+            publish,
+            states,
+            metrics,
+        };
+        coordinator.run().await
     });
-    handle
+    (handle, task)
 }
 
 /// The witnessed note the store holds, if it still opens with the
@@ -198,6 +206,7 @@ struct Coordinator {
     store: Arc<Store>,
     checkpoints: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
     policies: watch::Receiver<Option<ActivePolicy>>,
+    shutdown: watch::Receiver<bool>,
     operator: NoteVerifier,
     publish: watch::Sender<Option<Arc<SignedCheckpoint>>>,
     states: Arc<Mutex<BTreeMap<String, WitnessState>>>,
@@ -213,6 +222,19 @@ struct Crew {
     collected: BTreeMap<u64, (Arc<SignedCheckpoint>, BTreeMap<String, String>)>,
 }
 
+impl Crew {
+    /// Ends its tasks and waits until they have: each holds the store.
+    async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
 impl Drop for Crew {
     fn drop(&mut self) {
         for task in &self.tasks {
@@ -226,6 +248,9 @@ impl Coordinator {
         let (report, mut reports) = mpsc::channel::<Cosignature>(64);
         let mut crew: Option<Crew> = None;
         let mut round_started = tokio::time::Instant::now();
+        // A clone, so that its wait (which borrows it) is not a borrow of
+        // `self` for the other branches.
+        let mut shutdown = self.shutdown.clone();
         loop {
             let policy = self.policies.borrow_and_update().clone();
             if crew.as_ref().map(|c| c.policy.0) != policy.as_ref().map(|p| p.0) {
@@ -251,15 +276,19 @@ impl Coordinator {
                 }
             }
             tokio::select! {
-                changed = self.policies.changed() => if changed.is_err() { return },
-                changed = self.checkpoints.changed() => if changed.is_err() { return },
+                changed = self.policies.changed() => if changed.is_err() { break },
+                changed = self.checkpoints.changed() => if changed.is_err() { break },
                 Some(cosignature) = reports.recv() => {
                     if let Some(crew) = crew.as_mut() {
                         self.count(crew, cosignature);
                     }
                 }
                 _ = tokio::time::sleep(ROUND_PATIENCE), if crew.is_some() => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
             }
+        }
+        if let Some(crew) = crew {
+            crew.stop().await;
         }
     }
 
@@ -365,13 +394,14 @@ impl WitnessTask {
             self.set_error("the policy gives no URL for this witness".into());
             return;
         };
-        let client = match WitnessClient::new(&url).map(|client| client.with_timeout(REQUEST_TIMEOUT)) {
-            Ok(client) => client,
-            Err(error) => {
-                self.set_error(format!("unusable URL {url:?}: {error}"));
-                return;
-            }
-        };
+        let client =
+            match WitnessClient::new(&url).map(|client| client.with_timeout(REQUEST_TIMEOUT)) {
+                Ok(client) => client,
+                Err(error) => {
+                    self.set_error(format!("unusable URL {url:?}: {error}"));
+                    return;
+                }
+            };
         // The witness's size as far as we know; 0 until it tells us more
         // (a 409 gives its size, and we retry once from there).
         let mut known_size = 0u64;
@@ -426,7 +456,10 @@ impl WitnessTask {
                 Ok(proof) => proof,
                 Err(error) => return Err(format!("cannot read the proof: {error}")),
             };
-            match client.add_checkpoint(*known_size, &proof, &target.note).await {
+            match client
+                .add_checkpoint(*known_size, &proof, &target.note)
+                .await
+            {
                 Ok(lines) => return self.accept(target, lines.as_str(), known_size),
                 Err(AddCheckpointError::Conflict { witness_size })
                     if attempt == 0 && witness_size != *known_size =>
