@@ -547,7 +547,8 @@ async fn a_restarted_node_serves_its_recorded_witnessed_checkpoint() {
 }
 
 /// A log that never set a witness policy has no witnessed checkpoint to
-/// give: FAILED_PRECONDITION NO_WITNESS_POLICY, at once.
+/// give: FAILED_PRECONDITION NO_WITNESS_POLICY, at once. (And a plain
+/// checkpoint beyond the log is refused at the caller's deadline.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_without_a_policy_refuses_witnessed_checkpoints() {
     let node = TestNode::start().await;
@@ -565,6 +566,27 @@ async fn a_log_without_a_policy_refuses_witnessed_checkpoints() {
         assert_eq!(reason(&status), ReasonCode::NoWitnessPolicy, "{status:?}");
         assert!(status.message().contains("no witness policy"), "{status:?}");
     }
+    // A size the log does not reach is waited for up to the caller's
+    // deadline, then refused naming the log's size (not cancelled).
+    let mut beyond = tonic::Request::new(GetCheckpointRequest {
+        witnessed: false,
+        min_tree_size: 1_000,
+    });
+    beyond.set_timeout(SHORT_DEADLINE);
+    let status = node
+        .client
+        .clone()
+        .get_checkpoint(beyond)
+        .await
+        .expect_err("a checkpoint beyond the log");
+    assert_eq!(reason(&status), ReasonCode::BeyondTree, "{status:?}");
+    let size = node.checkpoint().await.tree_size;
+    assert!(
+        status
+            .message()
+            .contains(&format!("the log holds {size} entries")),
+        "{status:?}"
+    );
     // The latest checkpoint is still served, with no witnesses named.
     let checkpoint = node
         .client
