@@ -289,6 +289,52 @@ impl Ledger {
             report.projection_checked,
             "the projection digest was not checked"
         );
+        self.shutdown().await;
+    }
+
+    /// Audits the whole log as [`Ledger::audit_and_shutdown`] does, on a log
+    /// whose witness policy (the last, set at entry `policy_seq`) names
+    /// witnesses that never cosign: the audit replays every entry and then
+    /// refuses the checkpoint as not witnessed, naming the `missing`
+    /// witnesses and what the server says of each (the collector's error).
+    async fn audit_unwitnessed_and_shutdown(self, policy_seq: u64, missing: &[&str]) {
+        let size = self.checkpoint().await.tree_size;
+        let mut source = ServerSource::connect(&self.node.node.url(), &Default::default())
+            .await
+            .expect("the auditor cannot connect");
+        let result =
+            tokio::task::spawn_blocking(move || audit(&mut source, AuditOptions::default()))
+                .await
+                .expect("the audit panicked");
+        let not_witnessed = match result {
+            Err(AuditError::Failed(AuditFailure::NotWitnessed(not_witnessed))) => not_witnessed,
+            Err(other) => panic!("expected a refusal as not witnessed, got: {other}"),
+            Ok(report) => panic!("an unwitnessed log passed the audit: {report:?}"),
+        };
+        // The latest checkpoint: the whole log was replayed before it.
+        assert_eq!(not_witnessed.size, size);
+        assert!(not_witnessed.cosigned.is_empty(), "{not_witnessed}");
+        assert_eq!(not_witnessed.missing, missing, "{not_witnessed}");
+        assert!(
+            not_witnessed.rule.contains(&format!(
+                "the witness policy of the log (entry {policy_seq})"
+            )),
+            "{not_witnessed}"
+        );
+        for name in missing {
+            let (_, account) = not_witnessed
+                .server_says
+                .iter()
+                .find(|(said_of, _)| said_of == name)
+                .unwrap_or_else(|| panic!("the server says nothing of {name}: {not_witnessed}"));
+            assert!(!account.is_empty(), "{not_witnessed}");
+        }
+        let message = not_witnessed.to_string();
+        assert!(message.contains("is not witnessed"), "{message}");
+        self.shutdown().await;
+    }
+
+    async fn shutdown(self) {
         let Ledger {
             node, compliance, ..
         } = self;
@@ -1320,8 +1366,9 @@ async fn a_refused_genesis_leaves_the_directory_free_for_a_valid_one() {
 
 /// A witness policy is governance: the threshold of signatories sets it, one
 /// signature does not, an invalid policy is refused naming its field, and a
-/// later policy replaces it. The audit replays both, and refuses the
-/// checkpoint that lacks the quorum of the one in force.
+/// later policy replaces it. The audit replays both, then demands the
+/// quorum of the one in force: its witness (a closed port) never cosigned,
+/// so the log is refused as not witnessed, naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_policy_is_set_by_the_signatories_and_validated() {
     use ceasefire_core::cosignature::Cosigner;
@@ -1386,7 +1433,7 @@ async fn a_witness_policy_is_set_by_the_signatories_and_validated() {
     replacement.witnesses.truncate(1);
     replacement.groups.clear();
     replacement.quorum = witnesses[0].name().into();
-    ledger
+    let replaced = ledger
         .accept(&ledger.govern(Body::SetWitnessPolicy(replacement.clone())))
         .await;
     // The text form states the same policy.
@@ -1397,34 +1444,7 @@ async fn a_witness_policy_is_set_by_the_signatories_and_validated() {
             .to_event(),
         replacement
     );
-    // The audit replays both, then holds the log to the policy in force: no
-    // witness listens at its URL, so the checkpoint is refused for want of
-    // north's cosignature (a refusal that comes only after every entry
-    // replayed).
-    let size = ledger.checkpoint().await.tree_size;
-    let mut source = ServerSource::connect(&ledger.node.node.url(), &Default::default())
-        .await
-        .expect("the auditor cannot connect");
-    let result = tokio::task::spawn_blocking(move || audit(&mut source, AuditOptions::default()))
-        .await
-        .expect("the audit panicked");
-    match result {
-        Err(AuditError::Failed(AuditFailure::NotWitnessed(not_witnessed))) => {
-            assert_eq!(not_witnessed.size, size);
-            assert_eq!(not_witnessed.missing, [witnesses[0].name()]);
-            assert!(
-                not_witnessed
-                    .rule
-                    .contains("demands quorum north.example/w"),
-                "{}",
-                not_witnessed.rule
-            );
-        }
-        other => panic!("expected the checkpoint refused as unwitnessed, got {other:?}"),
-    }
-    let Ledger {
-        node, compliance, ..
-    } = ledger;
-    drop(compliance);
-    node.shutdown().await;
+    ledger
+        .audit_unwitnessed_and_shutdown(replaced.seq, &[witnesses[0].name()])
+        .await;
 }

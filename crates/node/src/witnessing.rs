@@ -44,6 +44,12 @@ use crate::storage::Store;
 /// one more returns.
 const ROUND_PATIENCE: Duration = Duration::from_secs(2);
 
+/// Sizes whose cosignatures are kept while they wait for a quorum. With too
+/// few witnesses up, the ones that are cosign a new target every
+/// [`ROUND_PATIENCE`] and the returning ones are offered the newest: old
+/// sizes will not complete, and an outage of days must not grow memory.
+const MAX_PENDING_SIZES: usize = 64;
+
 /// Per-request limit: a witness does one signature and one fsync; longer
 /// than this is a witness to stop waiting for.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,6 +131,13 @@ pub fn start(
     mut shutdown: watch::Receiver<bool>,
 ) -> (WitnessingHandle, tokio::task::JoinHandle<()>) {
     let recorded = recorded_witnessed(&store, sequencer, &operator_key);
+    // The gauge states what is served from the start, not from the next
+    // quorum: a restarted node serves its recorded witnessed checkpoint.
+    if let Some(recorded) = &recorded {
+        metrics
+            .witnessed_tree_size
+            .set(recorded.body.tree_size as i64);
+    }
     let (publish, witnessed) = watch::channel(recorded);
     let states = Arc::new(Mutex::new(BTreeMap::new()));
     let policies = sequencer.watch_witness_policy();
@@ -332,6 +345,9 @@ impl Coordinator {
         let size = cosignature.checkpoint.body.tree_size;
         if size <= self.witnessed_size() {
             return;
+        }
+        if !crew.collected.contains_key(&size) && crew.collected.len() >= MAX_PENDING_SIZES {
+            crew.collected.pop_first();
         }
         let (checkpoint, lines) = crew
             .collected

@@ -1,6 +1,10 @@
 //! For witness tests: a C2SP log held in memory ([`TestLog`]), which any
-//! origin and key can sign and which can fork, and the binary's `witness
-//! serve` as a child process ([`WitnessProcess`]).
+//! origin and key can sign and which can fork, the binary's `witness
+//! serve` as a child process ([`WitnessProcess`]), and a ledger's own
+//! witnesses ([`LogWitness`], [`start_log_witnesses`], [`witness_policy`]):
+//! N `witness serve` processes with keys from `witness keygen`, each with
+//! its data directory and port kept so it can be killed and restarted, and
+//! the SetWitnessPolicy that names them.
 //!
 //! A [`TestLog`]'s leaves are derived from a tag and their index, so two
 //! logs with the same key that share a prefix and then use other tags are
@@ -12,19 +16,21 @@
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use ceasefire_core::checkpoint::{key_id, CheckpointBody, NoteVerifier};
+use ceasefire_core::cosignature::CosignerVerifier;
 use ceasefire_core::merkle::{self, consistency_proof, hash_leaf, Hash, MemorySource};
 use ceasefire_core::witness::TreeHead;
+use ceasefire_grpc::proto::{SetWitnessPolicy, Witness, WitnessGroup};
 use ed25519_dalek::{Signer as _, SigningKey};
 
-use crate::harness::{spawn_service, Killed};
+use crate::harness::{command, free_port, run_bounded, spawn_service, Killed};
 
 /// A log in memory: its origin, its key, its leaves.
 #[derive(Clone, Debug)]
@@ -234,5 +240,155 @@ impl WitnessProcess {
     pub fn kill(&mut self) -> std::io::Result<ExitStatus> {
         self.child.0.kill()?;
         self.child.0.wait()
+    }
+}
+
+/// How long a witness may take to start listening, or `keygen` to finish.
+const WITNESS_START_WAIT: Duration = Duration::from_secs(30);
+
+/// One witness of a log: `binary witness serve` with a key made by `witness
+/// keygen`, witnessing the log of `--log-vkey`, on a fixed loopback port
+/// and data directory so that a restart is the same witness with its state.
+pub struct LogWitness {
+    /// Its name and public key, as the policy states them.
+    pub verifier: CosignerVerifier,
+    /// Where it listens (kept across restarts: the policy names the URL).
+    pub addr: SocketAddr,
+    binary: PathBuf,
+    dir: PathBuf,
+    log_vkey: String,
+    /// `None` while it is down.
+    process: Option<WitnessProcess>,
+}
+
+impl LogWitness {
+    /// Makes the key of witness `name` under `dir` (created) with `binary
+    /// witness keygen` and starts it, witnessing the log whose vkey is
+    /// `log_vkey` (origin + operator key, see `NoteVerifier::encoded_key`).
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        name: &str,
+        log_vkey: &str,
+    ) -> anyhow::Result<LogWitness> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let key = dir.join("witness.key");
+        let keygen = run_bounded(
+            command(
+                binary,
+                &[&"witness", &"keygen", &"--name", &name, &"--out", &key],
+            ),
+            dir,
+            WITNESS_START_WAIT,
+        );
+        if !keygen.status.success() {
+            bail!("witness keygen --name {name} failed:\n{}", keygen.stderr);
+        }
+        let verifier = CosignerVerifier::from_vkey(keygen.stdout.trim()).map_err(|error| {
+            anyhow::anyhow!(
+                "witness keygen printed no vkey ({error}): {:?}",
+                keygen.stdout
+            )
+        })?;
+        let mut witness = LogWitness {
+            verifier,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+            binary: binary.to_owned(),
+            dir: dir.to_owned(),
+            log_vkey: log_vkey.to_owned(),
+            process: None,
+        };
+        witness.restart().await?;
+        Ok(witness)
+    }
+
+    pub fn name(&self) -> &str {
+        self.verifier.name()
+    }
+
+    /// Its `add-checkpoint` URL prefix (no path prefix).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Its stderr so far (of the current or last run), for failure messages.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("witness.stderr")).unwrap_or_default()
+    }
+
+    /// SIGKILL, as in a crash; its data directory and port stay its own.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.kill()?;
+        }
+        Ok(())
+    }
+
+    /// Starts it (again) on its port and data directory, and waits until it
+    /// listens. A witness still running is killed first.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill()?;
+        let key = self.dir.join("witness.key");
+        let data = self.dir.join("data");
+        let listen = self.addr.to_string();
+        let name = self.name().to_owned();
+        let serve = command(
+            &self.binary,
+            &[
+                &"witness",
+                &"serve",
+                &"--name",
+                &name,
+                &"--key",
+                &key,
+                &"--data-dir",
+                &data,
+                &"--listen",
+                &listen,
+                &"--log-vkey",
+                &self.log_vkey,
+            ],
+        );
+        let mut process = WitnessProcess::start(serve, self.addr, self.dir.join("witness.stderr"))?;
+        process.wait_ready(WITNESS_START_WAIT).await?;
+        self.process = Some(process);
+        Ok(())
+    }
+}
+
+/// Starts one [`LogWitness`] per name in `names`, each under its own
+/// subdirectory of `dir`, all witnessing the log of `log_vkey`.
+pub async fn start_log_witnesses(
+    binary: &Path,
+    dir: &Path,
+    names: &[&str],
+    log_vkey: &str,
+) -> anyhow::Result<Vec<LogWitness>> {
+    let mut witnesses = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        let subdir = dir.join(format!("witness-{index}"));
+        witnesses.push(LogWitness::start(binary, &subdir, name, log_vkey).await?);
+    }
+    Ok(witnesses)
+}
+
+/// The SetWitnessPolicy naming `witnesses` (their keys and real URLs) with
+/// a quorum of `threshold` of them, as the group `group`.
+pub fn witness_policy(witnesses: &[LogWitness], threshold: u32, group: &str) -> SetWitnessPolicy {
+    SetWitnessPolicy {
+        witnesses: witnesses
+            .iter()
+            .map(|witness| Witness {
+                name: witness.name().into(),
+                public_key: witness.verifier.public_key().as_bytes().to_vec(),
+                url: witness.url(),
+            })
+            .collect(),
+        groups: vec![WitnessGroup {
+            name: group.into(),
+            threshold,
+            members: witnesses.iter().map(|w| w.name().to_owned()).collect(),
+        }],
+        quorum: group.into(),
     }
 }
