@@ -365,13 +365,14 @@ impl WitnessTask {
             self.set_error("the policy gives no URL for this witness".into());
             return;
         };
-        let client = match WitnessClient::new(&url).map(|client| client.with_timeout(REQUEST_TIMEOUT)) {
-            Ok(client) => client,
-            Err(error) => {
-                self.set_error(format!("unusable URL {url:?}: {error}"));
-                return;
-            }
-        };
+        let client =
+            match WitnessClient::new(&url).map(|client| client.with_timeout(REQUEST_TIMEOUT)) {
+                Ok(client) => client,
+                Err(error) => {
+                    self.set_error(format!("unusable URL {url:?}: {error}"));
+                    return;
+                }
+            };
         // The witness's size as far as we know; 0 until it tells us more
         // (a 409 gives its size, and we retry once from there).
         let mut known_size = 0u64;
@@ -426,7 +427,10 @@ impl WitnessTask {
                 Ok(proof) => proof,
                 Err(error) => return Err(format!("cannot read the proof: {error}")),
             };
-            match client.add_checkpoint(*known_size, &proof, &target.note).await {
+            match client
+                .add_checkpoint(*known_size, &proof, &target.note)
+                .await
+            {
                 Ok(lines) => return self.accept(target, lines.as_str(), known_size),
                 Err(AddCheckpointError::Conflict { witness_size })
                     if attempt == 0 && witness_size != *known_size =>

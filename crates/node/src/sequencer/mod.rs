@@ -27,11 +27,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::storage::{ProjectionHead, Store};
 use batch::Batch;
 use ceasefire_core::checkpoint::{sign_checkpoint, CheckpointBody, NoteSigner};
-use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_core::merkle::{BatchSubtrees, Hash};
 use ceasefire_core::projection::{PairKey, PairSummary, Projection};
 use ceasefire_core::rejection::Rejection;
 use ceasefire_core::signing::EventSignature;
+use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_grpc::proto::Event;
 pub use recovery::{recover, Recovered, StartupCheck};
 

@@ -63,6 +63,29 @@ const ENTRY_READ_CHUNK: u64 = 32;
 /// own deadline ends the wait sooner.
 const MAX_CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long before the caller's deadline a waiting `GetCheckpoint`
+/// answers (at most a tenth of the caller's timeout): time for the answer
+/// to travel back before the deadline passes.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The caller's timeout, from its `grpc-timeout` header (gRPC over HTTP/2:
+/// up to 8 digits and a unit, H M S m u n), if it sent one.
+fn caller_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 /// Events of one SubmitStream in flight at once (read, being verified,
 /// queued or waiting for their batch, until their answer is handed on). Enough to keep batches full from a single bulk
 /// submitter (a batch syncs in about a millisecond); beyond it the stream's
@@ -507,19 +530,28 @@ impl Ledger for LedgerService {
         &self,
         request: Request<GetCheckpointRequest>,
     ) -> Result<Response<Checkpoint>, Status> {
+        let wait = caller_timeout(request.metadata()).map_or(MAX_CHECKPOINT_WAIT, |timeout| {
+            // Answer before tonic cancels the call at the caller's deadline,
+            // so the caller gets NOT_YET_WITNESSED (with the size reached)
+            // rather than a bare CANCELLED.
+            (timeout - (timeout / 10).min(ANSWER_MARGIN)).min(MAX_CHECKPOINT_WAIT)
+        });
         let GetCheckpointRequest {
             witnessed,
             min_tree_size,
         } = request.into_inner();
         let latest = self.current_checkpoint()?;
-        let deadline = tokio::time::Instant::now() + MAX_CHECKPOINT_WAIT;
+        let deadline = tokio::time::Instant::now() + wait;
         let checkpoint = if witnessed {
             self.witnessed_checkpoint(min_tree_size, deadline).await?
         } else if min_tree_size > latest.body.tree_size {
             let mut checkpoints = self.sequencer.watch_checkpoints();
             let reached = tokio::time::timeout_at(
                 deadline,
-                checkpoints.wait_for(|c| c.as_ref().is_some_and(|c| c.body.tree_size >= min_tree_size)),
+                checkpoints.wait_for(|c| {
+                    c.as_ref()
+                        .is_some_and(|c| c.body.tree_size >= min_tree_size)
+                }),
             )
             .await;
             match reached {
@@ -529,8 +561,8 @@ impl Ledger for LedgerService {
                     return Err(beyond_tree(
                         size,
                         format!(
-                            "min_tree_size {min_tree_size} was not reached within {} s: the log holds {size} entries",
-                            MAX_CHECKPOINT_WAIT.as_secs()
+                            "min_tree_size {min_tree_size} was not reached within {:.1} s: the log holds {size} entries",
+                            wait.as_secs_f64()
                         ),
                     ));
                 }
@@ -723,5 +755,24 @@ mod tests {
         assert_eq!(item, 3);
         assert!(items.next().now_or_never().is_none());
         assert_eq!(read.load(std::sync::atomic::Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn the_callers_timeout_is_read_in_every_unit_and_junk_is_ignored() {
+        use std::time::Duration;
+        let timeout = |value: &str| {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("grpc-timeout", value.parse().unwrap());
+            caller_timeout(&metadata)
+        };
+        assert_eq!(timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(timeout("4999m"), Some(Duration::from_millis(4999)));
+        assert_eq!(timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(timeout("9n"), Some(Duration::from_nanos(9)));
+        assert_eq!(timeout("5x"), None);
+        assert_eq!(timeout("S"), None);
+        assert_eq!(caller_timeout(&tonic::metadata::MetadataMap::new()), None);
     }
 }
