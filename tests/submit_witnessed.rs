@@ -4,8 +4,9 @@
 //! collects their cosignatures; submit waits for a witnessed checkpoint
 //! covering its entries, checks it and names the cosigners (one wait for an
 //! NDJSON batch). With two witnesses down it gives up at its timeout naming
-//! them and the size witnessing reached; a log without a policy is refused
-//! before anything is submitted.
+//! them and the size witnessing reached (and the server's GetCheckpoint
+//! answers NOT_YET_WITNESSED at the caller's deadline); a log without a
+//! policy is refused before anything is submitted.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,10 @@ use std::time::Duration;
 
 use ceasefire_core::cosignature::CosignerVerifier;
 use ceasefire_core::witness_policy::WitnessPolicy;
-use ceasefire_grpc::proto::{SetWitnessPolicy, Witness, WitnessGroup};
+use ceasefire_grpc::errors::{error_info, reason};
+use ceasefire_grpc::proto::{
+    GetCheckpointRequest, ReasonCode, SetWitnessPolicy, Witness, WitnessGroup,
+};
 use ceasefire_ledger::dev;
 use ceasefire_testkit::fixture::TestNode;
 use ceasefire_testkit::harness::{command, free_port, run_bounded, Output};
@@ -281,6 +285,19 @@ async fn submit_waits_for_a_witnessed_checkpoint_and_gives_up_naming_the_witness
             "{message}"
         );
     }
+
+    // The server's side of that wait: it answers just before the caller's
+    // deadline, with the reason and the size reached, not tonic's CANCELLED.
+    let mut request = tonic::Request::new(GetCheckpointRequest {
+        witnessed: true,
+        min_tree_size: seq + 1,
+    });
+    request.set_timeout(Duration::from_secs(2));
+    let status = node.client.get_checkpoint(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), ReasonCode::NotYetWitnessed);
+    let (_, metadata) = error_info(&status).unwrap();
+    assert_eq!(metadata["witnessed_size"], witnessed_size.to_string());
     drop(witnesses);
     node.shutdown().await;
 }
@@ -314,6 +331,17 @@ async fn without_a_witness_policy_nothing_is_submitted_and_bad_flags_are_refused
         "{message}"
     );
     assert_eq!(node.checkpoint().await.tree_size, size_before);
+    let status = node
+        .client
+        .clone()
+        .get_checkpoint(GetCheckpointRequest {
+            witnessed: true,
+            min_tree_size: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert_eq!(reason(&status), ReasonCode::NoWitnessPolicy);
 
     // --wait-timeout needs --wait-witnessed, and at least a second.
     for args in [
