@@ -5,6 +5,12 @@
 //! a retraction and an obstruction; then the compliance table and the
 //! auditor's verdict.
 //!
+//! Each signatory runs a witness (the real C2SP tlog-witness service of
+//! `ceasefire_witness`, in this process, on a loopback port and a temporary
+//! directory), and the signatories set a witness policy of two of the three:
+//! the demo waits for a checkpoint they cosigned that covers the last entry,
+//! and the audit reports its cosigners.
+//!
 //! The scenario's events are the files under examples/scenario/ (compiled
 //! in), so the demo and the CLI walkthrough in the README are one scenario.
 
@@ -16,12 +22,17 @@ use anyhow::{bail, Context};
 use crate::event_json::event_from_json;
 use ceasefire_audit::sources::ServerSource;
 use ceasefire_audit::{audit, AuditOptions};
+use ceasefire_core::checkpoint::NoteVerifier;
+use ceasefire_core::cosignature::Cosigner;
+use ceasefire_core::witness::TrustedLog;
 use ceasefire_grpc::client::{self, now_timestamp};
 use ceasefire_grpc::proto::{
     event::Body, ledger_client::LedgerClient, Event, Receipt, Role, SignedEvent,
 };
 use ceasefire_node::node::{self, NodeConfig};
 use ceasefire_testkit::scenario::{bodies, public_key, random_key, Member, Scenario};
+use ceasefire_witness::config::WitnessConfig;
+use ceasefire_witness::RunningWitness;
 
 const AGREEMENT: &str = "eastern-sector-2026";
 const ORIGIN: &str = "ledger.example.org/eastern-sector-2026";
@@ -39,7 +50,26 @@ const GOVERNANCE: &[&str] = &[
     include_str!("../../examples/scenario/governance/09-commitment-freedom-of-movement.json"),
     include_str!("../../examples/scenario/governance/10-register-mission-alpha.json"),
     include_str!("../../examples/scenario/governance/11-register-mission-bravo.json"),
+    include_str!("../../examples/scenario/governance/12-witness-policy.json"),
 ];
+/// Each signatory's witness: its party, its name in the policy, and the
+/// placeholder prefix the policy file uses for its key and URL.
+const WITNESSES: [(&str, &str, &str); 3] = [
+    (
+        "party-north",
+        "party-north.example/witness",
+        "@PARTY_NORTH_WITNESS",
+    ),
+    (
+        "party-south",
+        "party-south.example/witness",
+        "@PARTY_SOUTH_WITNESS",
+    ),
+    ("mediator", "mediator.example/witness", "@MEDIATOR_WITNESS"),
+];
+/// How long the demo waits for the witnesses' quorum; they answer in
+/// milliseconds on loopback.
+const WITNESSED_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 const ALPHA_DAY: &str = include_str!("../../examples/scenario/observations/mission-alpha.ndjson");
 const BRAVO_DAY: &str = include_str!("../../examples/scenario/observations/mission-bravo.ndjson");
 
@@ -99,20 +129,48 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.bootstrap = vec![cast.genesis()];
     let node = node::start(config).await?;
     println!("ledger {} serving on {}", ORIGIN, node.url());
-    let result = play(&cast, &node.url()).await;
+
+    step("each signatory runs a witness of the ledger (C2SP tlog-witness)");
+    let witness_dirs = tempfile::tempdir()?;
+    let log = NoteVerifier::new(ORIGIN, &cast.operator_key())
+        .map_err(|error| anyhow::anyhow!("the origin cannot name a key: {error}"))?;
+    let mut witnesses = Vec::new();
+    for (party, name, _) in WITNESSES {
+        let cosigner = Cosigner::new(name, random_key())
+            .map_err(|error| anyhow::anyhow!("witness name {name:?}: {error}"))?;
+        let config = WitnessConfig::new(
+            cosigner,
+            ([127, 0, 0, 1], 0).into(),
+            witness_dirs.path().join(party),
+            vec![TrustedLog::from_key(log.clone())],
+        );
+        let witness = ceasefire_witness::start(config).await?;
+        println!("{party:<12} runs {name} on {}", witness.url());
+        witnesses.push(witness);
+    }
+
+    let result = play(&cast, &node.url(), &log, &witnesses).await;
     node.shutdown().await?;
+    for witness in witnesses {
+        witness.shutdown().await?;
+    }
     result?;
     println!("\nThe ledger was in {}.", data_dir.display());
     println!("Next: `serve --dev`, then `submit`, `status`, `watch` and `verify` (see README.md).");
     Ok(())
 }
 
-async fn play(cast: &Scenario, url: &str) -> anyhow::Result<()> {
+async fn play(
+    cast: &Scenario,
+    url: &str,
+    log: &NoteVerifier,
+    witnesses: &[RunningWitness],
+) -> anyhow::Result<()> {
     let mut ledger = client::connect(url).await?;
 
-    step("zones, commitments and two monitoring missions (each co-signed by two signatories)");
+    step("zones, commitments, two monitoring missions and the witness policy (each co-signed by two signatories)");
     for json in GOVERNANCE {
-        let json = json
+        let mut json = json
             .replace(
                 "@MISSION_ALPHA_KEY@",
                 &ceasefire_core::key_text(public_key(cast.key("mission-alpha"))),
@@ -121,6 +179,14 @@ async fn play(cast: &Scenario, url: &str) -> anyhow::Result<()> {
                 "@MISSION_BRAVO_KEY@",
                 &ceasefire_core::key_text(public_key(cast.key("mission-bravo"))),
             );
+        for ((_, _, placeholder), witness) in WITNESSES.iter().zip(witnesses) {
+            json = json
+                .replace(
+                    &format!("{placeholder}_KEY@"),
+                    &ceasefire_core::key_text(witness.verifier().public_key().as_bytes()),
+                )
+                .replace(&format!("{placeholder}_URL@"), witness.url());
+        }
         let body = body_of(event_from_json(&json)?)?;
         let receipt = submit(&mut ledger, cast.govern(body.clone())).await?;
         println!("entry {:>3}  {}", receipt.seq, describe(&body));
@@ -173,6 +239,21 @@ async fn play(cast: &Scenario, url: &str) -> anyhow::Result<()> {
         receipt.seq, explosion.seq
     );
 
+    step("the witnesses cosign: a checkpoint covering every entry, two of three needed");
+    let witnessed = super::witnessed::wait_for_witnessed(
+        &mut ledger,
+        log,
+        std::slice::from_ref(&receipt),
+        WITNESSED_WAIT,
+    )
+    .await?;
+    println!(
+        "checkpoint of {} entries witnessed by {} ({})",
+        witnessed.body.tree_size,
+        witnessed.cosigners().join(", "),
+        witnessed.quorum()
+    );
+
     step("compliance: zones by commitments (* = disputed)");
     let mut compliance = ceasefire_grpc::proto::compliance_client::ComplianceClient::new(
         client::channel(url, &Default::default()).await?,
@@ -195,6 +276,7 @@ async fn play(cast: &Scenario, url: &str) -> anyhow::Result<()> {
         report.observations,
         &report.projection_digest[..16]
     );
+    println!("audit: {}", super::verify::witnessed_line(&report));
     Ok(())
 }
 
@@ -242,6 +324,16 @@ fn describe(body: &Body) -> String {
                     .trim_start_matches("CATEGORY_")),
             observation.commitment_id,
             observation.narrative
+        ),
+        Body::SetWitnessPolicy(policy) => format!(
+            "witness policy: quorum {} over {}",
+            policy.quorum,
+            policy
+                .witnesses
+                .iter()
+                .map(|witness| witness.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         _ => String::new(),
     }

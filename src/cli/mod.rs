@@ -16,6 +16,7 @@ mod submit;
 mod verify;
 mod watch;
 mod witness;
+mod witnessed;
 
 use clap::{Parser, Subcommand};
 

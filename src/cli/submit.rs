@@ -10,9 +10,15 @@
 //! is printed: the checkpoint's signature with the operator key named in the
 //! genesis, the leaf hash, and the inclusion proof against the checkpoint. On
 //! the first refusal, it stops and says how many were accepted before it.
+//!
+//! With `--wait-witnessed`, once every event has its receipt it waits for a
+//! checkpoint the log's witnesses cosigned that covers the last one (one
+//! wait for a whole NDJSON batch), checks it (see [`super::witnessed`]) and
+//! prints it as one more JSON line, naming the cosigners.
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -25,7 +31,9 @@ use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::{hash_leaf, verify_inclusion, Hash};
 use ceasefire_core::rules::decode_event;
 use ceasefire_grpc::client::{self, now_timestamp, random_nonce};
-use ceasefire_grpc::proto::{event::Body, ledger_client::LedgerClient, GetEntriesRequest, Receipt};
+use ceasefire_grpc::proto::{
+    event::Body, ledger_client::LedgerClient, GetCheckpointRequest, GetEntriesRequest, Receipt,
+};
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {
@@ -34,6 +42,19 @@ pub struct SubmitArgs {
     /// Key file to sign bare events with; repeat for several signatures.
     #[arg(long = "key", short = 'k')]
     keys: Vec<PathBuf>,
+    /// After the receipts, wait for a checkpoint a quorum of the log's
+    /// witnesses cosigned that covers them; check it and print it.
+    #[arg(long)]
+    wait_witnessed: bool,
+    /// How long --wait-witnessed waits, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        requires = "wait_witnessed",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    wait_timeout: u64,
     #[command(flatten)]
     connection: super::ConnectArgs,
 }
@@ -53,6 +74,10 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     let events = read_events(&args.file)?;
     let mut client = args.connection.ledger().await?;
     let identity = fetch_identity(&mut client).await?;
+    if args.wait_witnessed {
+        require_witness_policy(&mut client).await?;
+    }
+    let mut receipts = Vec::new();
     let signing_keys: Vec<&SigningKey> = keys.iter().map(|file| &file.key).collect();
     for (index, value) in events.into_iter().enumerate() {
         let position = index + 1;
@@ -94,6 +119,43 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
             object.remove("leaf");
         }
         println!("{json}");
+        if args.wait_witnessed {
+            receipts.push(receipt);
+        }
+    }
+    if args.wait_witnessed {
+        let witnessed = super::witnessed::wait_for_witnessed(
+            &mut client,
+            &identity.checkpoint_verifier,
+            &receipts,
+            Duration::from_secs(args.wait_timeout),
+        )
+        .await?;
+        println!("{}", witnessed.to_json());
+    }
+    Ok(())
+}
+
+/// Refuses `--wait-witnessed` before anything is submitted when the log has
+/// no witness policy: no checkpoint of it will ever be witnessed.
+async fn require_witness_policy(
+    client: &mut LedgerClient<tonic::transport::Channel>,
+) -> anyhow::Result<()> {
+    let latest = client
+        .get_checkpoint(GetCheckpointRequest::default())
+        .await
+        .map_err(|status| {
+            anyhow!(
+                "cannot read the checkpoint: {}",
+                ceasefire_grpc::errors::describe(&status)
+            )
+        })?
+        .into_inner();
+    if latest.witness_policy.is_empty() {
+        bail!(
+            "--wait-witnessed: the ledger has no witness policy, so no checkpoint of it is ever \
+             witnessed (the signatories name the witnesses with a SetWitnessPolicy event); nothing was submitted"
+        );
     }
     Ok(())
 }

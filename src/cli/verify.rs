@@ -215,7 +215,7 @@ fn print_report(report: &AuditReport, json: bool) -> anyhow::Result<()> {
 
 /// `witnessed by north.example/w, south.example/w (2 of 3 needed: quorum
 /// signatories); missing: mediator.example/w`, or why no witness was needed.
-fn witnessed_line(report: &AuditReport) -> String {
+pub(super) fn witnessed_line(report: &AuditReport) -> String {
     let Some(quorum) = &report.witness_quorum else {
         return "witnessed: none (the log has no witness policy)".into();
     };

@@ -368,7 +368,9 @@ impl Coordinator {
             // Serving it is still right; it is re-collected after a restart.
             tracing::warn!(%error, size, "could not record the witnessed checkpoint");
         }
-        tracing::info!(
+        // Debug: under load this is every few milliseconds; the metric
+        // `witnessed_tree_size` and GetCheckpoint are how people follow it.
+        tracing::debug!(
             size,
             cosigners = ?names,
             "checkpoint witnessed"
