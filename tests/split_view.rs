@@ -27,12 +27,12 @@ use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_grpc::client::{self, ClientTls};
 use ceasefire_grpc::proto::{
     ledger_client::LedgerClient, Checkpoint, GetCheckpointRequest, GetConsistencyProofRequest,
-    ReasonCode, SetWitnessPolicy, Witness, WitnessGroup,
+    ReasonCode,
 };
 use ceasefire_ledger::dev;
-use ceasefire_testkit::harness::{command, copy_dir, free_port, run_bounded, Output, Serve};
+use ceasefire_testkit::harness::{command, copy_dir, run_bounded, Output, Serve};
 use ceasefire_testkit::scenario::{bodies, Scenario, BOOTSTRAP_ENTRIES};
-use ceasefire_testkit::witness::WitnessProcess;
+use ceasefire_testkit::witness::{start_log_witnesses, witness_policy, LogWitness};
 use ceasefire_witness::{AddCheckpointError, WitnessClient};
 use tonic::transport::Channel;
 
@@ -52,86 +52,11 @@ const GROUP: &str = "signatories";
 const A_OBSERVATIONS: u64 = 6;
 const B_OBSERVATIONS: u64 = 9;
 
-/// One `witness serve` and the key it cosigns with.
-struct RunningWitness {
-    process: WitnessProcess,
-    verifier: CosignerVerifier,
-}
-
-impl RunningWitness {
-    fn name(&self) -> &str {
-        self.verifier.name()
-    }
-
-    fn client(&self) -> WitnessClient {
-        WitnessClient::new(&self.process.url())
-            .expect("a witness URL")
-            .with_timeout(Duration::from_secs(10))
-    }
-}
-
-/// `witness keygen --name NAME` into `dir`, then `witness serve` of the log
-/// whose vkey is `log_vkey`, on a free loopback port, its state in `dir`.
-async fn start_witness(dir: &Path, name: &str, log_vkey: &str) -> RunningWitness {
-    std::fs::create_dir_all(dir).unwrap();
-    let key = dir.join("witness.key");
-    let output = run_bounded(
-        command(
-            BINARY,
-            &[&"witness", &"keygen", &"--name", &name, &"--out", &key],
-        ),
-        dir,
-        COMMAND_WAIT,
-    );
-    assert!(output.status.success(), "keygen: {}", output.stderr);
-    let verifier = CosignerVerifier::from_vkey(output.stdout.trim()).expect("keygen's vkey");
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let listen = addr.to_string();
-    let data = dir.join("data");
-    let serve = command(
-        BINARY,
-        &[
-            &"witness",
-            &"serve",
-            &"--name",
-            &name,
-            &"--key",
-            &key,
-            &"--listen",
-            &listen,
-            &"--data-dir",
-            &data,
-            &"--log-vkey",
-            &log_vkey,
-        ],
-    );
-    let mut process =
-        WitnessProcess::start(serve, addr, dir.join("witness.stderr")).expect("witness serve");
-    process
-        .wait_ready(START_WAIT)
-        .await
-        .unwrap_or_else(|error| panic!("witness {name}: {error:#}"));
-    RunningWitness { process, verifier }
-}
-
-/// The 2-of-3 policy naming the running witnesses at their URLs.
-fn policy(witnesses: &[RunningWitness]) -> SetWitnessPolicy {
-    SetWitnessPolicy {
-        witnesses: witnesses
-            .iter()
-            .map(|witness| Witness {
-                name: witness.name().into(),
-                public_key: witness.verifier.public_key().as_bytes().to_vec(),
-                url: witness.process.url(),
-            })
-            .collect(),
-        groups: vec![WitnessGroup {
-            name: GROUP.into(),
-            threshold: 2,
-            members: witnesses.iter().map(|w| w.name().to_owned()).collect(),
-        }],
-        quorum: GROUP.into(),
-    }
+/// A client of `witness`'s add-checkpoint endpoint, as the ledger has.
+fn witness_client(witness: &LogWitness) -> WitnessClient {
+    WitnessClient::new(&witness.url())
+        .expect("a witness URL")
+        .with_timeout(Duration::from_secs(10))
 }
 
 /// `serve --dev` on `data` (whose dev keys exist), ready, with a client.
@@ -275,13 +200,16 @@ async fn a_split_view_is_cosigned_on_one_side_only_and_verify_refuses_the_other(
     let scenario = dev::scenario(&keys);
     let operator: NoteVerifier = scenario.note_verifier();
 
-    let mut witnesses = Vec::new();
-    for name in WITNESS_NAMES {
-        let dir = root_dir.join(name.split('.').next().unwrap());
-        witnesses.push(start_witness(&dir, name, &operator.encoded_key()).await);
-    }
+    let witnesses = start_log_witnesses(
+        Path::new(BINARY),
+        root_dir,
+        &WITNESS_NAMES,
+        &operator.encoded_key(),
+    )
+    .await
+    .expect("cannot start the witnesses");
     let verifiers: Vec<CosignerVerifier> = witnesses.iter().map(|w| w.verifier.clone()).collect();
-    let policy = policy(&witnesses);
+    let policy = witness_policy(&witnesses, 2, GROUP);
     let policy_file = root_dir.join("policy.txt");
     std::fs::write(
         &policy_file,
@@ -405,7 +333,7 @@ async fn a_split_view_is_cosigned_on_one_side_only_and_verify_refuses_the_other(
         .map(|hash| hash.as_slice().try_into().expect("32 bytes"))
         .collect();
     for witness in &witnesses {
-        let client = witness.client();
+        let client = witness_client(witness);
         let name = witness.name();
         // The same size with another root: 409 with the witness's size.
         match client.add_checkpoint(a_size, &[], &b_at_a_size.note).await {
@@ -534,8 +462,7 @@ async fn a_split_view_is_cosigned_on_one_side_only_and_verify_refuses_the_other(
         // their latest (another 409 would name it).
         let mut sizes = Vec::new();
         for witness in &witnesses {
-            match witness
-                .client()
+            match witness_client(witness)
                 .add_checkpoint(0, &[], &b_at_a_size.note)
                 .await
             {

@@ -8,26 +8,21 @@
 //! answers NOT_YET_WITNESSED at the caller's deadline); a log without a
 //! policy is refused before anything is submitted.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ceasefire_core::cosignature::CosignerVerifier;
 use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_grpc::errors::{error_info, reason};
-use ceasefire_grpc::proto::{
-    GetCheckpointRequest, ReasonCode, SetWitnessPolicy, Witness, WitnessGroup,
-};
+use ceasefire_grpc::proto::{GetCheckpointRequest, ReasonCode, SetWitnessPolicy};
 use ceasefire_ledger::dev;
 use ceasefire_testkit::fixture::TestNode;
-use ceasefire_testkit::harness::{command, free_port, run_bounded, Output};
+use ceasefire_testkit::harness::{command, run_bounded, Output};
 use ceasefire_testkit::scenario::{bodies, BOOTSTRAP_ENTRIES};
-use ceasefire_testkit::witness::WitnessProcess;
+use ceasefire_testkit::witness::{start_log_witnesses, witness_policy};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
 
 /// Generous bounds: these wait for processes, never time anything.
-const START_BOUND: Duration = Duration::from_secs(30);
 const RUN_BOUND: Duration = Duration::from_secs(120);
 
 const WITNESS_NAMES: [&str; 3] = ["north.example/w", "south.example/w", "mediator.example/w"];
@@ -44,76 +39,6 @@ async fn dev_node() -> TestNode {
 
 fn monitor_key(node: &TestNode) -> PathBuf {
     dev::dev_keys_dir(node.dir.path()).join("monitor.key")
-}
-
-/// A witness process of the log `log_vkey`, its key made by `witness keygen`.
-struct RunningWitness {
-    name: &'static str,
-    verifier: CosignerVerifier,
-    process: WitnessProcess,
-}
-
-async fn start_witness(work: &Path, name: &'static str, log_vkey: &str) -> RunningWitness {
-    let slug = name.split('.').next().unwrap();
-    let key = work.join(format!("{slug}.key"));
-    let keygen = run_bounded(
-        command(
-            BINARY,
-            &[&"witness", &"keygen", &"--name", &name, &"--out", &key],
-        ),
-        work,
-        RUN_BOUND,
-    );
-    assert!(keygen.status.success(), "{}", keygen.stderr);
-    let verifier = CosignerVerifier::from_vkey(keygen.stdout.trim()).unwrap();
-    let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
-    let listen = addr.to_string();
-    let data_dir = work.join(format!("{slug}-data"));
-    let serve = command(
-        BINARY,
-        &[
-            &"witness",
-            &"serve",
-            &"--name",
-            &name,
-            &"--key",
-            &key,
-            &"--listen",
-            &listen,
-            &"--data-dir",
-            &data_dir,
-            &"--log-vkey",
-            &log_vkey,
-        ],
-    );
-    let mut process =
-        WitnessProcess::start(serve, addr, work.join(format!("{slug}.stderr"))).unwrap();
-    process.wait_ready(START_BOUND).await.unwrap();
-    RunningWitness {
-        name,
-        verifier,
-        process,
-    }
-}
-
-/// Two of the three witnesses, each at the URL it serves on.
-fn two_of_three(witnesses: &[RunningWitness]) -> SetWitnessPolicy {
-    SetWitnessPolicy {
-        witnesses: witnesses
-            .iter()
-            .map(|witness| Witness {
-                name: witness.name.into(),
-                public_key: witness.verifier.public_key().as_bytes().to_vec(),
-                url: witness.process.url(),
-            })
-            .collect(),
-        groups: vec![WitnessGroup {
-            name: "signatories".into(),
-            threshold: 2,
-            members: WITNESS_NAMES.iter().map(|name| name.to_string()).collect(),
-        }],
-        quorum: "signatories".into(),
-    }
 }
 
 /// `submit` with `args` against `node`, in a blocking thread (the node runs
@@ -176,11 +101,11 @@ async fn submit_waits_for_a_witnessed_checkpoint_and_gives_up_naming_the_witness
     let work = tempfile::tempdir().unwrap();
     let mut node = dev_node().await;
     let log_vkey = node.scenario.note_verifier().encoded_key();
-    let mut witnesses = Vec::new();
-    for name in WITNESS_NAMES {
-        witnesses.push(start_witness(work.path(), name, &log_vkey).await);
-    }
-    let policy = two_of_three(&witnesses);
+    let mut witnesses =
+        start_log_witnesses(Path::new(BINARY), work.path(), &WITNESS_NAMES, &log_vkey)
+            .await
+            .expect("cannot start the witnesses");
+    let policy = witness_policy(&witnesses, 2, "signatories");
     let governed = node
         .scenario
         .govern(bodies::set_witness_policy(policy.clone()));
@@ -240,8 +165,8 @@ async fn submit_waits_for_a_witnessed_checkpoint_and_gives_up_naming_the_witness
     // South and the mediator down: one cosigner of the two needed. The
     // receipt still comes; the wait ends at its timeout, in one line that
     // says how far witnessing got and which witnesses fail.
-    witnesses[1].process.kill().unwrap();
-    witnesses[2].process.kill().unwrap();
+    witnesses[1].kill().unwrap();
+    witnesses[2].kill().unwrap();
     let output = submit(
         &node,
         work.path(),
