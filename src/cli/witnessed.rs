@@ -1,12 +1,14 @@
 //! Waiting for a witnessed checkpoint that covers receipts (`submit
 //! --wait-witnessed`, and the demo): the checkpoint a quorum of the log's
-//! witnesses cosigned (docs/spec.md section 10), checked here rather than
-//! taken from the server.
+//! witnesses cosigned (docs/spec.md section 10), its signatures and proofs
+//! checked here rather than taken on the server's word.
 //!
 //! What is checked: the note opens with the operator's key and carries the
 //! quorum of valid cosignatures under the policy the server states
-//! (`Checkpoint.witness_policy`; `verify` holds it to the log's own
-//! SetWitnessPolicy event); its tree covers the last entry, which an
+//! (`Checkpoint.witness_policy`). That policy is the server's claim: a
+//! server naming witnesses of its own is caught by `verify`, which holds
+//! the policy to the log's own SetWitnessPolicy event (or a verifier's
+//! file), not here. Its tree covers the last entry, which an
 //! inclusion proof shows is in it; and every receipt's checkpoint is
 //! consistent with it, so the trees the receipts were proved in are the
 //! witnessed one or a prefix or extension of it.
@@ -18,6 +20,7 @@ use anyhow::{anyhow, bail, Context};
 use ceasefire_core::checkpoint::{open_checkpoint, CheckpointBody, NoteVerifier};
 use ceasefire_core::merkle::{verify_consistency, verify_inclusion, Hash};
 use ceasefire_core::witness_policy::{QuorumVerdict, WitnessPolicy};
+use ceasefire_grpc::client::proof_hashes;
 use ceasefire_grpc::proto::{
     ledger_client::LedgerClient, Checkpoint, GetCheckpointRequest, GetConsistencyProofRequest,
     GetInclusionProofRequest, ReasonCode, Receipt,
@@ -256,7 +259,7 @@ async fn check_inclusion(
         &leaf_hash,
         last.seq,
         witnessed.tree_size,
-        &hashes(proof.hashes)?,
+        &proof_hashes(&proof.hashes)?,
         &witnessed.root_hash,
     )
     .with_context(|| {
@@ -311,7 +314,7 @@ async fn check_consistency(
                 .into_inner()
                 .hashes
         };
-        verify_consistency(old.0, new.0, &old.1, &new.1, &hashes(proof)?).with_context(|| {
+        verify_consistency(old.0, new.0, &old.1, &new.1, &proof_hashes(&proof)?).with_context(|| {
             format!(
                 "the receipt's checkpoint of size {size} is not consistent with the witnessed one of size {}",
                 witnessed.tree_size
@@ -319,16 +322,6 @@ async fn check_consistency(
         })?;
     }
     Ok(())
-}
-
-fn hashes(raw: Vec<Vec<u8>>) -> anyhow::Result<Vec<Hash>> {
-    raw.iter()
-        .map(|hash| {
-            hash.as_slice()
-                .try_into()
-                .map_err(|_| anyhow!("a proof hash is {} bytes, not 32", hash.len()))
-        })
-        .collect()
 }
 
 fn names_or_none<'a>(names: impl Iterator<Item = &'a str>) -> String {

@@ -23,22 +23,12 @@ use ceasefire_core::checkpoint::parse_unverified;
 use ceasefire_core::merkle::Hash;
 use ceasefire_core::merkle::{MemorySource, SubtreeSource};
 use ceasefire_core::tiles::{tiles_for_size, TILE_HEIGHT, TILE_WIDTH};
-use ceasefire_grpc::client::ClientTls;
+use ceasefire_grpc::client::{proof_hashes, ClientTls};
 use ceasefire_grpc::proto::{
     compliance_client::ComplianceClient, ledger_client::LedgerClient, Checkpoint,
     GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest,
     ListStatusesRequest, ReasonCode, WitnessStatus,
 };
-
-fn hashes(raw: Vec<Vec<u8>>) -> anyhow::Result<Vec<Hash>> {
-    raw.into_iter()
-        .map(|hash| {
-            hash.as_slice()
-                .try_into()
-                .map_err(|_| anyhow!("a proof hash is {} bytes, not 32", hash.len()))
-        })
-        .collect()
-}
 
 fn digest(bytes: &[u8]) -> anyhow::Result<Hash> {
     bytes
@@ -262,7 +252,7 @@ impl LogSource for ServerSource {
                     .get_consistency_proof(GetConsistencyProofRequest { old_size, new_size }),
             )
             .map_err(|status| status_error("GetConsistencyProof", status))?;
-        Ok(Some(hashes(response.into_inner().hashes)?))
+        Ok(Some(proof_hashes(&response.into_inner().hashes)?))
     }
 
     fn inclusion_proof(&mut self, seq: u64, size: u64) -> anyhow::Result<Option<Vec<Hash>>> {
@@ -273,7 +263,7 @@ impl LogSource for ServerSource {
                 tree_size: size,
             }))
             .map_err(|status| status_error("GetInclusionProof", status))?;
-        Ok(Some(hashes(response.into_inner().hashes)?))
+        Ok(Some(proof_hashes(&response.into_inner().hashes)?))
     }
 }
 

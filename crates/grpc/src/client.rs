@@ -163,3 +163,15 @@ pub fn status_name(status: i32) -> &'static str {
         })
         .unwrap_or("UNKNOWN")
 }
+
+/// Proof hashes as the wire carries them (`repeated bytes`), each of which
+/// must be 32 bytes: what the core's proof checks take.
+pub fn proof_hashes(raw: &[Vec<u8>]) -> anyhow::Result<Vec<ceasefire_core::merkle::Hash>> {
+    raw.iter()
+        .map(|hash| {
+            hash.as_slice()
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("a proof hash is {} bytes, not 32", hash.len()))
+        })
+        .collect()
+}

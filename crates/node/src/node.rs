@@ -246,13 +246,15 @@ impl Node {
                 (&mut self.server).await
             }
         };
+        // It holds the store; `shutdown` already told it to stop. Awaited
+        // before the server's result is answered, so that even a failed
+        // shutdown leaves nothing of ours holding the store.
+        let _ = (&mut self.witnessing_task).await;
         served??;
         if let Some(task) = self.metrics_task.take() {
             task.abort();
             let _ = task.await;
         }
-        // It holds the store; `shutdown` already told it to stop.
-        let _ = (&mut self.witnessing_task).await;
         drop(self.store);
         let thread = self.sequencer_thread;
         tokio::task::spawn_blocking(move || thread.join())

@@ -114,6 +114,9 @@ impl WitnessingHandle {
 
 /// A cosignature a witness task verified, for the coordinator to count.
 struct Cosignature {
+    /// The seq of the policy the task worked for: a report a dismissed
+    /// crew left in the channel must not count under the next policy.
+    policy_seq: u64,
     witness: String,
     checkpoint: Arc<SignedCheckpoint>,
     line: String,
@@ -253,9 +256,15 @@ impl Coordinator {
                 if let Some(old) = crew.take() {
                     old.dismiss().await;
                 }
+                if let Some(policy) = &policy {
+                    self.withdraw_unless_witnessed_under(policy);
+                }
                 crew = policy.map(|policy| self.hire(policy, &report));
                 round_started = tokio::time::Instant::now();
             }
+            // Whether a target waits for its quorum (then the round's
+            // patience is what wakes the loop, to offer a newer one).
+            let mut waiting = false;
             if let Some(crew) = crew.as_mut() {
                 let witnessed_size = self.witnessed_size();
                 let target_size = crew.target.borrow().as_ref().map(|t| t.body.tree_size);
@@ -273,6 +282,16 @@ impl Coordinator {
                         round_started = tokio::time::Instant::now();
                     }
                 }
+                if round_started.elapsed() >= ROUND_PATIENCE {
+                    // Nothing newer to offer yet: be patient for another
+                    // round rather than wake at once again.
+                    round_started = tokio::time::Instant::now();
+                }
+                waiting = crew
+                    .target
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|target| target.body.tree_size > witnessed_size);
             }
             let go_on = tokio::select! {
                 changed = self.policies.changed() => changed.is_ok(),
@@ -283,7 +302,7 @@ impl Coordinator {
                     }
                     true
                 }
-                _ = tokio::time::sleep(ROUND_PATIENCE), if crew.is_some() => true,
+                _ = tokio::time::sleep_until(round_started + ROUND_PATIENCE), if waiting => true,
                 _ = shutdown.wait_for(|stop| *stop) => false,
             };
             if !go_on {
@@ -292,6 +311,29 @@ impl Coordinator {
         }
         if let Some(crew) = crew {
             crew.dismiss().await;
+        }
+    }
+
+    /// A new policy in force: the published note stays only if it is
+    /// witnessed under it too (a note cosigned by the old witnesses proves
+    /// nothing under new ones), as `recorded_witnessed` decides on start-up.
+    fn withdraw_unless_witnessed_under(&self, policy: &ActivePolicy) {
+        let published = self.publish.borrow().clone();
+        let Some(published) = published else {
+            return;
+        };
+        let holds = policy
+            .1
+            .judge(&published.note, &self.operator)
+            .is_ok_and(|(_, verdict)| verdict.satisfied);
+        if !holds {
+            tracing::info!(
+                size = published.body.tree_size,
+                policy_seq = policy.0,
+                "a new witness policy: the witnessed checkpoint lacks its quorum and is withdrawn until it cosigns one"
+            );
+            self.metrics.witnessed_tree_size.set(0);
+            self.publish.send_replace(None);
         }
     }
 
@@ -315,6 +357,7 @@ impl Coordinator {
             .iter()
             .map(|witness| {
                 let task = WitnessTask {
+                    policy_seq: policy.0,
                     witness: witness.clone(),
                     store: self.store.clone(),
                     operator: self.operator.clone(),
@@ -343,7 +386,7 @@ impl Coordinator {
     /// Counts one verified cosignature; publishes the size it completes.
     fn count(&self, crew: &mut Crew, cosignature: Cosignature) {
         let size = cosignature.checkpoint.body.tree_size;
-        if size <= self.witnessed_size() {
+        if cosignature.policy_seq != crew.policy.0 || size <= self.witnessed_size() {
             return;
         }
         if !crew.collected.contains_key(&size) && crew.collected.len() >= MAX_PENDING_SIZES {
@@ -383,6 +426,7 @@ impl Coordinator {
 
 /// One witness's worker: posts each new target, keeps the witness's size.
 struct WitnessTask {
+    policy_seq: u64,
     witness: PolicyWitness,
     /// Shared with the node; the coordinator dismisses (aborts and awaits)
     /// every task before it ends, so none outlives the node's store.
@@ -429,6 +473,7 @@ impl WitnessTask {
                     backoff = FIRST_BACKOFF;
                     self.count_outcome("cosigned");
                     let cosignature = Cosignature {
+                        policy_seq: self.policy_seq,
                         witness: self.name().to_owned(),
                         checkpoint: target,
                         line,
@@ -456,7 +501,8 @@ impl WitnessTask {
         known_size: &mut u64,
     ) -> Result<String, String> {
         let size = target.body.tree_size;
-        for attempt in 0..2 {
+        let mut retried = false;
+        loop {
             if *known_size > size {
                 return Err(format!(
                     "the witness has cosigned size {known_size}, beyond this log's {size}: it saw a larger tree of this origin"
@@ -472,14 +518,25 @@ impl WitnessTask {
             {
                 Ok(lines) => return self.accept(target, lines.as_str(), known_size),
                 Err(AddCheckpointError::Conflict { witness_size })
-                    if attempt == 0 && witness_size != *known_size =>
+                    if !retried && witness_size != *known_size =>
                 {
                     tracing::debug!(
                         witness = self.name(),
                         witness_size,
                         "witness is at another size; retrying from it"
                     );
+                    retried = true;
                     *known_size = witness_size;
+                }
+                Err(AddCheckpointError::Conflict { witness_size }) => {
+                    // From its own size it still refuses: it holds another
+                    // root at this size, or another tree (a fork of ours).
+                    let error = format!(
+                        "409 Conflict: the witness, at size {witness_size}, refuses this log's checkpoint of size {size}: it holds another root at that size or a tree this one does not extend"
+                    );
+                    tracing::warn!(witness = self.name(), size, %error, "witness refused");
+                    *known_size = witness_size;
+                    return Err(error);
                 }
                 Err(error) => {
                     tracing::warn!(witness = self.name(), size, %error, "witness refused or failed");
@@ -487,9 +544,6 @@ impl WitnessTask {
                 }
             }
         }
-        Err(format!(
-            "the witness kept answering 409 Conflict for size {size}"
-        ))
     }
 
     /// Checks the witness's answer: one of its lines must be a cosignature

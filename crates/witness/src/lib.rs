@@ -55,6 +55,9 @@ pub struct RunningWitness {
     /// and its connections are gone the store is closed (shutdown waits
     /// for that).
     witness: Weak<service::Witness>,
+    /// Its store: held by the service and by any record being written;
+    /// shutdown returns once nothing holds it (its lock is then released).
+    store: Weak<store::Store>,
     /// Fired by [`RunningWitness::shutdown`] (or on drop): stop accepting,
     /// let open requests finish.
     shutdown: Option<oneshot::Sender<()>>,
@@ -117,6 +120,7 @@ pub async fn start(config: WitnessConfig) -> anyhow::Result<RunningWitness> {
         addr,
         url: format!("http://{addr}{url_prefix}"),
         verifier,
+        store: witness.store_handle(),
         witness: Arc::downgrade(&witness),
         shutdown: Some(shutdown),
         server,
@@ -176,7 +180,7 @@ impl RunningWitness {
         // Connection tasks end with the server; wait for the last one to let
         // go of the store (and its lock).
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        while self.witness.strong_count() > 0 {
+        while self.witness.strong_count() > 0 || self.store.strong_count() > 0 {
             if tokio::time::Instant::now() >= deadline {
                 anyhow::bail!(
                     "the witness's store was still in use {SHUTDOWN_GRACE:?} after shutdown"

@@ -49,11 +49,12 @@ enum LogState {
 }
 
 /// One witnessed log: its keys, and its state behind the lock every request
-/// for it takes from its check to its record.
+/// for it takes from its check to its record. Shared (`Arc`) so that the
+/// guard can move into the thread that writes the record (see `answer`).
 #[derive(Debug)]
 struct Log {
     trusted: TrustedLog,
-    state: Mutex<LogState>,
+    state: Arc<Mutex<LogState>>,
 }
 
 /// The witness: its key, its logs, its store.
@@ -68,6 +69,12 @@ pub struct Witness {
 }
 
 impl Witness {
+    /// The store, weakly: what a shutdown waits on to know the data
+    /// directory is free (a record being written holds it too).
+    pub(crate) fn store_handle(&self) -> std::sync::Weak<Store> {
+        Arc::downgrade(&self.store)
+    }
+
     /// A witness over an opened store and what it recorded.
     pub fn new(
         cosigner: Cosigner,
@@ -82,7 +89,7 @@ impl Witness {
                 let origin = trusted.origin().to_owned();
                 let log = Log {
                     trusted,
-                    state: Mutex::new(LogState::Recorded(latest)),
+                    state: Arc::new(Mutex::new(LogState::Recorded(latest))),
                 };
                 (origin, log)
             })
@@ -150,7 +157,7 @@ impl Witness {
                 origin: request.claimed.origin.clone(),
             });
         };
-        let mut state = log.state.lock().await;
+        let mut state = Arc::clone(&log.state).lock_owned().await;
         let latest = match &*state {
             LogState::Recorded(latest) => *latest,
             LogState::Failed(reason) => return Answer::Unavailable(reason.clone()),
@@ -159,30 +166,55 @@ impl Witness {
             Ok(advance) => advance,
             Err(refusal) => return Answer::Refused(refusal),
         };
+        // Signed while the lock is held (the time it states is then never
+        // later than another request's for a larger tree), returned only
+        // once the record is durable.
+        let line = advance.cosign(&self.cosigner, unix_seconds());
         if advance.record {
             let store = Arc::clone(&self.store);
             let origin = log.trusted.origin().to_owned();
             let note = request.note.to_owned();
-            let written = tokio::task::spawn_blocking(move || store.record(&origin, &note)).await;
-            let failure = match written {
-                Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(error.to_string()),
-                Err(join) => Some(format!("the writing thread failed: {join}")),
-            };
-            if let Some(error) = failure {
+            let head = advance.head;
+            // The guard goes with the write: if this request is dropped
+            // mid-write (its client gave up), the write still finishes and
+            // sets the state before any other request for this log can
+            // check against it, so no request ever sees a state the disk
+            // is about to leave behind.
+            let written = tokio::task::spawn_blocking(move || {
+                let failure = match store.record(&origin, &note) {
+                    Ok(()) => {
+                        *state = LogState::Recorded(Some(head));
+                        return Ok(());
+                    }
+                    Err(error) => error.to_string(),
+                };
                 let reason = format!(
-                    "cannot record the checkpoint of {:?}: {error}; this log is refused \
-                     until the witness is restarted",
-                    log.trusted.origin()
+                    "cannot record the checkpoint of {origin:?}: {failure}; this log is \
+                     refused until the witness is restarted"
                 );
-                tracing::error!(origin = %log.trusted.origin(), %error, "record failed");
+                tracing::error!(origin = %origin, error = %failure, "record failed");
                 *state = LogState::Failed(reason.clone());
-                return Answer::Unavailable(reason);
+                Err(reason)
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return Answer::Unavailable(reason),
+                Err(join) => {
+                    // The thread panicked holding the guard, which unwinding
+                    // released with the state unchanged: fail-stop the log.
+                    let reason = format!(
+                        "cannot record the checkpoint of {:?}: the writing thread failed: \
+                         {join}; this log is refused until the witness is restarted",
+                        log.trusted.origin()
+                    );
+                    *log.state.lock().await = LogState::Failed(reason.clone());
+                    return Answer::Unavailable(reason);
+                }
             }
-            *state = LogState::Recorded(Some(advance.head));
+        } else {
+            drop(state);
         }
-        let line = advance.cosign(&self.cosigner, unix_seconds());
-        drop(state);
         Answer::Cosigned(line)
     }
 }

@@ -531,12 +531,13 @@ impl Store {
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
     }
 
-    /// Records a witnessed checkpoint note. It is flushed but not synced: a
-    /// witnessed checkpoint lost in a power cut is collected again from the
-    /// witnesses, and nothing acknowledged depends on it.
+    /// Records a witnessed checkpoint note, without a sync of its own (it
+    /// is called on the async collector, up to hundreds of times a second):
+    /// the sequencer's next durable batch, sled's periodic flush or the
+    /// close at shutdown carries it. One lost in a crash is collected again
+    /// from the witnesses, and nothing acknowledged depends on it.
     pub fn record_witnessed(&self, note: &str) -> Result<(), StoreError> {
         self.tree.insert(WITNESSED_KEY, note.as_bytes())?;
-        self.tree.flush()?;
         Ok(())
     }
 
