@@ -1,7 +1,11 @@
 //! `verify`: the auditor. Exit 0 when everything holds, 1 at the first
 //! failure (naming the entry and the reason; a checkpoint without its
-//! witnesses' quorum is one), 2 when it could not run (a policy file that
-//! does not read is refused before anything else).
+//! witnesses' quorum is one, and so is a damaged store, named by file,
+//! entry or record slot), 2 when it could not start or finish, saying why
+//! (no such directory, no ledger, no permission, a source out of reach; a
+//! policy file, operator key or pin path that does not do is refused
+//! before anything else). With `--json`, every exit prints one JSON
+//! object; a closed stdout (`verify … | head`) ends the output quietly.
 
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
