@@ -1264,3 +1264,43 @@ fn a_closed_stdout_is_no_panic() {
         assert!(!stderr.contains("panicked"), "json {json}: {stderr}");
     }
 }
+
+/// A data directory this user may not read: exit 2, saying so. Needs root
+/// (to drop to `nobody` with `setpriv`); elsewhere it prints SKIPPED.
+#[test]
+fn verify_without_permission_says_so() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("data");
+    copy_dir(&honest().dir, &dir);
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BINARY])
+        .args([
+            OsStr::new("verify"),
+            OsStr::new("--data-dir"),
+            dir.as_os_str(),
+        ])
+        .arg("--json")
+        .env("RUST_LOG", "warn")
+        .output();
+    let output = match output {
+        Ok(output) if !text(&output.stderr).contains("setpriv:") => output,
+        other => {
+            println!(
+                "SKIPPED verify_without_permission_says_so: cannot run as another user: {other:?}"
+            );
+            return;
+        }
+    };
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let says = format!("no permission to read {}", dir.join(DB_DIR_NAME).display());
+    assert!(stderr.contains(&says), "{stderr}");
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        value["error"].as_str().unwrap().starts_with(&says),
+        "{value}"
+    );
+}

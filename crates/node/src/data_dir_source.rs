@@ -39,6 +39,15 @@ pub enum OpenError {
     Damaged(String),
 }
 
+/// Why `path` cannot be read, a missing permission said in words.
+fn unreadable(path: &Path, error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        format!("no permission to read {} ({error})", path.display())
+    } else {
+        format!("cannot read {}: {error}", path.display())
+    }
+}
+
 /// Whether a store error is a verdict on the store (its bytes are wrong)
 /// rather than a failure to read it.
 fn is_damage(error: &StoreError) -> bool {
@@ -88,7 +97,7 @@ impl DataDirSource {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(cannot_start(format!("no such directory: {shown}")))
             }
-            Err(error) => return Err(cannot_start(format!("cannot read {shown}: {error}"))),
+            Err(error) => return Err(cannot_start(unreadable(data_dir, &error))),
         }
         let sled_dir = data_dir.join(DB_DIR_NAME);
         match std::fs::read_dir(&sled_dir) {
@@ -98,12 +107,7 @@ impl DataDirSource {
                     "{shown} holds no ledger (no {DB_DIR_NAME} in it)"
                 )))
             }
-            Err(error) => {
-                return Err(cannot_start(format!(
-                    "cannot read {}: {error}",
-                    sled_dir.display()
-                )))
-            }
+            Err(error) => return Err(cannot_start(unreadable(&sled_dir, &error))),
         }
         let (store, snapshot) = Store::open_snapshot(data_dir).map_err(|error| {
             if is_damage(&error) {
