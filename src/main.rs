@@ -3,14 +3,40 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use ceasefire_ledger::cli::LogFormat;
 use clap::Parser;
+
+/// Whether the command line asks for `verify --json` (read raw: clap did
+/// not accept it).
+fn is_verify_json() -> bool {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    args.iter().any(|arg| arg == "verify") && args.iter().any(|arg| arg == "--json")
+}
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = ceasefire_ledger::cli::Cli::parse();
+    let cli = match ceasefire_ledger::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // A usage error of `verify --json` is still a JSON object on
+            // stdout, so scripts read every exit the same way; help and
+            // version are not errors.
+            if error.use_stderr() && is_verify_json() {
+                let first_line = error.to_string();
+                let first_line = first_line.lines().next().unwrap_or_default();
+                let value = serde_json::json!({
+                    "ok": false,
+                    "exit_code": error.exit_code(),
+                    "error": first_line.trim_start_matches("error: "),
+                });
+                let _ = writeln!(std::io::stdout(), "{value}");
+            }
+            error.exit()
+        }
+    };
     cli.prepare_process();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

@@ -5,7 +5,7 @@
 //! variable wins over the file, the file over the default.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -17,6 +17,7 @@ use crate::signed_file::SignedEventFile;
 use ceasefire_node::node::{self, NodeConfig};
 use ceasefire_node::sequencer::{SequencerConfig, StartupCheck};
 use ceasefire_node::server::TlsFiles;
+use ceasefire_node::storage::DB_DIR_NAME;
 
 /// How often the server hands glibc's free heap pages back to the system.
 /// glibc gives threads that allocate at once arenas of their own (up to
@@ -115,9 +116,11 @@ impl ServeArgs {
             .with_context(|| format!("cannot read the config file {}", path.display()))?;
         let file: ServeArgs = toml::from_str(&text).map_err(|error| {
             // toml's own rendering spans several lines; keep errors to one.
+            // The line holding the span's start: the newlines before it,
+            // plus one (counting `lines()` misses a line the span starts).
             let line = error
                 .span()
-                .map(|span| text[..span.start].lines().count().max(1));
+                .map(|span| text[..span.start].matches('\n').count() + 1);
             anyhow::anyhow!(
                 "the config file {}{} is invalid: {}",
                 path.display(),
@@ -154,8 +157,56 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.dev && args.genesis.is_some() {
         bail!("--dev and --genesis exclude each other");
     }
+    let dev_keys = dev::dev_keys_dir(&data_dir);
+    let had_data_dir = data_dir.exists();
+    let had_dev_keys = dev_keys.exists();
+    if args.dev && !had_dev_keys && data_dir.join(DB_DIR_NAME).join("db").exists() {
+        bail!(
+            "{} holds a ledger that was not started with --dev (it has no {}): \
+             serve it without --dev, with --operator-key FILE",
+            data_dir.display(),
+            dev_keys.display()
+        );
+    }
+    let started = start_node(&args, &data_dir).await;
+    if started.is_err() && args.dev {
+        // A failed start leaves nothing behind: not the keys made for it,
+        // nor the directory made for them (`node::start` removes a store
+        // it created).
+        if !had_data_dir {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        } else if !had_dev_keys {
+            let _ = std::fs::remove_dir_all(&dev_keys);
+        }
+    }
+    let mut node = started?;
+    tracing::info!(
+        url = %node.url(),
+        metrics = %node.metrics_addr.map(|address| address.to_string()).unwrap_or_default(),
+        data_dir = %data_dir.display(),
+        "serving"
+    );
+    if args.dev {
+        tracing::info!(
+            keys = %dev::dev_keys_dir(&data_dir).display(),
+            "development ledger: keys for the CLI are in the data directory"
+        );
+    }
+    tokio::select! {
+        result = node.wait() => return result.context("the server stopped"),
+        () = shutdown_signal() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight batches");
+    node.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads the keys and the genesis (creating dev keys with `--dev`) and
+/// starts the node.
+async fn start_node(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<node::Node> {
     let (operator_key, bootstrap) = if args.dev {
-        let keys = dev::ensure_dev_keys(&data_dir)?;
+        let keys = dev::ensure_dev_keys(data_dir)?;
         let operator = match &args.operator_key {
             Some(path) => KeyFile::load(path)?.key,
             None => keys.operator.key.clone(),
@@ -185,7 +236,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => DEFAULT_LISTEN.parse()?,
     };
     let defaults = SequencerConfig::default();
-    let mut config = NodeConfig::new(data_dir.clone(), listen, operator_key);
+    let mut config = NodeConfig::new(data_dir.to_path_buf(), listen, operator_key);
     config.bootstrap = bootstrap;
     config.sequencer = SequencerConfig {
         max_batch: args.max_batch.unwrap_or(defaults.max_batch).max(1),
@@ -198,27 +249,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(cap) = args.max_payload_bytes {
         config.max_payload_bytes = cap;
     }
-    let mut node = node::start(config).await?;
-    tracing::info!(
-        url = %node.url(),
-        metrics = %node.metrics_addr.map(|address| address.to_string()).unwrap_or_default(),
-        data_dir = %data_dir.display(),
-        "serving"
-    );
-    if args.dev {
-        tracing::info!(
-            keys = %dev::dev_keys_dir(&data_dir).display(),
-            "development ledger: keys for the CLI are in the data directory"
-        );
-    }
-    tokio::select! {
-        result = node.wait() => return result.context("the server stopped"),
-        () = shutdown_signal() => {}
-    }
-    tracing::info!("shutting down: finishing in-flight batches");
-    node.shutdown().await?;
-    tracing::info!("stopped");
-    Ok(())
+    node::start(config).await
 }
 
 /// Resolves on SIGINT or SIGTERM (also `witness serve`'s stop).

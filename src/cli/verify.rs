@@ -1,13 +1,16 @@
 //! `verify`: the auditor. Exit 0 when everything holds, 1 at the first
 //! failure (naming the entry and the reason; a checkpoint without its
-//! witnesses' quorum is one), 2 when it could not run (a policy file that
-//! does not read is refused before anything else).
+//! witnesses' quorum is one, and so is a damaged store, named by file,
+//! entry or record slot), 2 when it could not start or finish, saying why
+//! (no such directory, no ledger, no permission, a source out of reach; a
+//! policy file, operator key or pin path that does not do is refused
+//! before anything else). With `--json`, every exit prints one JSON
+//! object; a closed stdout (`verify … | head`) ends the output quietly.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::anyhow;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
@@ -15,6 +18,7 @@ use super::Exit;
 use ceasefire_audit::sources::{ServerSource, TilesSource};
 use ceasefire_audit::{audit, AuditError, AuditFailure, AuditOptions, AuditReport, LogSource};
 use ceasefire_core::witness_policy::WitnessPolicy;
+use ceasefire_node::data_dir_source::OpenError;
 use ceasefire_node::DataDirSource;
 
 #[derive(clap::Args)]
@@ -48,17 +52,24 @@ pub struct VerifyArgs {
     tls: ceasefire_grpc::client::ClientTls,
 }
 
-fn could_not_run(error: impl std::fmt::Display) -> anyhow::Error {
-    Exit {
-        code: 2,
-        message: format!("could not verify: {error}"),
-    }
-    .into()
+/// How a run ended without a report: a verdict on the log (exit 1) or
+/// none, because verification could not start or finish (exit 2). Either
+/// is one line on stderr and, under `--json`, a JSON object on stdout.
+enum Ending {
+    Failed {
+        message: String,
+        json: serde_json::Value,
+    },
+    CouldNotRun(String),
+}
+
+fn could_not_run(error: impl std::fmt::Display) -> Ending {
+    Ending::CouldNotRun(error.to_string())
 }
 
 /// Reads and checks a policy file: one line naming the file and what is
 /// wrong, before any source is opened.
-fn read_witness_policy(path: &std::path::Path) -> anyhow::Result<WitnessPolicy> {
+fn read_witness_policy(path: &Path) -> Result<WitnessPolicy, Ending> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         could_not_run(format!(
             "--witness-policy {}: cannot read it: {error}",
@@ -69,12 +80,94 @@ fn read_witness_policy(path: &std::path::Path) -> anyhow::Result<WitnessPolicy> 
         .map_err(|error| could_not_run(format!("--witness-policy {}: {error}", path.display())))
 }
 
+/// Checks, before the audit, that the pin can be read and later written:
+/// an existing pin must be a readable file, a new one must go into an
+/// existing directory. (The audit reads it again, and writes it only if
+/// the log passed.)
+fn check_pin_path(path: &Path) -> Result<(), Ending> {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => Err(could_not_run(format!(
+            "--pin {shown}: is a directory, not a file"
+        ))),
+        Ok(_) => std::fs::read_to_string(path)
+            .map(drop)
+            .map_err(|error| could_not_run(format!("--pin {shown}: cannot read it: {error}"))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let parent = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            if parent.is_dir() {
+                Ok(())
+            } else {
+                Err(could_not_run(format!(
+                    "--pin {shown}: its directory {} does not exist",
+                    parent.display()
+                )))
+            }
+        }
+        Err(error) => Err(could_not_run(format!(
+            "--pin {shown}: cannot read it: {error}"
+        ))),
+    }
+}
+
+/// Writes `text` and a newline to stdout. A reader that went away (`verify
+/// … | head`) is no error: the verdict stands in the exit code.
+fn print_stdout(text: &str) -> Result<(), Ending> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(could_not_run(
+            format!("cannot write the report to stdout: {error}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let (code, message, value) = match verify(args).await {
+        Ok(()) => return Ok(()),
+        Err(Ending::Failed { message, json }) => {
+            (1, format!("verification FAILED: {message}"), json)
+        }
+        Err(Ending::CouldNotRun(reason)) => (
+            2,
+            format!("could not verify: {reason}"),
+            serde_json::json!({"ok": false, "exit_code": 2, "error": reason}),
+        ),
+    };
+    if json {
+        // Already failing: a report that cannot be written changes nothing.
+        let _ = print_stdout(&value.to_string());
+    }
+    Err(Exit { code, message }.into())
+}
+
+/// A verdict on the log: exit 1, naming where it fails.
+fn failed(failure: &AuditFailure) -> Ending {
+    let mut json = serde_json::json!({"ok": false, "exit_code": 1, "failure": failure.to_string()});
+    // Who did and did not cosign, for scripts that chase witnesses.
+    if let AuditFailure::NotWitnessed(not_witnessed) = failure {
+        json["witnesses_cosigned"] = serde_json::json!(not_witnessed.cosigned);
+        json["witnesses_missing"] = serde_json::json!(not_witnessed.missing);
+    }
+    Ending::Failed {
+        message: failure.to_string(),
+        json,
+    }
+}
+
+async fn verify(args: VerifyArgs) -> Result<(), Ending> {
     let witness_policy = args
         .witness_policy
         .as_deref()
         .map(read_witness_policy)
         .transpose()?;
+    if let Some(pin) = &args.pin {
+        check_pin_path(pin)?;
+    }
     let operator_key = match &args.operator_key {
         Some(text) => {
             let bytes: [u8; 32] = BASE64
@@ -93,12 +186,16 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         Box::new(
             ServerSource::connect(url, &args.tls)
                 .await
-                .map_err(could_not_run)?,
+                .map_err(|error| could_not_run(format!("{error:#}")))?,
         )
     } else if let Some(dir) = &args.data_dir {
-        Box::new(DataDirSource::open(dir).map_err(could_not_run)?)
+        Box::new(DataDirSource::open(dir).map_err(|error| match error {
+            OpenError::CannotStart(reason) => could_not_run(reason),
+            // Damage found on opening is a verdict like damage found later.
+            OpenError::Damaged(reason) => failed(&AuditFailure::Damaged(reason)),
+        })?)
     } else if let Some(dir) = &args.tiles {
-        Box::new(TilesSource::open(dir).map_err(could_not_run)?)
+        Box::new(TilesSource::open(dir).map_err(|error| could_not_run(format!("{error:#}")))?)
     } else {
         return Err(could_not_run("give --server, --data-dir or --tiles"));
     };
@@ -130,87 +227,76 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         report
     })
     .await
-    .map_err(|error| could_not_run(anyhow!("the audit task failed: {error}")))?;
+    .map_err(|error| could_not_run(format!("the audit task failed: {error}")))?;
     match result {
-        Ok(report) => {
-            print_report(&report, args.json)?;
-            Ok(())
-        }
-        Err(AuditError::Failed(failure)) => {
-            if args.json {
-                let mut value = serde_json::json!({"ok": false, "failure": failure.to_string()});
-                // Who did and did not cosign, for scripts that chase witnesses.
-                if let AuditFailure::NotWitnessed(not_witnessed) = &failure {
-                    value["witnesses_cosigned"] = serde_json::json!(not_witnessed.cosigned);
-                    value["witnesses_missing"] = serde_json::json!(not_witnessed.missing);
-                }
-                println!("{value}");
-            }
-            Err(Exit {
-                code: 1,
-                message: format!("verification FAILED: {failure}"),
-            }
-            .into())
-        }
-        Err(AuditError::CouldNotRun(error)) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "error": format!("{error:#}")})
-                );
-            }
-            Err(could_not_run(format!("{error:#}")))
-        }
+        Ok(report) => print_stdout(&render_report(&report, args.json)?),
+        Err(AuditError::Failed(failure)) => Err(failed(&failure)),
+        Err(AuditError::CouldNotRun(error)) => Err(could_not_run(format!("{error:#}"))),
     }
 }
 
-fn print_report(report: &AuditReport, json: bool) -> anyhow::Result<()> {
+/// The report as text for people, or as one JSON object.
+fn render_report(report: &AuditReport, json: bool) -> Result<String, Ending> {
+    use std::fmt::Write as _;
     if json {
-        let mut value = serde_json::to_value(report)?;
+        let mut value = serde_json::to_value(report).map_err(could_not_run)?;
         value["ok"] = true.into();
-        println!("{value}");
-        return Ok(());
+        value["exit_code"] = 0.into();
+        return Ok(value.to_string());
     }
-    println!("verification OK: {}", report.source);
-    println!(
-        "  agreement      {} ({})",
-        report.agreement_id, report.origin
-    );
-    println!(
-        "  entries        {} ({} observations), {} parties, {} zones, {} commitments",
-        report.entries, report.observations, report.parties, report.zones, report.commitments
-    );
-    println!("  root           {}", report.root_hash);
-    println!(
-        "  projection     {} as of entry {}{}",
-        report.projection_digest,
-        report.projection_as_of_seq.unwrap_or_default(),
-        if report.projection_checked {
-            " (matches the served digest)"
-        } else {
-            ""
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = render_text(&mut out, report);
+    return Ok(out.trim_end().to_string());
+
+    fn render_text(out: &mut String, report: &AuditReport) -> std::fmt::Result {
+        writeln!(out, "verification OK: {}", report.source)?;
+        writeln!(
+            out,
+            "  agreement      {} ({})",
+            report.agreement_id, report.origin
+        )?;
+        writeln!(
+            out,
+            "  entries        {} ({} observations), {} parties, {} zones, {} commitments",
+            report.entries, report.observations, report.parties, report.zones, report.commitments
+        )?;
+        writeln!(out, "  root           {}", report.root_hash)?;
+        writeln!(
+            out,
+            "  projection     {} as of entry {}{}",
+            report.projection_digest,
+            report.projection_as_of_seq.unwrap_or_default(),
+            if report.projection_checked {
+                " (matches the served digest)"
+            } else {
+                ""
+            }
+        )?;
+        if report.proofs_checked > 0 {
+            writeln!(
+                out,
+                "  proofs         {} sampled and verified",
+                report.proofs_checked
+            )?;
         }
-    );
-    if report.proofs_checked > 0 {
-        println!(
-            "  proofs         {} sampled and verified",
-            report.proofs_checked
-        );
+        writeln!(out, "  {}", witnessed_line(report))?;
+        if let Some(from) = &report.witness_policy_from {
+            writeln!(out, "  witness policy from {from}")?;
+        }
+        writeln!(out, "  pin            {}", report.pin)?;
+        writeln!(
+            out,
+            "  time           {:.2} s ({:.0} entries/s)",
+            report.seconds, report.entries_per_second
+        )?;
+        writeln!(
+            out,
+            "  checkpoint\n    {}",
+            report.checkpoint.trim_end().replace('\n', "\n    ")
+        )?;
+        Ok(())
     }
-    println!("  {}", witnessed_line(report));
-    if let Some(from) = &report.witness_policy_from {
-        println!("  witness policy from {from}");
-    }
-    println!("  pin            {}", report.pin);
-    println!(
-        "  time           {:.2} s ({:.0} entries/s)",
-        report.seconds, report.entries_per_second
-    );
-    println!(
-        "  checkpoint\n    {}",
-        report.checkpoint.trim_end().replace('\n', "\n    ")
-    );
-    Ok(())
 }
 
 /// `witnessed by north.example/w, south.example/w (2 of 3 needed: quorum

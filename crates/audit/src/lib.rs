@@ -138,6 +138,10 @@ pub enum AuditFailure {
     Proof(String),
     #[error("stored tree: {0}")]
     Tree(String),
+    /// The source's copy is damaged where no entry is at fault (a store's
+    /// head, checkpoint or projection record that does not read).
+    #[error("damaged: {0}")]
+    Damaged(String),
     /// The checkpoint lacks its witnesses' quorum (boxed: it is the
     /// largest failure, and every `Result` of the audit carries its size).
     #[error("{0}")]
@@ -216,6 +220,19 @@ fn could_not_run(error: impl Into<anyhow::Error>) -> AuditError {
     AuditError::CouldNotRun(error.into())
 }
 
+/// A source's error: its finding that the log it holds is damaged
+/// ([`LogDefect`]) is a verdict, anything else a failure to run.
+fn source_error(error: anyhow::Error) -> AuditError {
+    match error.downcast::<LogDefect>() {
+        Ok(LogDefect {
+            seq: Some(seq),
+            reason,
+        }) => AuditFailure::Entry { seq, reason }.into(),
+        Ok(LogDefect { seq: None, reason }) => AuditFailure::Damaged(reason).into(),
+        Err(error) => could_not_run(error),
+    }
+}
+
 /// What a successful audit establishes.
 #[derive(Debug, serde::Serialize)]
 pub struct AuditReport {
@@ -266,8 +283,8 @@ pub fn audit(
     mut options: AuditOptions,
 ) -> Result<AuditReport, AuditError> {
     let started = Instant::now();
-    let served_projection = source.served_projection().map_err(could_not_run)?;
-    let note = source.checkpoint_note().map_err(could_not_run)?;
+    let served_projection = source.served_projection().map_err(source_error)?;
+    let note = source.checkpoint_note().map_err(source_error)?;
     let claimed = parse_unverified(&note)
         .map_err(|error| AuditFailure::Checkpoint(format!("unreadable: {error}")))?;
     let size = claimed.tree_size;

@@ -23,7 +23,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use rayon::prelude::*;
 
-use super::{could_not_run, AuditError, AuditFailure, LogSource, SourceError};
+use super::{could_not_run, source_error, AuditError, AuditFailure, LogSource, SourceError};
 use ceasefire_core::merkle::Hash;
 use ceasefire_core::replay::{PreparedEntry, Replay};
 use ceasefire_core::rules::Accepted;
@@ -99,7 +99,7 @@ fn read_chunks(
     to_preparer: SyncSender<Chunk<Vec<u8>>>,
     mut after_chunk: impl FnMut(),
 ) -> Result<(), AuditError> {
-    let mut leaves = source.leaves(size).map_err(could_not_run)?;
+    let mut leaves = source.leaves(size).map_err(source_error)?;
     loop {
         let mut chunk = Chunk {
             leaves: Vec::with_capacity(CHUNK_LEAVES),

@@ -9,15 +9,74 @@
 //! the store's own. A witnessed checkpoint may lag the head: the audit then
 //! covers its entries only, and the stored projection (as of the head) is
 //! not compared, as it folds entries beyond it.
+//!
+//! Damage is a verdict, not a failure to run: a store sled cannot recover,
+//! a damaged head record or chunk is reported as [`OpenError::Damaged`] or
+//! as a [`LogDefect`] (the auditor's exit 1, naming the file, entry or
+//! slot); only a directory that cannot be read at all is
+//! [`OpenError::CannotStart`] (exit 2).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use ceasefire_audit::{Leaves, LogDefect, LogSource, SourceError};
 use ceasefire_core::checkpoint::parse_unverified;
 use ceasefire_core::merkle::Hash;
 
-use crate::storage::Store;
+use crate::storage::{Store, StoreError, DB_DIR_NAME};
+
+/// Why a data directory could not be opened for an audit, split the way
+/// an auditor's exit code splits.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Verification cannot start: no such directory, no ledger in it, no
+    /// permission to read it, a store of another version. Says which.
+    #[error("{0}")]
+    CannotStart(String),
+    /// The store is there but damaged: a verdict on it, naming the file,
+    /// entry or record slot at fault.
+    #[error("{0}")]
+    Damaged(String),
+}
+
+/// Why `path` cannot be read, a missing permission said in words.
+fn unreadable(path: &Path, error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        format!("no permission to read {} ({error})", path.display())
+    } else {
+        format!("cannot read {}: {error}", path.display())
+    }
+}
+
+/// Whether a store error is a verdict on the store (its bytes are wrong)
+/// rather than a failure to read it.
+fn is_damage(error: &StoreError) -> bool {
+    match error {
+        StoreError::Io(_) | StoreError::OtherLayout { .. } => false,
+        StoreError::Sled(sled::Error::Io(_)) => false,
+        StoreError::BadRecord { reason, .. } => !reason.starts_with("unreadable: "),
+        _ => true,
+    }
+}
+
+/// A store error met while reading: damage becomes the audit's finding
+/// ([`LogDefect`], at its entry where the error names one), anything else
+/// an error that stops the audit without a verdict.
+fn read_error(error: StoreError) -> anyhow::Error {
+    match error {
+        StoreError::Corrupt { seq, reason } => LogDefect {
+            seq: Some(seq),
+            reason,
+        }
+        .into(),
+        error if is_damage(&error) => LogDefect {
+            seq: None,
+            reason: error.to_string(),
+        }
+        .into(),
+        error => error.into(),
+    }
+}
 
 /// A data directory, read from a private snapshot (never written, and fine
 /// while a server runs on it).
@@ -29,9 +88,34 @@ pub struct DataDirSource {
 }
 
 impl DataDirSource {
-    pub fn open(data_dir: &Path) -> anyhow::Result<DataDirSource> {
-        let (store, snapshot) = Store::open_snapshot(data_dir)
-            .with_context(|| format!("cannot read the ledger in {}", data_dir.display()))?;
+    pub fn open(data_dir: &Path) -> Result<DataDirSource, OpenError> {
+        let shown = data_dir.display();
+        let cannot_start = |reason: String| OpenError::CannotStart(reason);
+        match std::fs::metadata(data_dir) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => return Err(cannot_start(format!("{shown} is not a directory"))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(cannot_start(format!("no such directory: {shown}")))
+            }
+            Err(error) => return Err(cannot_start(unreadable(data_dir, &error))),
+        }
+        let sled_dir = data_dir.join(DB_DIR_NAME);
+        match std::fs::read_dir(&sled_dir) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(cannot_start(format!(
+                    "{shown} holds no ledger (no {DB_DIR_NAME} in it)"
+                )))
+            }
+            Err(error) => return Err(cannot_start(unreadable(&sled_dir, &error))),
+        }
+        let (store, snapshot) = Store::open_snapshot(data_dir).map_err(|error| {
+            if is_damage(&error) {
+                OpenError::Damaged(format!("the store in {shown} is damaged: {error}"))
+            } else {
+                cannot_start(format!("cannot read the ledger in {shown}: {error}"))
+            }
+        })?;
         Ok(DataDirSource {
             data_dir: data_dir.to_path_buf(),
             store,
@@ -46,11 +130,12 @@ impl LogSource for DataDirSource {
     }
 
     fn checkpoint_note(&mut self) -> anyhow::Result<String> {
-        if let Some(witnessed) = self.store.witnessed_note()? {
+        if let Some(witnessed) = self.store.witnessed_note().map_err(read_error)? {
             return Ok(witnessed);
         }
         self.store
-            .checkpoint_note()?
+            .checkpoint_note()
+            .map_err(read_error)?
             .ok_or_else(|| anyhow!("{} holds no checkpoint", self.data_dir.display()))
     }
 
@@ -59,13 +144,17 @@ impl LogSource for DataDirSource {
     /// audit's finding); a witnessed checkpoint that lags the head holds
     /// only a prefix of what it folds, so it is not compared then.
     fn served_projection(&mut self) -> anyhow::Result<Option<(u64, Hash)>> {
-        let stored = self.store.load_projection()?.and_then(|stored| {
-            stored
-                .head
-                .as_of_seq
-                .map(|as_of_seq| (as_of_seq, stored.head.digest))
-        });
-        let Some(witnessed) = self.store.witnessed_note()? else {
+        let stored = self
+            .store
+            .load_projection()
+            .map_err(read_error)?
+            .and_then(|stored| {
+                stored
+                    .head
+                    .as_of_seq
+                    .map(|as_of_seq| (as_of_seq, stored.head.digest))
+            });
+        let Some(witnessed) = self.store.witnessed_note().map_err(read_error)? else {
             return Ok(stored);
         };
         // An unreadable note is the audit's finding, not this one's.
@@ -76,7 +165,11 @@ impl LogSource for DataDirSource {
     fn leaves(&mut self, size: u64) -> anyhow::Result<Leaves<'_>> {
         let mut expected = 0u64;
         Ok(Box::new(self.store.leaves(0, size).map(move |item| {
-            let (seq, leaf) = item.map_err(|error| SourceError::Unreadable(error.into()))?;
+            let (seq, leaf) =
+                item.map_err(|error| match read_error(error).downcast::<LogDefect>() {
+                    Ok(defect) => SourceError::Defect(defect),
+                    Err(error) => SourceError::Unreadable(error),
+                })?;
             if seq != expected {
                 return Err(LogDefect {
                     seq: Some(expected),

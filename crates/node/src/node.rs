@@ -14,7 +14,7 @@ use tonic::Request;
 use crate::metrics::Metrics;
 use crate::sequencer::{self, SequencerConfig, StartupCheck};
 use crate::server::{self, LedgerService, ServerOptions, TlsFiles};
-use crate::storage::Store;
+use crate::storage::{Store, DB_DIR_NAME, RECORD_FILE_NAME};
 use ceasefire_grpc::proto::{ledger_server::Ledger, SignedEvent};
 
 /// How long shutdown waits for open calls and streams before cutting them:
@@ -86,7 +86,38 @@ pub struct Node {
 
 /// Opens the store, verifies it, writes the bootstrap entries into an empty
 /// log, and starts serving.
+///
+/// A start that fails leaves nothing behind: a data directory with no
+/// store is refused before anything is created when there is nothing to
+/// bootstrap it with, and a store (and data directory) this call created
+/// is removed again when a later step fails (an address in use, a
+/// bootstrap refused for a wrong operator key).
 pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+    let data_dir = config.data_dir.clone();
+    let creates_data_dir = !data_dir.exists();
+    let creates_store = !data_dir.join(DB_DIR_NAME).exists();
+    if creates_store && config.bootstrap.is_empty() {
+        bail!(
+            "{} holds no ledger: start with --genesis FILE (a signed genesis) or --dev",
+            data_dir.display()
+        );
+    }
+    let started = start_created(config).await;
+    if started.is_err() {
+        // Nothing was served from what this start created: a retry must
+        // find the directory as it was.
+        if creates_data_dir {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        } else if creates_store {
+            let _ = std::fs::remove_dir_all(data_dir.join(DB_DIR_NAME));
+            let _ = std::fs::remove_file(data_dir.join(RECORD_FILE_NAME));
+        }
+    }
+    started
+}
+
+/// [`start`], creating what it needs.
+async fn start_created(config: NodeConfig) -> anyhow::Result<Node> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let data_dir = config.data_dir.clone();

@@ -170,6 +170,9 @@ pub struct SequencerHandle {
     /// The witness policy in force in the durable log, and the seq of the
     /// event that set it.
     witness_policies: watch::Receiver<Option<ActivePolicy>>,
+    /// Why the sequencer fail-stopped, once it has: health turns
+    /// NOT_SERVING on it.
+    failure: watch::Receiver<Option<String>>,
 }
 
 /// A witness policy and the seq of the governance event that set it.
@@ -228,6 +231,12 @@ impl SequencerHandle {
     pub fn watch_witness_policy(&self) -> watch::Receiver<Option<ActivePolicy>> {
         self.witness_policies.clone()
     }
+
+    /// A receiver of why the sequencer fail-stopped (`None` while it takes
+    /// submissions), set once, when it stops taking them.
+    pub fn watch_failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
+    }
 }
 
 fn active_policy(state: Option<&ceasefire_core::rules::LedgerState>) -> Option<ActivePolicy> {
@@ -264,6 +273,7 @@ pub fn start(
         watch::channel(active_policy(recovered.state.as_ref()));
     let (submissions, receiver) = mpsc::channel(config.queue_depth);
     let (publish, checkpoints) = watch::channel(checkpoint);
+    let (publish_failure, failure) = watch::channel(None);
     let projection_head = ProjectionHead::of(&recovered.projection);
     let last_change = store
         .last_change()
@@ -286,6 +296,7 @@ pub fn start(
         last_change,
         agreement_id: agreement_id.clone(),
         failed: None,
+        publish_failure,
     };
     let thread = std::thread::Builder::new()
         .name("sequencer".into())
@@ -298,6 +309,7 @@ pub fn start(
             agreement_id,
             views,
             witness_policies,
+            failure,
         },
         thread,
     ))
@@ -350,9 +362,18 @@ struct Sequencer {
     agreement_id: Arc<std::sync::OnceLock<String>>,
     /// Set when a commit failed: every later submission is refused with it.
     failed: Option<String>,
+    /// Announces the fail-stop (for health).
+    publish_failure: watch::Sender<Option<String>>,
 }
 
 impl Sequencer {
+    /// Stops taking submissions for good (see the module doc): every later
+    /// one is refused with `reason`, and the stop is announced.
+    fn fail_stop(&mut self, reason: String) {
+        self.publish_failure.send_replace(Some(reason.clone()));
+        self.failed = Some(reason);
+    }
+
     fn run(mut self, mut receiver: mpsc::Receiver<Submission>) {
         while let Some(first) = receiver.blocking_recv() {
             let mut submissions = vec![first];
@@ -401,7 +422,7 @@ impl Sequencer {
                     tracing::error!(%error, "sequencer could not read the store");
                     let reason = format!("storage read failed: {error}");
                     batch.refuse_all(&reason);
-                    self.failed = Some(reason);
+                    self.fail_stop(reason);
                     return;
                 }
             }
@@ -420,7 +441,7 @@ impl Sequencer {
             let reason = "no checkpoint signer before the genesis".to_string();
             tracing::error!(%reason, "refusing further writes");
             batch.refuse_all(&reason);
-            self.failed = Some(reason);
+            self.fail_stop(reason);
             return;
         };
         let head = batch.head();
@@ -471,9 +492,17 @@ impl Sequencer {
             Err(failed) => {
                 let (batch, error) = *failed;
                 tracing::error!(%error, "batch commit failed; refusing further writes");
-                let reason = format!("storage write failed: {error}");
+                let reason = if error.is_disk_full() {
+                    format!(
+                        "the disk holding the data directory {} is full ({error}): \
+                         free space on it and restart the server",
+                        self.store.data_dir().display()
+                    )
+                } else {
+                    format!("storage write failed: {error}")
+                };
                 batch.refuse_all(&reason);
-                self.failed = Some(reason);
+                self.fail_stop(reason);
             }
         }
     }

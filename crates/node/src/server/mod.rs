@@ -192,6 +192,7 @@ pub async fn serve(
     severed: tokio::sync::watch::Receiver<bool>,
     options: ServerOptions,
 ) -> anyhow::Result<()> {
+    let sequencer_failure = sequencer.watch_failure();
     let ledger = LedgerServer::new(LedgerService::new(
         store.clone(),
         sequencer.clone(),
@@ -221,8 +222,24 @@ pub async fn serve(
         .build_v1alpha()
         .context("cannot build the v1alpha reflection service")?;
     let mut stop = shutting_down;
+    let mut failure = sequencer_failure;
     let shutdown = async move {
-        compliance::stopping(&mut stop).await;
+        // A sequencer that fail-stopped takes no more submissions: the
+        // Ledger service says NOT_SERVING from then on (reads still work,
+        // and Compliance serves on), so a balancer or an operator sees it.
+        tokio::select! {
+            () = compliance::stopping(&mut stop) => {}
+            Some(reason) = fail_stopped(&mut failure) => {
+                tracing::error!(
+                    %reason,
+                    "the ledger takes no more submissions: health says NOT_SERVING for the Ledger service"
+                );
+                health
+                    .set_not_serving::<LedgerServer<LedgerService>>()
+                    .await;
+                compliance::stopping(&mut stop).await;
+            }
+        }
         health
             .set_not_serving::<LedgerServer<LedgerService>>()
             .await;
@@ -248,6 +265,19 @@ pub async fn serve(
         .serve_with_incoming_shutdown(accept(listener, severed), shutdown)
         .await
         .context("the gRPC server failed")
+}
+
+/// Resolves with the reason once the sequencer fail-stops; `None` if it
+/// ends without (its sender dropped at shutdown). The reason is cloned out:
+/// the watch's guard must not be held across an await.
+async fn fail_stopped(
+    failure: &mut tokio::sync::watch::Receiver<Option<String>>,
+) -> Option<String> {
+    failure
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|reason| reason.clone())
 }
 
 /// What reflection serves: our protos and the health service's.

@@ -131,6 +131,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the write failed for want of space (ENOSPC, or EDQUOT: a
+    /// quota full): a fault of the disk, not of the store, which space
+    /// freed and a restart cure.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io(error) | StoreError::Sled(sled::Error::Io(error)) => {
+                io_is_disk_full(error)
+            }
+            _ => false,
+        }
+    }
+
     /// The same error with paths under `from` named under `to` instead (for
     /// errors found in a private copy of a data directory).
     fn relocated(self, from: &Path, to: &Path) -> StoreError {
@@ -175,6 +187,27 @@ impl StoreError {
             },
             other => other,
         }
+    }
+}
+
+/// Whether an I/O error is ENOSPC or EDQUOT, also where it is a sled
+/// error wrapped in an I/O error (as `Durability` hands sled's flush on).
+fn io_is_disk_full(error: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    if matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
+    {
+        return true;
+    }
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<sled::Error>())
+    {
+        Some(sled::Error::Io(inner)) => io_is_disk_full(inner),
+        _ => false,
     }
 }
 
@@ -508,6 +541,16 @@ impl Store {
         let store = Store::open_adopting_head(copy.path())
             .map_err(|error| error.relocated(copy.path(), data_dir))?;
         Ok((store, copy))
+    }
+
+    /// The data directory the store is in (where its head record is).
+    pub fn data_dir(&self) -> PathBuf {
+        self.record
+            .lock()
+            .map(|record| record.path().parent().map(Path::to_path_buf))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     /// The durable head; an empty head for a new store.
