@@ -69,7 +69,7 @@ pub struct SubmitArgs {
     wait_timeout: u64,
     /// Sign each event once into this local outbox before sending it, send
     /// with retries, and resend what is still pending on the next run.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     outbox: Option<PathBuf>,
     /// With --outbox: how long to keep retrying an unreachable ledger
     /// (exponential backoff) before leaving the rest pending, in seconds.
@@ -333,4 +333,35 @@ fn check_receipt(receipt: &Receipt, identity: &LedgerIdentity) -> anyhow::Result
         &body.root_hash,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    fn with_reason(code: tonic::Code) -> tonic::Status {
+        tonic::Status::with_error_details(
+            code,
+            "refused",
+            ErrorDetails::with_error_info(
+                "WRONG_ROLE",
+                ceasefire_core::rejection::ERROR_DOMAIN,
+                std::collections::HashMap::new(),
+            ),
+        )
+    }
+
+    #[test]
+    fn only_the_ledgers_reason_on_a_lasting_code_is_a_verdict() {
+        assert!(is_verdict(&with_reason(tonic::Code::PermissionDenied)));
+        // Not a verdict: a moment's trouble, or no ledger reason at all (a
+        // proxy, a transport error).
+        assert!(!is_verdict(&with_reason(tonic::Code::Unavailable)));
+        assert!(!is_verdict(&with_reason(tonic::Code::Internal)));
+        assert!(!is_verdict(&tonic::Status::invalid_argument(
+            "from a proxy"
+        )));
+        assert!(!is_verdict(&tonic::Status::unavailable("connection reset")));
+    }
 }
