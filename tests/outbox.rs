@@ -286,7 +286,8 @@ async fn an_unreachable_server_leaves_events_pending_not_refused() {
     );
     assert_eq!(output.stderr.trim().lines().count(), 1, "{}", output.stderr);
 
-    let status = submit(&url, &[&"--outbox", &outbox, &"status"], work.path());
+    // (`status --outbox DIR` reads as well as `--outbox DIR status`.)
+    let status = submit(&url, &[&"status", &"--outbox", &outbox], work.path());
     assert!(status.status.success(), "{}", status.stderr);
     assert!(
         status
