@@ -266,7 +266,12 @@ impl Outbox {
         self.write_record(state, &entry.name, &record)?;
         if entry.state != state {
             let old = self.path(entry.state, &entry.name);
-            fs::remove_file(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+            match fs::remove_file(&old) {
+                // Another run on the same outbox settled it first (both
+                // sent the same bytes, so both got the same answer).
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                result => result.with_context(|| format!("cannot remove {}", old.display()))?,
+            }
             sync_dir(old.parent().expect("an entry file has a directory"))?;
         }
         entry.state = state;
