@@ -6,7 +6,8 @@
 //!
 //! Here: [`cli`] (every subcommand, the bench and the demo), [`dev`] (the
 //! development bootstrap), and the files people write and read:
-//! [`keyfile`], [`signed_file`], [`event_json`].
+//! [`keyfile`], [`signed_file`], [`event_json`], and the [`outbox`] of
+//! `submit --outbox`.
 
 // One call into libc needs `unsafe`, allowed where it stands with its
 // reason: `malloc_trim` (cli/serve.rs). The other is the test kit's `kill`.
@@ -16,4 +17,5 @@ pub mod cli;
 pub mod dev;
 pub mod event_json;
 pub mod keyfile;
+pub mod outbox;
 pub mod signed_file;

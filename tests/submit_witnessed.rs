@@ -127,13 +127,17 @@ async fn submit_waits_for_a_witnessed_checkpoint_and_gives_up_naming_the_witness
     assert_eq!(seq_of(&lines[0]), BOOTSTRAP_ENTRIES + 1);
     assert_witnessed(&lines[1], &node, &policy, BOOTSTRAP_ENTRIES + 1);
 
-    // A batch: three receipts, one wait, for the last of them.
+    // A batch: three receipts, one wait, for the last of them. Three
+    // reports, each its own (the same report again would count once).
     let compact: serde_json::Value = serde_json::from_str(OBSERVATION).unwrap();
-    let batch = write(
-        work.path(),
-        "three.ndjson",
-        &format!("{compact}\n").repeat(3),
-    );
+    let reports: String = (1..=3)
+        .map(|index| {
+            let mut report = compact.clone();
+            report["observation"]["narrative"] = format!("batch report {index}").into();
+            format!("{report}\n")
+        })
+        .collect();
+    let batch = write(work.path(), "three.ndjson", &reports);
     let output = submit(
         &node,
         work.path(),
@@ -167,6 +171,9 @@ async fn submit_waits_for_a_witnessed_checkpoint_and_gives_up_naming_the_witness
     // says how far witnessing got and which witnesses fail.
     witnesses[1].kill().unwrap();
     witnesses[2].kill().unwrap();
+    let mut report = compact.clone();
+    report["observation"]["narrative"] = "after two witnesses went down".into();
+    let new_report = write(work.path(), "down.json", &report.to_string());
     let output = submit(
         &node,
         work.path(),
@@ -176,7 +183,7 @@ async fn submit_waits_for_a_witnessed_checkpoint_and_gives_up_naming_the_witness
             "--wait-witnessed",
             "--wait-timeout",
             "3",
-            single.to_str().unwrap(),
+            new_report.to_str().unwrap(),
         ],
     )
     .await;

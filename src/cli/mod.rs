@@ -87,7 +87,8 @@ pub enum LogFormat {
 enum Command {
     /// Run the ledger service (gRPC).
     Serve(serve::ServeArgs),
-    /// Sign events from JSON or NDJSON and submit them; print one receipt per event.
+    /// Sign events from JSON or NDJSON and submit them; print one receipt per event
+    /// (or keep them in an outbox until the ledger answers: --outbox DIR).
     Submit(submit::SubmitArgs),
     /// Create an Ed25519 key file (owner-only permissions) and print its public key.
     Keygen(keygen::KeygenArgs),
