@@ -55,6 +55,11 @@ pub struct SubmitArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     wait_timeout: u64,
+    /// Write each event's receipt to DIR/<seq>.tlog-proof (C2SP tlog-proof:
+    /// the leaf, its inclusion proof and the checkpoint), evidence that
+    /// `verify --receipt` checks offline.
+    #[arg(long, value_name = "DIR")]
+    receipts: Option<PathBuf>,
     #[command(flatten)]
     connection: super::ConnectArgs,
 }
@@ -72,6 +77,9 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         .map(|path| KeyFile::load(path))
         .collect::<anyhow::Result<_>>()?;
     let events = read_events(&args.file)?;
+    if let Some(dir) = &args.receipts {
+        super::receipt::prepare_receipts_dir(dir)?;
+    }
     let mut client = args.connection.ledger().await?;
     let identity = fetch_identity(&mut client).await?;
     if args.wait_witnessed {
@@ -119,6 +127,11 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
             object.remove("leaf");
         }
         println!("{json}");
+        if let Some(dir) = &args.receipts {
+            super::receipt::write_receipt(dir, &receipt).with_context(|| {
+                format!("event {position} was accepted as seq {}", receipt.seq)
+            })?;
+        }
         if args.wait_witnessed {
             receipts.push(receipt);
         }

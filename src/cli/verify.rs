@@ -1,7 +1,8 @@
 //! `verify`: the auditor. Exit 0 when everything holds, 1 at the first
 //! failure (naming the entry and the reason; a checkpoint without its
 //! witnesses' quorum is one), 2 when it could not run (a policy file that
-//! does not read is refused before anything else).
+//! does not read is refused before anything else). `--receipt FILE` checks
+//! one receipt file offline instead (`super::receipt`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_node::DataDirSource;
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["server", "data_dir", "tiles"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["server", "data_dir", "tiles", "receipt"])))]
 pub struct VerifyArgs {
     /// Verify the log a server serves (also samples its proofs).
     #[arg(long)]
@@ -29,6 +30,14 @@ pub struct VerifyArgs {
     /// Verify a C2SP tlog-tiles export.
     #[arg(long)]
     tiles: Option<PathBuf>,
+    /// Verify one receipt file (C2SP tlog-proof, from `submit --receipts`)
+    /// offline, with --genesis or --operator-key (and --witness-policy to
+    /// demand its witnesses' cosignatures).
+    #[arg(long, value_name = "FILE")]
+    receipt: Option<PathBuf>,
+    /// With --receipt: the log's signed genesis file (its origin and operator key).
+    #[arg(long, value_name = "FILE", requires = "receipt")]
+    genesis: Option<PathBuf>,
     /// Keep the verified checkpoint in FILE; on later runs, demand that the
     /// log is consistent with it (a fork or a shrink is reported with both).
     #[arg(long)]
@@ -58,7 +67,7 @@ fn could_not_run(error: impl std::fmt::Display) -> anyhow::Error {
 
 /// Reads and checks a policy file: one line naming the file and what is
 /// wrong, before any source is opened.
-fn read_witness_policy(path: &std::path::Path) -> anyhow::Result<WitnessPolicy> {
+pub(super) fn read_witness_policy(path: &std::path::Path) -> anyhow::Result<WitnessPolicy> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         could_not_run(format!(
             "--witness-policy {}: cannot read it: {error}",
@@ -75,6 +84,13 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(read_witness_policy)
         .transpose()?;
+    if let Some(receipt) = &args.receipt {
+        let key = super::receipt::LogKey::from_flags(
+            args.genesis.as_deref(),
+            args.operator_key.as_deref(),
+        );
+        return super::receipt::verify_file(receipt, key, witness_policy.as_ref(), args.json);
+    }
     let operator_key = match &args.operator_key {
         Some(text) => {
             let bytes: [u8; 32] = BASE64
