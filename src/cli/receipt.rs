@@ -22,8 +22,7 @@ use super::Exit;
 use ceasefire_core::checkpoint::{parse_unverified, NoteVerifier};
 use ceasefire_core::merkle::Hash;
 use ceasefire_core::tlog_proof::{
-    refresh_receipt, verify_receipt, ReceiptError, TlogProof, VerifiedReceipt,
-    TLOG_PROOF_EXTENSION,
+    refresh_receipt, verify_receipt, ReceiptError, TlogProof, VerifiedReceipt, TLOG_PROOF_EXTENSION,
 };
 use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_grpc::proto::{
@@ -135,7 +134,10 @@ pub enum LogKey {
 impl LogKey {
     /// From `--genesis FILE` or `--operator-key KEY` (base64 of 32 bytes, or
     /// a signed-note vkey `name+id+key`): exactly one. Exit 2 otherwise.
-    pub fn from_flags(genesis: Option<&Path>, operator_key: Option<&str>) -> anyhow::Result<LogKey> {
+    pub fn from_flags(
+        genesis: Option<&Path>,
+        operator_key: Option<&str>,
+    ) -> anyhow::Result<LogKey> {
         match (genesis, operator_key) {
             (Some(path), None) => ceasefire_witness::config::log_key_from_genesis_file(path)
                 .map(LogKey::Named)
@@ -158,9 +160,7 @@ impl LogKey {
                     .map(LogKey::Bare)
                     .map_err(|_| could_not_run("--operator-key is not an Ed25519 key"))
             }
-            (Some(_), Some(_)) => Err(could_not_run(
-                "give --genesis or --operator-key, not both",
-            )),
+            (Some(_), Some(_)) => Err(could_not_run("give --genesis or --operator-key, not both")),
             (None, None) => Err(could_not_run(
                 "a receipt is checked against the log's key: give --genesis FILE (the signed \
                  genesis) or --operator-key KEY",
@@ -206,7 +206,9 @@ fn check(
     key: &LogKey,
     policy: Option<&WitnessPolicy>,
 ) -> anyhow::Result<VerifiedReceipt> {
-    let verifier = key.verifier_for(proof).map_err(|error| failed(path, error))?;
+    let verifier = key
+        .verifier_for(proof)
+        .map_err(|error| failed(path, error))?;
     verify_receipt(proof, &verifier, policy).map_err(|error| failed(path, error))
 }
 

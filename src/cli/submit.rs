@@ -128,9 +128,8 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         }
         println!("{json}");
         if let Some(dir) = &args.receipts {
-            super::receipt::write_receipt(dir, &receipt).with_context(|| {
-                format!("event {position} was accepted as seq {}", receipt.seq)
-            })?;
+            super::receipt::write_receipt(dir, &receipt)
+                .with_context(|| format!("event {position} was accepted as seq {}", receipt.seq))?;
         }
         if args.wait_witnessed {
             receipts.push(receipt);
