@@ -81,6 +81,11 @@ impl Mission {
     /// `submit --key monitor.key --receipts DIR` of `count` observations
     /// (one NDJSON file, each narrative its own); the seqs it printed.
     async fn submit(&self, count: usize) -> Vec<u64> {
+        self.submit_with(count, &[]).await
+    }
+
+    /// [`Mission::submit`] with more flags (before the file).
+    async fn submit_with(&self, count: usize, flags: &[&str]) -> Vec<u64> {
         let lines: Vec<String> = (0..count)
             .map(|index| {
                 let mut event: serde_json::Value = serde_json::from_str(OBSERVATION).unwrap();
@@ -93,24 +98,24 @@ impl Mission {
         std::fs::write(&file, lines.join("\n") + "\n").unwrap();
         let key = dev::dev_keys_dir(self.node.dir.path()).join("monitor.key");
         let receipts = self.receipts();
-        let output = run(
-            self.work.path(),
-            &[
-                &"submit",
-                &"--server",
-                &self.node.node.url(),
-                &"--key",
-                &key,
-                &"--receipts",
-                &receipts,
-                &file,
-            ],
-        )
-        .await;
+        let url = self.node.node.url();
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"submit",
+            &"--server",
+            &url,
+            &"--key",
+            &key,
+            &"--receipts",
+            &receipts,
+        ];
+        args.extend(flags.iter().map(|flag| flag as &dyn AsRef<std::ffi::OsStr>));
+        args.push(&file);
+        let output = run(self.work.path(), &args).await;
         assert!(output.status.success(), "{}", output.stderr);
         output
             .stdout
             .lines()
+            .filter(|line| !line.starts_with("{\"witnessed\""))
             .map(|line| {
                 let receipt: serde_json::Value = serde_json::from_str(line).unwrap();
                 receipt["seq"].as_str().unwrap().parse().unwrap()
@@ -681,6 +686,29 @@ async fn a_receipt_refreshed_to_a_witnessed_checkpoint_verifies_under_the_policy
         report["cosigners"].as_array().unwrap().len() >= 2,
         "{report}"
     );
+
+    // `submit --wait-witnessed` writes witnessed receipts straight away.
+    let seqs = mission
+        .submit_with(2, &["--wait-witnessed", "--wait-timeout", "60"])
+        .await;
+    for seq in seqs {
+        let path = receipt_file(&mission.receipts(), seq);
+        let output = run(
+            dir,
+            &[
+                &"verify",
+                &"--receipt",
+                &path,
+                &"--genesis",
+                &genesis,
+                &"--witness-policy",
+                &policy_file,
+            ],
+        )
+        .await;
+        assert_eq!(code(&output), Some(0), "{}", output.stderr);
+        assert!(output.stdout.contains("witnessed by "), "{}", output.stdout);
+    }
     drop(witnesses);
     mission.node.shutdown().await;
 }

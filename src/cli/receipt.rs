@@ -77,6 +77,45 @@ pub fn write_receipt(dir: &Path, receipt: &Receipt) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// With `submit --receipts DIR --wait-witnessed`: rewrites each receipt
+/// file against the witnessed checkpoint (already checked: quorum, entry
+/// covered, consistent with every receipt's checkpoint), with the entry's
+/// inclusion proof in that tree, so the files a mission keeps carry the
+/// witnesses' cosignatures. Each file is verified under the policy before
+/// it replaces the operator-signed one.
+pub async fn write_witnessed_receipts(
+    client: &mut LedgerClient<tonic::transport::Channel>,
+    dir: &Path,
+    receipts: &[Receipt],
+    witnessed: &super::witnessed::Witnessed,
+    log: &NoteVerifier,
+) -> anyhow::Result<()> {
+    for receipt in receipts {
+        let inclusion = fetch_proof(
+            client.get_inclusion_proof(GetInclusionProofRequest {
+                seq: receipt.seq,
+                tree_size: witnessed.body.tree_size,
+            }),
+            "inclusion proof",
+        )
+        .await?;
+        let proof = TlogProof {
+            extra: Some(receipt.leaf.clone()),
+            index: receipt.seq,
+            inclusion_proof: inclusion,
+            checkpoint: witnessed.checkpoint.note.clone(),
+        };
+        verify_receipt(&proof, log, Some(&witnessed.policy)).map_err(|error| {
+            anyhow!(
+                "the witnessed receipt of seq {} does not verify: {error}",
+                receipt.seq
+            )
+        })?;
+        write_atomically(&receipt_path(dir, receipt.seq), proof.to_text().as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Replaces `path` with `bytes`: a synced sibling renamed over it, then the
 /// directory synced, so the rename itself is durable.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -57,7 +57,8 @@ pub struct SubmitArgs {
     wait_timeout: u64,
     /// Write each event's receipt to DIR/<seq>.tlog-proof (C2SP tlog-proof:
     /// the leaf, its inclusion proof and the checkpoint), evidence that
-    /// `verify --receipt` checks offline.
+    /// `verify --receipt` checks offline; with --wait-witnessed, against
+    /// the witnessed checkpoint.
     #[arg(long, value_name = "DIR")]
     receipts: Option<PathBuf>,
     #[command(flatten)]
@@ -144,6 +145,16 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         )
         .await?;
         println!("{}", witnessed.to_json());
+        if let Some(dir) = &args.receipts {
+            super::receipt::write_witnessed_receipts(
+                &mut client,
+                dir,
+                &receipts,
+                &witnessed,
+                &identity.checkpoint_verifier,
+            )
+            .await?;
+        }
     }
     Ok(())
 }

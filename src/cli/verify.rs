@@ -33,7 +33,7 @@ pub struct VerifyArgs {
     /// Verify one receipt file (C2SP tlog-proof, from `submit --receipts`)
     /// offline, with --genesis or --operator-key (and --witness-policy to
     /// demand its witnesses' cosignatures).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "pin")]
     receipt: Option<PathBuf>,
     /// With --receipt: the log's signed genesis file (its origin and operator key).
     #[arg(long, value_name = "FILE", requires = "receipt")]
@@ -42,7 +42,8 @@ pub struct VerifyArgs {
     /// log is consistent with it (a fork or a shrink is reported with both).
     #[arg(long)]
     pin: Option<PathBuf>,
-    /// Verify checkpoints with this operator key (base64) instead of the genesis's.
+    /// Verify checkpoints with this operator key (base64) instead of the
+    /// genesis's; with --receipt, also a vkey (name+id+key).
     #[arg(long)]
     operator_key: Option<String>,
     /// Demand the quorum of this witness policy (Sigsum/C2SP policy text:
