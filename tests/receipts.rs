@@ -235,6 +235,44 @@ async fn submitted_receipts_verify_offline_with_the_genesis_or_the_operator_key(
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_file_of_another_entry_is_never_overwritten() {
+    let mission = Mission::start().await;
+    let receipts = mission.receipts();
+    std::fs::create_dir_all(&receipts).unwrap();
+    let occupied = receipt_file(&receipts, BOOTSTRAP_ENTRIES);
+    std::fs::write(&occupied, "another ledger's evidence\n").unwrap();
+    std::fs::write(mission.path("one.json"), OBSERVATION).unwrap();
+    let key = dev::dev_keys_dir(mission.node.dir.path()).join("monitor.key");
+    let output = run(
+        mission.work.path(),
+        &[
+            &"submit",
+            &"--server",
+            &mission.node.node.url(),
+            &"--key",
+            &key,
+            &"--receipts",
+            &receipts,
+            &mission.path("one.json"),
+        ],
+    )
+    .await;
+    assert_eq!(code(&output), Some(1), "{}", output.stderr);
+    let line = output.last_stderr_line();
+    assert!(
+        line.contains(&format!("event 1 was accepted as seq {BOOTSTRAP_ENTRIES}"))
+            && line.contains("is not a receipt file")
+            && line.contains("it was not overwritten"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&occupied).unwrap(),
+        "another ledger's evidence\n"
+    );
+    mission.node.shutdown().await;
+}
+
 /// One change to a good receipt file, and what the failure must name.
 struct Tampering {
     what: &'static str,

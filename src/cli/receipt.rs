@@ -73,8 +73,31 @@ pub fn tlog_proof_of(receipt: &Receipt) -> anyhow::Result<TlogProof> {
 /// (replacing the file of an identical resubmission) and returns its path.
 pub fn write_receipt(dir: &Path, receipt: &Receipt) -> anyhow::Result<PathBuf> {
     let path = receipt_path(dir, receipt.seq);
+    refuse_to_replace_other_evidence(&path, &receipt.leaf)?;
     write_atomically(&path, tlog_proof_of(receipt)?.to_text().as_bytes())?;
     Ok(path)
+}
+
+/// A receipt file is replaced only by a receipt of the same entry: a
+/// directory used for two ledgers (both have a seq 4), or a file put there
+/// by hand, must never lose what it holds.
+fn refuse_to_replace_other_evidence(path: &Path, leaf: &[u8]) -> anyhow::Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(anyhow!("cannot read {}: {error}", path.display())),
+    };
+    match TlogProof::parse(&text) {
+        Ok(existing) if existing.extra.as_deref() == Some(leaf) => Ok(()),
+        Ok(_) => Err(anyhow!(
+            "{} holds the receipt of another entry (another ledger's?); it was not overwritten",
+            path.display()
+        )),
+        Err(error) => Err(anyhow!(
+            "{} is not a receipt file ({error}); it was not overwritten",
+            path.display()
+        )),
+    }
 }
 
 /// With `submit --receipts DIR --wait-witnessed`: rewrites each receipt
@@ -111,7 +134,9 @@ pub async fn write_witnessed_receipts(
                 receipt.seq
             )
         })?;
-        write_atomically(&receipt_path(dir, receipt.seq), proof.to_text().as_bytes())?;
+        let path = receipt_path(dir, receipt.seq);
+        refuse_to_replace_other_evidence(&path, &receipt.leaf)?;
+        write_atomically(&path, proof.to_text().as_bytes())?;
     }
     Ok(())
 }
