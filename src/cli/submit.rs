@@ -15,6 +15,10 @@
 //! checkpoint the log's witnesses cosigned that covers the last one (one
 //! wait for a whole NDJSON batch), checks it (see [`super::witnessed`]) and
 //! prints it as one more JSON line, naming the cosigners.
+//!
+//! With `--receipts DIR`, each checked receipt is also kept as a C2SP
+//! tlog-proof file, `DIR/<seq>.tlog-proof` (see [`super::receipt`]), and
+//! after `--wait-witnessed` rewritten against the witnessed checkpoint.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -153,7 +157,8 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
                 &witnessed,
                 &identity.checkpoint_verifier,
             )
-            .await?;
+            .await
+            .context("the receipt files could not be moved to the witnessed checkpoint")?;
         }
     }
     Ok(())
