@@ -428,6 +428,7 @@ async fn tampered_receipts_fail_naming_what_failed() {
         .as_str()
         .unwrap()
         .contains("operator signature"));
+    assert_eq!(report["check"], 2, "{report}");
 
     // Could not start: exit 2, saying why.
     let no_such_genesis = dir.join("no-such-genesis.json");

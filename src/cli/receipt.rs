@@ -288,11 +288,7 @@ pub fn verify_file(
     policy: Option<&WitnessPolicy>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let result = key.and_then(|key| {
-        let proof = read_receipt(path)?;
-        check(path, &proof, &key, policy)
-    });
-    match result {
+    match verify_file_verdict(path, key, policy) {
         Ok(verified) => {
             if json {
                 println!("{}", verified_json(path, &verified));
@@ -301,20 +297,55 @@ pub fn verify_file(
             }
             Ok(())
         }
-        Err(error) => {
+        Err(FileVerdict::Failed(error)) => {
             if json {
-                let (field, code) = match error.downcast_ref::<Exit>() {
-                    Some(exit) if exit.code == 1 => ("failure", 1),
-                    _ => ("error", 2),
-                };
                 println!(
                     "{}",
-                    serde_json::json!({"ok": false, field: error.to_string(), "exitCode": code})
+                    serde_json::json!({
+                        "ok": false,
+                        "receipt": path.display().to_string(),
+                        "failure": error.to_string(),
+                        "check": error.check(),
+                    })
+                );
+            }
+            Err(failed(path, error))
+        }
+        Err(FileVerdict::CouldNotRun(error)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": error.to_string()})
                 );
             }
             Err(error)
         }
     }
+}
+
+/// Why `verify --receipt` did not accept a file: the receipt's own failure
+/// (exit 1, with the check's number for `--json`) or no verdict (exit 2).
+enum FileVerdict {
+    Failed(ReceiptError),
+    CouldNotRun(anyhow::Error),
+}
+
+fn verify_file_verdict(
+    path: &Path,
+    key: anyhow::Result<LogKey>,
+    policy: Option<&WitnessPolicy>,
+) -> Result<VerifiedReceipt, FileVerdict> {
+    let key = key.map_err(FileVerdict::CouldNotRun)?;
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        FileVerdict::CouldNotRun(could_not_run(format!(
+            "cannot read {}: {error}",
+            path.display()
+        )))
+    })?;
+    let proof = TlogProof::parse(&text)
+        .map_err(|error| FileVerdict::Failed(ReceiptError::Format(error)))?;
+    let verifier = key.verifier_for(&proof).map_err(FileVerdict::Failed)?;
+    verify_receipt(&proof, &verifier, policy).map_err(FileVerdict::Failed)
 }
 
 fn cosigner_names(verified: &VerifiedReceipt) -> Option<Vec<String>> {

@@ -310,6 +310,26 @@ pub enum ReceiptError {
     },
 }
 
+impl ReceiptError {
+    /// The number of the check of docs/spec.md section 11 that failed (1 to
+    /// 8, in the order they run); 9 for a refresh's consistency proof.
+    /// Language-neutral, so the receipt vectors (`testdata/receipts/`) can
+    /// state the verdict any implementation must reach.
+    pub fn check(&self) -> u8 {
+        match self {
+            Self::Format(_) => 1,
+            Self::Checkpoint(_) => 2,
+            Self::NoEntry | Self::Leaf(_) => 3,
+            Self::IndexMismatch { .. } => 4,
+            Self::Inclusion { .. } => 5,
+            Self::AuthorSignature(_) => 6,
+            Self::Payload(_) => 7,
+            Self::NotWitnessed { .. } => 8,
+            Self::Inconsistent { .. } => 9,
+        }
+    }
+}
+
 impl fmt::Display for ReceiptError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -504,3 +504,170 @@ proptest! {
         prop_assert_eq!(TlogProof::parse(&proof.to_text()).unwrap(), proof);
     }
 }
+
+// ---- known-answer vectors ----------------------------------------------------------
+
+/// Where the vectors live, from this crate.
+const VECTORS_PATH: &str = "../../testdata/receipts/vectors.json";
+
+/// The operator of docs/spec.md section 8's checkpoint vector.
+const VECTOR_ORIGIN: &str = "example.org/ceasefire-ledger";
+
+fn vector_operator() -> NoteSigner {
+    NoteSigner::new(VECTOR_ORIGIN, key(2)).unwrap()
+}
+
+/// A five-entry log as in [`TestLog`], checkpointed by the vector operator,
+/// with entry 3 replaced by `entry_3` when given (the bad ones).
+fn vector_receipt(entry_3: Option<Vec<u8>>, cosigned: usize) -> TlogProof {
+    let mut log = TestLog::new(3);
+    match entry_3 {
+        Some(leaf) => log.push(leaf),
+        None => log.grow(1),
+    }
+    log.grow(1);
+    let body = CheckpointBody {
+        origin: VECTOR_ORIGIN.into(),
+        tree_size: 5,
+        root_hash: root(&log.tree, 5).unwrap(),
+    };
+    let note = sign_checkpoint(&body, &vector_operator()).unwrap();
+    TlogProof {
+        extra: Some(log.leaves[3].clone()),
+        index: 3,
+        inclusion_proof: inclusion_proof(&log.tree, 3, 5).unwrap(),
+        checkpoint: cosigned_by(&note, cosigned),
+    }
+}
+
+/// Entry 3 of the vector log, with `change` applied to its leaf and the
+/// leaf's signature made over whatever payload it then has (unless
+/// `sign` is false, when the signature is spoiled instead).
+fn vector_entry_3(change_payload: impl FnOnce(&mut Vec<u8>), sign: bool) -> Vec<u8> {
+    let log = TestLog::new(4);
+    let mut leaf = Leaf::decode(&log.leaves[3]).unwrap();
+    change_payload(&mut leaf.payload);
+    if sign {
+        leaf.signatures = vec![crate::signing::sign_event(&leaf.payload, &key(1))];
+    } else {
+        leaf.signatures[0].signature[0] ^= 1;
+    }
+    leaf.encode()
+}
+
+/// Every vector: its name, whether the verifier holds the witness policy,
+/// the file, and the check that fails (0: the receipt is accepted).
+fn vectors() -> serde_json::Value {
+    let good = vector_receipt(None, 0);
+    let text = good.to_text();
+    let mut flipped_signature = text.clone();
+    let at = flipped_signature.len() - 8;
+    let flipped = if &flipped_signature[at..at + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    flipped_signature.replace_range(at..at + 1, flipped);
+    let mut proof_changed = good.clone();
+    proof_changed.inclusion_proof[0][31] ^= 1;
+    let cases: Vec<(&str, bool, String)> = vec![
+        ("valid", false, text.clone()),
+        (
+            "valid-cosigned-2-of-3",
+            true,
+            vector_receipt(None, 2).to_text(),
+        ),
+        (
+            "not-tlog-proof-v1",
+            false,
+            text.replacen("tlog-proof@v1", "tlog-proof@v2", 1),
+        ),
+        ("checkpoint-signature-changed", false, flipped_signature),
+        (
+            "no-extra",
+            false,
+            TlogProof {
+                extra: None,
+                ..good.clone()
+            }
+            .to_text(),
+        ),
+        (
+            "index-changed",
+            false,
+            TlogProof {
+                index: 2,
+                ..good.clone()
+            }
+            .to_text(),
+        ),
+        ("proof-hash-changed", false, proof_changed.to_text()),
+        (
+            "author-signature-bad",
+            false,
+            vector_receipt(Some(vector_entry_3(|_| {}, false)), 0).to_text(),
+        ),
+        (
+            "payload-not-canonical",
+            false,
+            // An unknown field (number 99, varint 1) after the event's own.
+            vector_receipt(
+                Some(vector_entry_3(
+                    |payload| payload.extend([0x98, 0x06, 0x01]),
+                    true,
+                )),
+                0,
+            )
+            .to_text(),
+        ),
+        ("cosigned-1-of-3", true, vector_receipt(None, 1).to_text()),
+    ];
+    let receipts: Vec<serde_json::Value> = cases
+        .into_iter()
+        .map(|(name, policy, file)| {
+            let check = match TlogProof::parse(&file) {
+                Err(_) => 1,
+                Ok(proof) => verify_receipt(
+                    &proof,
+                    &vector_operator().verifier(),
+                    policy.then(two_of_three).as_ref(),
+                )
+                .err()
+                .map_or(0, |error| error.check()),
+            };
+            serde_json::json!({"name": name, "policy": policy, "check": check, "file": file})
+        })
+        .collect();
+    serde_json::json!({
+        "description": "Receipt files (docs/spec.md section 11) of entry 3 of a five-entry log, \
+            each with the check that fails: 0 when the receipt is accepted, else the number \
+            of the first failing check of section 11. Verify with the key `vkey` (origin and \
+            operator key); where `policy` is true, also under `witness_policy`.",
+        "operator_seed": hex::encode([2u8; 32]),
+        "vkey": vector_operator().verifier().encoded_key(),
+        "witness_policy": two_of_three().to_text(),
+        "receipts": receipts,
+    })
+}
+
+#[test]
+fn the_receipt_vectors_are_these_receipts_and_verdicts() {
+    let vectors = vectors();
+    let checks: Vec<u64> = vectors["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|receipt| receipt["check"].as_u64().unwrap())
+        .collect();
+    assert_eq!(checks, [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(VECTORS_PATH);
+    let text = serde_json::to_string_pretty(&vectors).unwrap() + "\n";
+    if std::env::var_os("CEASEFIRE_UPDATE_VECTORS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap_or_default(),
+        text,
+        "testdata/receipts/vectors.json is out of date: CEASEFIRE_UPDATE_VECTORS=1 cargo test -p ceasefire-core tlog_proof"
+    );
+}
