@@ -9,6 +9,7 @@ mod export;
 mod init;
 mod keygen;
 mod rebuild;
+mod receipt;
 mod serve;
 mod sign;
 mod status;
@@ -112,6 +113,8 @@ enum Command {
     Export(export::ExportArgs),
     /// A C2SP tlog-witness for any C2SP log: serve, keygen, vkey.
     Witness(witness::WitnessArgs),
+    /// Receipt files (C2SP tlog-proof): refresh them to a newer checkpoint.
+    Receipt(receipt::ReceiptArgs),
 }
 
 impl Cli {
@@ -137,6 +140,7 @@ impl Cli {
             Command::Bench(args) => bench::run(args).await,
             Command::Export(args) => export::run(args),
             Command::Witness(args) => witness::run(args).await,
+            Command::Receipt(args) => receipt::run(args).await,
         }
     }
 }

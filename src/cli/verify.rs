@@ -6,6 +6,8 @@
 //! policy file, operator key or pin path that does not do is refused
 //! before anything else). With `--json`, every exit prints one JSON
 //! object; a closed stdout (`verify … | head`) ends the output quietly.
+//! `--receipt FILE` checks one receipt file offline instead
+//! (`super::receipt`), with the same exit codes.
 
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use ceasefire_node::data_dir_source::OpenError;
 use ceasefire_node::DataDirSource;
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["server", "data_dir", "tiles"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["server", "data_dir", "tiles", "receipt"])))]
 pub struct VerifyArgs {
     /// Verify the log a server serves (also samples its proofs).
     #[arg(long)]
@@ -33,11 +35,20 @@ pub struct VerifyArgs {
     /// Verify a C2SP tlog-tiles export.
     #[arg(long)]
     tiles: Option<PathBuf>,
+    /// Verify one receipt file (C2SP tlog-proof, from `submit --receipts`)
+    /// offline, with --genesis or --operator-key (and --witness-policy to
+    /// demand its witnesses' cosignatures).
+    #[arg(long, value_name = "FILE", conflicts_with = "pin")]
+    receipt: Option<PathBuf>,
+    /// With --receipt: the log's signed genesis file (its origin and operator key).
+    #[arg(long, value_name = "FILE", requires = "receipt")]
+    genesis: Option<PathBuf>,
     /// Keep the verified checkpoint in FILE; on later runs, demand that the
     /// log is consistent with it (a fork or a shrink is reported with both).
     #[arg(long)]
     pin: Option<PathBuf>,
-    /// Verify checkpoints with this operator key (base64) instead of the genesis's.
+    /// Verify checkpoints with this operator key (base64) instead of the
+    /// genesis's; with --receipt, also a vkey (name+id+key).
     #[arg(long)]
     operator_key: Option<String>,
     /// Demand the quorum of this witness policy (Sigsum/C2SP policy text:
@@ -61,6 +72,9 @@ enum Ending {
         json: serde_json::Value,
     },
     CouldNotRun(String),
+    /// `--receipt`'s ending, its JSON already printed: the error carries
+    /// the exit code.
+    Reported(anyhow::Error),
 }
 
 fn could_not_run(error: impl std::fmt::Display) -> Ending {
@@ -69,15 +83,15 @@ fn could_not_run(error: impl std::fmt::Display) -> Ending {
 
 /// Reads and checks a policy file: one line naming the file and what is
 /// wrong, before any source is opened.
-fn read_witness_policy(path: &Path) -> Result<WitnessPolicy, Ending> {
+pub(super) fn read_witness_policy(path: &Path) -> Result<WitnessPolicy, String> {
     let text = std::fs::read_to_string(path).map_err(|error| {
-        could_not_run(format!(
+        format!(
             "--witness-policy {}: cannot read it: {error}",
             path.display()
-        ))
+        )
     })?;
     WitnessPolicy::parse_text(&text)
-        .map_err(|error| could_not_run(format!("--witness-policy {}: {error}", path.display())))
+        .map_err(|error| format!("--witness-policy {}: {error}", path.display()))
 }
 
 /// Checks, before the audit, that the pin can be read and later written:
@@ -132,6 +146,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         Err(Ending::Failed { message, json }) => {
             (1, format!("verification FAILED: {message}"), json)
         }
+        Err(Ending::Reported(error)) => return Err(error),
         Err(Ending::CouldNotRun(reason)) => (
             2,
             format!("could not verify: {reason}"),
@@ -164,7 +179,16 @@ async fn verify(args: VerifyArgs) -> Result<(), Ending> {
         .witness_policy
         .as_deref()
         .map(read_witness_policy)
-        .transpose()?;
+        .transpose()
+        .map_err(could_not_run)?;
+    if let Some(receipt) = &args.receipt {
+        let key = super::receipt::LogKey::from_flags(
+            args.genesis.as_deref(),
+            args.operator_key.as_deref(),
+        );
+        return super::receipt::verify_file(receipt, key, witness_policy.as_ref(), args.json)
+            .map_err(Ending::Reported);
+    }
     if let Some(pin) = &args.pin {
         check_pin_path(pin)?;
     }

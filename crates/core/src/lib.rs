@@ -34,6 +34,7 @@ pub mod step;
 #[cfg(test)]
 mod test_leaf;
 pub mod tiles;
+pub mod tlog_proof;
 pub mod windows;
 pub mod witness;
 pub mod witness_policy;

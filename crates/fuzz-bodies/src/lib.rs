@@ -51,6 +51,7 @@ use ceasefire_core::rules::{
     decode_event, Accepted, EntryContext, EntryIndex, LedgerState, ObservationRecord,
 };
 use ceasefire_core::signing::{sign_event, MAX_SIGNATURES};
+use ceasefire_core::tlog_proof::{verify_receipt, TlogProof};
 use ceasefire_ledger::event_json::{event_from_json, json_values, message_to_json};
 use ceasefire_ledger::signed_file::SignedEventFile;
 
@@ -82,6 +83,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "submit_json",
         run: submit_json,
+    },
+    Target {
+        name: "tlog_proof",
+        run: tlog_proof,
     },
 ];
 
@@ -904,6 +909,37 @@ fn check_bare_event(event: &Event) {
     );
 }
 
+// ---- tlog_proof ----------------------------------------------------------------
+
+/// `core::tlog_proof` (receipt files, which people keep and pass around):
+/// `TlogProof::parse` and `verify_receipt` (with the fixture's operator
+/// key) never panic, and:
+/// - a text that parses is exactly the text its proof formats to (one text
+///   per proof, so a receipt cannot be re-spelled);
+/// - a receipt that verifies carries its leaf at its index: the leaf decodes
+///   to the `extra` bytes and its seq is the index.
+///
+/// Returns whether the input verified as a receipt.
+pub fn tlog_proof(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let Ok(proof) = TlogProof::parse(text) else {
+        return false;
+    };
+    assert_eq!(
+        proof.to_text(),
+        text,
+        "a receipt file parses to a proof that formats to another text"
+    );
+    let Ok(verified) = verify_receipt(&proof, &checkpoint_verifier(), None) else {
+        return false;
+    };
+    assert_eq!(verified.leaf.seq, proof.index);
+    assert_eq!(Some(verified.leaf.encode()), proof.extra);
+    true
+}
+
 // ---- seed corpus -----------------------------------------------------------------
 
 /// One seed input: `fuzz/seeds/<target>/<name>`.
@@ -1127,9 +1163,33 @@ pub fn seed_corpus() -> Vec<Seed> {
     add(
         "checkpoint",
         "fixture-checkpoint",
-        fixture_note.into_bytes(),
+        fixture_note.clone().into_bytes(),
     );
-    add("checkpoint", "cosigned", cosigned.into_bytes());
+    add("checkpoint", "cosigned", cosigned.clone().into_bytes());
+
+    // Receipt files: fixture entries proved in the fixture's checkpoint,
+    // operator-signed and cosigned.
+    let receipt = |seq: u64, note: &str| {
+        TlogProof {
+            extra: Some(fixture.leaves[seq as usize].clone()),
+            index: seq,
+            inclusion_proof: inclusion_proof(&tree, seq, FIXTURE_ENTRIES).expect("in range"),
+            checkpoint: note.to_owned(),
+        }
+        .to_text()
+        .into_bytes()
+    };
+    add("tlog_proof", "fixture-genesis", receipt(0, &fixture_note));
+    add(
+        "tlog_proof",
+        "fixture-observation",
+        receipt(4, &fixture_note),
+    );
+    add(
+        "tlog_proof",
+        "fixture-last-cosigned",
+        receipt(FIXTURE_ENTRIES - 1, &cosigned),
+    );
 
     // Merkle: real proofs over the fixture's leaves as raw claims.
     let claim = |index: u64, size: u64, old: u64, new: u64, tree: &MemorySource, inclusion| {

@@ -313,6 +313,37 @@ fn hostile_checkpoints_are_refused() {
 }
 
 #[test]
+fn hostile_receipts_are_refused() {
+    let receipt = seed("tlog_proof", "fixture-observation");
+    assert!(fuzzing::tlog_proof(&receipt));
+    // Cut anywhere, the receipt no longer verifies (a cut inside the last
+    // signature line spoils the checkpoint; before it, the file's layout).
+    for len in 0..receipt.len() {
+        assert!(
+            !fuzzing::tlog_proof(&receipt[..len]),
+            "the receipt cut at byte {len} verifies"
+        );
+    }
+    let text = String::from_utf8(receipt).unwrap();
+    let hash_line = text.lines().nth(3).unwrap();
+    for hostile in [
+        text.replacen("\nindex 4\n", "\nindex 18446744073709551616\n", 1),
+        text.replacen("\nindex 4\n", "\nindex 04\n", 1),
+        text.replacen("\nindex 4\n", "\nindex 5\n", 1),
+        text.replacen(hash_line, &format!("{hash_line}\n").repeat(65), 1),
+        text.replacen(hash_line, &format!("{hash_line}\n{hash_line}"), 1),
+        text.replace('\n', "\r\n"),
+        text.replacen("extra ", "extra  ", 1),
+        format!("{text}\n"),
+    ] {
+        assert!(!fuzzing::tlog_proof(hostile.as_bytes()), "{hostile}");
+    }
+    let mut not_utf8 = text.into_bytes();
+    not_utf8[30] = 0xff;
+    assert!(!fuzzing::tlog_proof(&not_utf8));
+}
+
+#[test]
 fn hostile_merkle_claims_are_refused() {
     let junk: Vec<Hash> = (0u8..70).map(|i| [i; 32]).collect();
     for proof_len in [0, 1, 63, 64, 65, 70] {

@@ -22,6 +22,10 @@
 //! checkpoint the log's witnesses cosigned that covers the last one (one
 //! wait for a whole NDJSON batch), checks it (see [`super::witnessed`]) and
 //! prints it as one more JSON line, naming the cosigners.
+//!
+//! With `--receipts DIR`, each checked receipt is also kept as a C2SP
+//! tlog-proof file, `DIR/<seq>.tlog-proof` (see [`super::receipt`]), and
+//! after `--wait-witnessed` rewritten against the witnessed checkpoint.
 
 mod outbox_run;
 mod prepare;
@@ -67,6 +71,12 @@ pub struct SubmitArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     wait_timeout: u64,
+    /// Write each event's receipt to DIR/<seq>.tlog-proof (C2SP tlog-proof:
+    /// the leaf, its inclusion proof and the checkpoint), evidence that
+    /// `verify --receipt` checks offline; with --wait-witnessed, against
+    /// the witnessed checkpoint.
+    #[arg(long, value_name = "DIR")]
+    receipts: Option<PathBuf>,
     /// Sign each event once into this local outbox before sending it, send
     /// with retries, and resend what is still pending on the next run.
     #[arg(long, value_name = "DIR", global = true)]
@@ -124,6 +134,9 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     }
     let keys = load_keys(&args.keys)?;
     let inputs = read_inputs(&args.files)?;
+    if let Some(dir) = &args.receipts {
+        super::receipt::prepare_receipts_dir(dir)?;
+    }
     let mut client = args.connection.ledger().await?;
     let identity = fetch_identity(&mut client).await?;
     if args.wait_witnessed {
@@ -158,6 +171,10 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         check_receipt(&receipt, &identity)
             .with_context(|| format!("the receipt for {label} does not check out"))?;
         println!("{}", receipt_json(&receipt)?);
+        if let Some(dir) = &args.receipts {
+            super::receipt::write_receipt(dir, &receipt)
+                .with_context(|| format!("{label} was accepted as seq {}", receipt.seq))?;
+        }
         if args.wait_witnessed {
             receipts.push(receipt);
         }
@@ -171,6 +188,17 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         )
         .await?;
         println!("{}", witnessed.to_json());
+        if let Some(dir) = &args.receipts {
+            super::receipt::write_witnessed_receipts(
+                &mut client,
+                dir,
+                &receipts,
+                &witnessed,
+                &identity.checkpoint_verifier,
+            )
+            .await
+            .context("the receipt files could not be moved to the witnessed checkpoint")?;
+        }
     }
     Ok(())
 }

@@ -44,8 +44,12 @@ pub async fn run(args: &SubmitArgs, dir: &Path) -> anyhow::Result<()> {
     let keys = load_keys(&args.keys)?;
     let inputs = read_inputs(&args.files)?;
     let outbox = Outbox::open(dir)?;
+    if let Some(receipts) = &args.receipts {
+        super::super::receipt::prepare_receipts_dir(receipts)?;
+    }
     let mut link = Link {
         connection: &args.connection,
+        receipts: args.receipts.as_deref(),
         outbox: &outbox,
         client: None,
         identity: None,
@@ -222,6 +226,8 @@ enum Delivery {
 struct Link<'a> {
     connection: &'a super::super::ConnectArgs,
     outbox: &'a Outbox,
+    /// `--receipts DIR`: where each accepted event's tlog-proof goes.
+    receipts: Option<&'a Path>,
     /// Dropped after a failed attempt, so the next one reconnects.
     client: Option<LedgerClient<tonic::transport::Channel>>,
     /// The ledger, read from its genesis on the first connection and held
@@ -294,6 +300,19 @@ impl Link<'_> {
                                     entry.name
                                 )
                             })?;
+                            // Written before the entry is settled: a file
+                            // that cannot be written leaves it pending, and
+                            // the next run's resend (same seq) writes it.
+                            if let Some(dir) = self.receipts {
+                                super::super::receipt::write_receipt(dir, &receipt).with_context(
+                                    || {
+                                        format!(
+                                            "{} was accepted as seq {} (it stays pending)",
+                                            entry.name, receipt.seq
+                                        )
+                                    },
+                                )?;
+                            }
                             self.backoff = FIRST_BACKOFF;
                             return Ok(Delivery::Accepted {
                                 seq: receipt.seq,
