@@ -134,7 +134,7 @@ impl Cli {
             Command::Verify(args) => verify::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
-            Command::Export(args) => export::run(args),
+            Command::Export(args) => export::run(args).await,
             Command::Witness(args) => witness::run(args).await,
         }
     }
