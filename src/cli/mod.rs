@@ -9,6 +9,7 @@ mod export;
 mod init;
 mod keygen;
 mod rebuild;
+mod restore;
 mod serve;
 mod sign;
 mod status;
@@ -109,6 +110,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write the log as a C2SP tlog-tiles directory (incremental).
     Export(export::ExportArgs),
+    /// Rebuild a data directory from a verified tlog-tiles export.
+    Restore(restore::RestoreArgs),
     /// A C2SP tlog-witness for any C2SP log: serve, keygen, vkey.
     Witness(witness::WitnessArgs),
 }
@@ -135,6 +138,7 @@ impl Cli {
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Export(args) => export::run(args).await,
+            Command::Restore(args) => restore::run(args).await,
             Command::Witness(args) => witness::run(args).await,
         }
     }
