@@ -110,9 +110,8 @@ fn export_from_store(data_dir: &Path, tiles: &Path) -> anyhow::Result<ExportSumm
                  (--server URL reads the running server instead)",
                 data_dir.display()
             );
-            let (store, snapshot) = Store::open_snapshot(data_dir).with_context(|| {
-                format!("cannot snapshot the ledger in {}", data_dir.display())
-            })?;
+            let (store, snapshot) = Store::open_snapshot(data_dir)
+                .with_context(|| format!("cannot snapshot the ledger in {}", data_dir.display()))?;
             (store, Some(snapshot))
         }
         Err(error) => {
@@ -146,7 +145,9 @@ impl Exporting {
     /// directory's old checkpoint.
     fn check_old_prefix(&self) -> Result<(), ExportError> {
         match &self.old {
-            Some(old) if old.tree_size == self.writer.size() && self.writer.root() != old.root_hash => {
+            Some(old)
+                if old.tree_size == self.writer.size() && self.writer.root() != old.root_hash =>
+            {
                 Err(other_root(self.writer.sink(), old.tree_size))
             }
             _ => Ok(()),
@@ -262,7 +263,10 @@ fn export_from_server(server: ServerSource, tiles: &Path) -> anyhow::Result<Expo
         }
     };
     exporting.check_old_prefix().with_context(cannot)?;
-    let note = exporting.note.take().context("the audit read no checkpoint")?;
+    let note = exporting
+        .note
+        .take()
+        .context("the audit read no checkpoint")?;
     let body = parse_unverified(&note).context("the audited checkpoint does not parse")?;
     let projection = exporting
         .projection

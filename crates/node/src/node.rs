@@ -183,10 +183,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
             );
             (published, Some(task))
         }
-        None => (
-            tokio::sync::watch::channel(Default::default()).1,
-            None,
-        ),
+        None => (tokio::sync::watch::channel(Default::default()).1, None),
     };
     let service = LedgerService::new(
         store.clone(),

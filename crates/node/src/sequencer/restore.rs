@@ -84,9 +84,13 @@ pub fn restore(
         );
     }
     // The operator's signature, with the key the genesis names.
-    let state = durable.state.as_ref().context("the copy holds no genesis")?;
-    let operator_key = ed25519_dalek::VerifyingKey::from_bytes(&state.agreement.operator_public_key)
-        .map_err(|_| anyhow!("the genesis operator key is not an Ed25519 key"))?;
+    let state = durable
+        .state
+        .as_ref()
+        .context("the copy holds no genesis")?;
+    let operator_key =
+        ed25519_dalek::VerifyingKey::from_bytes(&state.agreement.operator_public_key)
+            .map_err(|_| anyhow!("the genesis operator key is not an Ed25519 key"))?;
     let verifier = NoteVerifier::new(&state.agreement.origin, &operator_key)?;
     open_checkpoint(&operator_note, &verifier).map_err(|error| {
         anyhow!("the checkpoint's first signature is not the operator's: {error}")
