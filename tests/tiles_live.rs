@@ -318,6 +318,10 @@ async fn serve_keeps_a_tiles_mirror_current_writes_full_tiles_once_and_resumes()
         let published = mirror_reaches(&node, size).await;
         assert_eq!(published.tree_size, size);
         assert_eq!(
+            node.node.metrics.tiles_published_tree_size.get(),
+            size as i64
+        );
+        assert_eq!(
             std::fs::read_to_string(mirror.join(CHECKPOINT_PATH)).unwrap(),
             latest_note(&node).await,
             "round {round}"

@@ -165,7 +165,13 @@ impl LogSource for Exporting {
         // Refuse a directory of another log, or ahead of this one, before
         // anything is written into it.
         if let (Some(old), Ok(body)) = (&self.old, parse_unverified(&note)) {
-            let witnessed = note.lines().filter(|line| line.starts_with('—')).count() > 1;
+            // More than the operator's signature line: cosignatures. (Only
+            // which refusal to give depends on it; the audit judges them.)
+            let witnessed = note
+                .lines()
+                .filter(|line| line.starts_with("\u{2014} "))
+                .count()
+                > 1;
             if let Err(error) = check_not_behind(self.writer.sink(), old, &body, witnessed) {
                 let message = error.to_string();
                 self.failed = Some(error);

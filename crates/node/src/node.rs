@@ -179,6 +179,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
                 dir.clone(),
                 handle.clone(),
                 witnessing.clone(),
+                metrics.clone(),
                 shutting_down.clone(),
             );
             (published, Some(task))

@@ -36,6 +36,7 @@ use crate::export::{
     check_tile_against_store, existing_checkpoint, other_root, DirSink, ExportError, TileSink,
     TilesWriter,
 };
+use crate::metrics::Metrics;
 use crate::sequencer::{SequencerHandle, SignedCheckpoint};
 use crate::storage::Store;
 use crate::witnessing::WitnessingHandle;
@@ -195,6 +196,7 @@ pub fn start(
     dir: PathBuf,
     sequencer: SequencerHandle,
     witnessing: WitnessingHandle,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> (watch::Receiver<Published>, tokio::task::JoinHandle<()>) {
     let (report, published) = watch::channel(Published::default());
@@ -238,6 +240,9 @@ pub fn start(
                 match result {
                     Ok(()) => {
                         retry = FIRST_RETRY;
+                        metrics
+                            .tiles_published_tree_size
+                            .set(checkpoint.body.tree_size as i64);
                         let _ = report.send(Published {
                             tree_size: checkpoint.body.tree_size,
                             witnessed: is_witnessed,
@@ -246,6 +251,7 @@ pub fn start(
                         continue;
                     }
                     Err(error) => {
+                        metrics.tiles_publish_failures.inc();
                         tracing::error!(%error, tree_size = checkpoint.body.tree_size, "cannot publish tiles; retrying");
                         failed = true;
                     }
