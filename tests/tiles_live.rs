@@ -394,6 +394,29 @@ async fn serve_keeps_a_tiles_mirror_current_writes_full_tiles_once_and_resumes()
         "the refused node changed the mirror"
     );
     node.shutdown().await;
+
+    // `serve --tiles-dir` naming a file: one line, no server.
+    let not_a_dir = mirror_home.path().join("a-file");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let data = mirror_home.path().join("data");
+    let output = cli(&[
+        &"serve",
+        &"--dev",
+        &"--data-dir",
+        &data,
+        &"--listen",
+        &"127.0.0.1:0",
+        &"--tiles-dir",
+        &not_a_dir,
+    ])
+    .await;
+    assert_refused(&output, "a-file: cannot create the directory: File exists");
+    assert_eq!(
+        output.stderr.matches("File exists").count(),
+        1,
+        "{}",
+        output.stderr
+    );
 }
 
 /// A log with a witness policy publishes only witnessed checkpoints, with

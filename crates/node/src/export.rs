@@ -64,21 +64,22 @@ pub enum ExportError {
         exported: u64,
         witnessed: u64,
     },
-    #[error("{}: cannot {action}: {source}", .path.display())]
+    /// The I/O error is part of the message, not a `source`: callers print
+    /// the whole chain, and it would say it twice.
+    #[error("{}: cannot {action}: {cause}", .path.display())]
     Io {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
 fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> ExportError {
     let path = path.to_path_buf();
-    move |source| ExportError::Io {
+    move |cause| ExportError::Io {
         path,
         action,
-        source,
+        cause,
     }
 }
 
