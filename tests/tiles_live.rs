@@ -347,7 +347,13 @@ async fn serve_keeps_a_tiles_mirror_current_writes_full_tiles_once_and_resumes()
         "tile/entries/001",
     ] {
         assert!(seen.contains_key(path), "{path} is missing: {seen:?}");
+        // Its partials were superseded and removed (readers use the full one).
+        assert!(
+            !mirror.join(format!("{path}.p")).exists(),
+            "{path}.p remains"
+        );
     }
+    assert!(mirror.join("tile/0/002.p").exists());
 
     // Restart: the publisher resumes from the directory's checkpoint,
     // rewriting nothing, and carries on.

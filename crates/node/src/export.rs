@@ -185,6 +185,9 @@ pub trait TileSink: Send {
     fn write(&mut self, relative: &str, bytes: &[u8]) -> Result<(), ExportError>;
     /// Makes everything written so far durable, before what refers to it.
     fn sync(&mut self) -> Result<(), ExportError>;
+    /// Removes every partial file `<base>.p/W` (once the full `<base>` is
+    /// published: C2SP readers fall back to the full tile, and ours does).
+    fn remove_partials(&mut self, base: &str) -> Result<(), ExportError>;
 }
 
 /// A local directory: files written to a temporary name, synced, renamed;
@@ -293,6 +296,15 @@ impl TileSink for DirSink {
         }
         Ok(())
     }
+
+    fn remove_partials(&mut self, base: &str) -> Result<(), ExportError> {
+        let partial_dir = self.dir.join(format!("{base}.p"));
+        match fs::remove_dir_all(&partial_dir) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(io_error(&partial_dir, "remove")(error)),
+        }
+    }
 }
 
 /// Byte offsets after each hash of a full tile, for prefix checks.
@@ -366,6 +378,10 @@ impl<S: TileSink> TilesWriter<S> {
 
     pub fn sink(&self) -> &S {
         &self.sink
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
     }
 
     /// The root of the tree of the leaves pushed so far.

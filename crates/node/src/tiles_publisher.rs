@@ -21,6 +21,10 @@
 //! - The mirror never goes back, and never holds another log: at start it
 //!   resumes from the directory's checkpoint after checking its origin and
 //!   its root against the store, or refuses to start.
+//! - Partial files are superseded: once a tile or bundle is full and the
+//!   checkpoint that includes it is published, its `.p/` files are removed
+//!   (C2SP readers, ours included, read a missing partial from the start of
+//!   the full tile), so the mirror stays the size of the log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -152,6 +156,19 @@ fn publish<S: TileSink>(
     }
     writer.publish(&target.note, &target.body, projection)?;
     let summary = writer.take_summary();
+    // The partials of a tile that is now full only take space: a reader
+    // holding an older checkpoint reads the start of the full tile. After
+    // the checkpoint, so nothing a published checkpoint needs is missing;
+    // one that fails is left for good (it is still correct).
+    for full in summary
+        .written
+        .iter()
+        .filter(|path| path.starts_with("tile/") && !path.contains(".p/"))
+    {
+        if let Err(error) = writer.sink_mut().remove_partials(full) {
+            tracing::warn!(%error, "cannot remove the partial tiles of a full tile");
+        }
+    }
     tracing::debug!(
         tree_size = size,
         files = summary.files_written,
