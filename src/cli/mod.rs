@@ -10,6 +10,7 @@ mod init;
 mod keygen;
 mod rebuild;
 mod receipt;
+mod restore;
 mod serve;
 mod sign;
 mod status;
@@ -111,6 +112,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write the log as a C2SP tlog-tiles directory (incremental).
     Export(export::ExportArgs),
+    /// Rebuild a data directory from a verified tlog-tiles export.
+    Restore(restore::RestoreArgs),
     /// A C2SP tlog-witness for any C2SP log: serve, keygen, vkey.
     Witness(witness::WitnessArgs),
     /// Receipt files (C2SP tlog-proof): refresh them to a newer checkpoint.
@@ -138,7 +141,8 @@ impl Cli {
             Command::Verify(args) => verify::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
-            Command::Export(args) => export::run(args),
+            Command::Export(args) => export::run(args).await,
+            Command::Restore(args) => restore::run(args).await,
             Command::Witness(args) => witness::run(args).await,
             Command::Receipt(args) => receipt::run(args).await,
         }

@@ -104,6 +104,11 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "CEASEFIRE_LEDGER_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Keep a C2SP tlog-tiles mirror of the log in this directory, current
+    /// as batches commit (the witnessed checkpoint where the log has a
+    /// witness policy), for a static file host to serve [default: none].
+    #[arg(long, env = "CEASEFIRE_LEDGER_TILES_DIR", value_name = "DIR")]
+    tiles_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -144,6 +149,7 @@ impl ServeArgs {
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
+            tiles_dir: self.tiles_dir.or(file.tiles_dir),
         })
     }
 }
@@ -246,6 +252,7 @@ async fn start_node(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<node::N
     config.startup_check = args.startup_check.unwrap_or(StartupCheck::Full);
     config.tls = tls;
     config.metrics_listen = args.metrics_listen;
+    config.tiles_dir = args.tiles_dir.clone();
     if let Some(cap) = args.max_payload_bytes {
         config.max_payload_bytes = cap;
     }

@@ -211,6 +211,35 @@ pub struct CompletedTile {
 }
 
 impl TileBuilder {
+    /// The builder of a tree of `size` leaves, from its right edge:
+    /// `right_edge(L)` gives the first `(size >> 8L) % 256` hashes of
+    /// level-`L` tile `(size >> 8L) / 256` (asked for every level with
+    /// leaves), which are exactly the pending tiles. Lets a writer carry on
+    /// from a tree it already wrote without reading it again.
+    pub fn resume<E>(
+        size: u64,
+        mut right_edge: impl FnMut(u8) -> Result<Vec<Hash>, E>,
+    ) -> Result<TileBuilder, E> {
+        let mut builder = TileBuilder::default();
+        for level in 0..=MAX_TILE_LEVEL {
+            let count = shr(size, u32::from(TILE_HEIGHT) * u32::from(level));
+            if count == 0 {
+                break;
+            }
+            let width = (count % u64::from(TILE_WIDTH)) as usize;
+            let mut pending = if width == 0 {
+                Vec::new()
+            } else {
+                right_edge(level)?
+            };
+            pending.truncate(width);
+            pending.reserve(TILE_FULL - pending.len());
+            builder.pending.push(pending);
+            builder.full.push(count / u64::from(TILE_WIDTH));
+        }
+        Ok(builder)
+    }
+
     pub fn push(&mut self, leaf_hash: Hash, completed: &mut Vec<CompletedTile>) {
         let mut hash = leaf_hash;
         let mut level = 0usize;
@@ -281,6 +310,44 @@ mod tests {
         (0..count)
             .map(|seq| hash_leaf(format!("leaf {seq}").as_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn a_resumed_builder_carries_on_as_if_it_had_pushed_everything() {
+        let hashes = leaf_hashes(256 * 256 + 300);
+        for split in [0u64, 1, 255, 256, 257, 256 * 256, 256 * 256 + 299] {
+            let mut whole = TileBuilder::default();
+            let mut whole_completed = Vec::new();
+            for hash in &hashes {
+                whole.push(*hash, &mut whole_completed);
+            }
+            let mut first = TileBuilder::default();
+            let mut first_completed = Vec::new();
+            for hash in &hashes[..split as usize] {
+                first.push(*hash, &mut first_completed);
+            }
+            let mut resumed =
+                TileBuilder::resume(split, |level| Ok::<_, ()>(first.pending(level))).unwrap();
+            let mut completed = Vec::new();
+            for hash in &hashes[split as usize..] {
+                resumed.push(*hash, &mut completed);
+            }
+            // The resumed builder completes exactly the tiles the first did not.
+            let ids = |tiles: &[CompletedTile]| tiles.iter().map(|t| t.id).collect::<Vec<_>>();
+            let mut both = ids(&first_completed);
+            both.extend(ids(&completed));
+            both.sort();
+            let mut expected = ids(&whole_completed);
+            expected.sort();
+            assert_eq!(both, expected, "split at {split}");
+            let partials = |builder: &TileBuilder| {
+                builder
+                    .partials()
+                    .map(|(id, hashes)| (id, hashes.to_vec()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(partials(&resumed), partials(&whole), "split at {split}");
+        }
     }
 
     #[test]

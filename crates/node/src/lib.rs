@@ -6,6 +6,7 @@
 //! - [`server`]: the gRPC services.
 //! - [`node`]: all of the above wired into a running service.
 //! - [`export`]: the store written as a C2SP tlog-tiles directory.
+//! - [`tiles_publisher`]: the tiles mirror `serve --tiles-dir` keeps current.
 //! - [`data_dir_source`]: the auditor's view of a data directory.
 //! - [`metrics`]: Prometheus metrics and their endpoint.
 
@@ -18,6 +19,7 @@ pub mod node;
 pub mod sequencer;
 pub mod server;
 pub mod storage;
+pub mod tiles_publisher;
 pub mod witnessing;
 
 pub use data_dir_source::DataDirSource;

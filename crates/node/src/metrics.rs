@@ -53,6 +53,11 @@ pub struct Metrics {
     pub witness_cosigned_size: Family<WitnessLabels, Gauge>,
     /// Requests to each witness by outcome.
     pub witness_requests: Family<WitnessRequestLabels, Counter>,
+    /// The size of the checkpoint the tiles mirror last published
+    /// (`serve --tiles-dir`): its lag behind `tree_size` is the mirror's.
+    pub tiles_published_tree_size: Gauge,
+    /// Publications of the tiles mirror that failed (each is retried).
+    pub tiles_publish_failures: Counter,
     registry: Registry,
 }
 
@@ -111,6 +116,18 @@ impl Metrics {
             "add-checkpoint requests to each witness by outcome",
             witness_requests.clone(),
         );
+        let tiles_published_tree_size = Gauge::default();
+        let tiles_publish_failures = Counter::default();
+        registry.register(
+            "tiles_published_tree_size",
+            "Size of the checkpoint the tiles mirror (--tiles-dir) last published",
+            tiles_published_tree_size.clone(),
+        );
+        registry.register(
+            "tiles_publish_failures",
+            "Failed publications of the tiles mirror (each is retried)",
+            tiles_publish_failures.clone(),
+        );
         Arc::new(Metrics {
             submissions,
             batch_entries,
@@ -121,6 +138,8 @@ impl Metrics {
             witnessed_tree_size,
             witness_cosigned_size,
             witness_requests,
+            tiles_published_tree_size,
+            tiles_publish_failures,
             registry,
         })
     }

@@ -39,6 +39,9 @@ pub struct NodeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Payload cap for Submit (at most the format's 32 KiB).
     pub max_payload_bytes: usize,
+    /// Keep a C2SP tlog-tiles mirror of the log here (`None`: no mirror);
+    /// see `crate::tiles_publisher`.
+    pub tiles_dir: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -58,6 +61,7 @@ impl NodeConfig {
             tls: None,
             metrics_listen: None,
             max_payload_bytes: ceasefire_core::leaf::MAX_PAYLOAD_BYTES,
+            tiles_dir: None,
         }
     }
 }
@@ -80,6 +84,11 @@ pub struct Node {
     /// The collection of cosignatures (`crate::witnessing`); it holds the
     /// store, so it is awaited before the store is closed.
     witnessing_task: tokio::task::JoinHandle<()>,
+    /// The tiles mirror's publisher, if `NodeConfig::tiles_dir` asked for
+    /// one; it holds the store too.
+    tiles_task: Option<tokio::task::JoinHandle<()>>,
+    /// What the tiles mirror last published (stays at its default without one).
+    pub tiles_published: tokio::sync::watch::Receiver<crate::tiles_publisher::Published>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     sequencer_thread: std::thread::JoinHandle<()>,
 }
@@ -131,6 +140,18 @@ async fn start_created(config: NodeConfig) -> anyhow::Result<Node> {
         Ok((Arc::new(store), recovered))
     })
     .await??;
+    if let Some(dir) = &config.tiles_dir {
+        let origin = recovered
+            .state
+            .as_ref()
+            .map(|state| state.agreement.origin.clone());
+        let store = store.clone();
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::tiles_publisher::check_dir(&store, &dir, origin.as_deref())
+        })
+        .await??;
+    }
     let metrics = Metrics::new();
     metrics
         .verify_on_start_seconds
@@ -182,6 +203,20 @@ async fn start_created(config: NodeConfig) -> anyhow::Result<Node> {
         metrics.clone(),
         shutting_down.clone(),
     );
+    let (tiles_published, tiles_task) = match &config.tiles_dir {
+        Some(dir) => {
+            let (published, task) = crate::tiles_publisher::start(
+                store.clone(),
+                dir.clone(),
+                handle.clone(),
+                witnessing.clone(),
+                metrics.clone(),
+                shutting_down.clone(),
+            );
+            (published, Some(task))
+        }
+        None => (tokio::sync::watch::channel(Default::default()).1, None),
+    };
     let service = LedgerService::new(
         store.clone(),
         handle.clone(),
@@ -206,6 +241,9 @@ async fn start_created(config: NodeConfig) -> anyhow::Result<Node> {
             // the directory is free for the next attempt.
             let _ = shutdown.send(true);
             let _ = witnessing_task.await;
+            if let Some(task) = tiles_task {
+                let _ = task.await;
+            }
             drop(service);
             drop(handle);
             drop(store);
@@ -252,6 +290,8 @@ async fn start_created(config: NodeConfig) -> anyhow::Result<Node> {
         server,
         metrics_task,
         witnessing_task,
+        tiles_task,
+        tiles_published,
         sequencer_thread,
     })
 }
@@ -281,6 +321,9 @@ impl Node {
         // before the server's result is answered, so that even a failed
         // shutdown leaves nothing of ours holding the store.
         let _ = (&mut self.witnessing_task).await;
+        if let Some(task) = self.tiles_task.take() {
+            let _ = task.await;
+        }
         served??;
         if let Some(task) = self.metrics_task.take() {
             task.abort();

@@ -209,6 +209,78 @@ impl<'a> Batch<'a> {
             );
             return Ok(None);
         }
+        let signer = |state: &LedgerState| {
+            checkpoint_signer(&state.agreement, operator_key)
+                .map_err(|message| Rejection::new(ReasonCode::OperatorKeyMismatch, message))
+        };
+        // What signs the log's checkpoints: the genesis is refused unless
+        // it names our operator key.
+        match self.stage_leaf(store, leaf, leaf_bytes, leaf_hash, event, signer)? {
+            Ok((index, genesis_signer)) => {
+                self.waiters.push(Waiter::New { reply, index });
+                Ok(genesis_signer)
+            }
+            Err(rejection) => {
+                refuse(reply, rejection);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stages an entry of another copy of this log (`restore`), as it was
+    /// written there: its own seq, chain and `received_at`, which must
+    /// follow the batch's head, and a nonce never used before. Nobody waits
+    /// on it. A refusal says why, for the caller to name the entry.
+    pub fn stage_restored(
+        &mut self,
+        store: &Store,
+        leaf_bytes: Vec<u8>,
+    ) -> Result<Result<(), String>, StoreError> {
+        let leaf = match Leaf::decode(&leaf_bytes) {
+            Ok(leaf) => leaf,
+            Err(error) => return Ok(Err(format!("not a leaf: {error:?}"))),
+        };
+        if leaf.seq != self.head.size {
+            return Ok(Err(format!("it says it is entry {}", leaf.seq)));
+        }
+        if leaf.prev_leaf_hash != self.head.last_leaf_hash {
+            return Ok(Err("it does not chain to the entry before it".into()));
+        }
+        if leaf.received_at_micros < self.head.last_received_at_micros {
+            return Ok(Err("it was received before the entry before it".into()));
+        }
+        let event = match ceasefire_core::rules::decode_event(&leaf.payload) {
+            Ok(event) => event,
+            Err(rejection) => return Ok(Err(rejection.message)),
+        };
+        let nonce_key = (event.author.clone(), event.nonce.clone());
+        let reused = match self.nonces.get(&nonce_key) {
+            Some(index) => Some(self.entries[*index].seq),
+            None => store.nonce_seq(&event.author, &event.nonce)?,
+        };
+        if let Some(seq) = reused {
+            return Ok(Err(format!("it reuses the nonce of entry {seq}")));
+        }
+        let leaf_hash = hash_leaf(&leaf_bytes);
+        Ok(self
+            .stage_leaf(store, leaf, leaf_bytes, leaf_hash, event, |_| Ok(()))?
+            .map(|_| ())
+            .map_err(|rejection| rejection.message))
+    }
+
+    /// Takes a made leaf through the step and, if accepted, into the batch:
+    /// its index among the batch's entries, and what `found` built from it
+    /// if it is the genesis.
+    fn stage_leaf<F>(
+        &mut self,
+        store: &Store,
+        leaf: Leaf,
+        leaf_bytes: Vec<u8>,
+        leaf_hash: Hash,
+        event: ceasefire_grpc::proto::Event,
+        found: impl FnOnce(&LedgerState) -> Result<F, Rejection>,
+    ) -> Result<Result<(usize, Option<F>), Rejection>, StoreError> {
+        let seq = leaf.seq;
         let overlay = Overlay {
             store,
             base_size: self.base_size,
@@ -228,25 +300,17 @@ impl<'a> Batch<'a> {
                 projection: &mut *self.projection,
                 windows: &mut self.windows,
             },
-            // What signs the log's checkpoints: the genesis is refused
-            // unless it names our operator key.
-            |state| {
-                checkpoint_signer(&state.agreement, operator_key)
-                    .map_err(|message| Rejection::new(ReasonCode::OperatorKeyMismatch, message))
-            },
+            found,
         )?;
         let Stepped {
-            founded: genesis_signer,
+            founded,
             record,
             is_governance,
             folded,
             ..
         } = match stepped {
             Ok(stepped) => stepped,
-            Err(rejection) => {
-                refuse(reply, rejection);
-                return Ok(None);
-            }
+            Err(rejection) => return Ok(Err(rejection)),
         };
         if let Some((record_seq, record)) = &record {
             self.observations.insert(*record_seq, record.clone());
@@ -259,10 +323,11 @@ impl<'a> Batch<'a> {
             size: seq + 1,
             root: self.frontier.root(),
             last_leaf_hash: leaf_hash,
-            last_received_at_micros: self.received_at_micros,
+            last_received_at_micros: leaf.received_at_micros,
         };
         let index = self.entries.len();
-        self.nonces.insert(nonce_key, index);
+        self.nonces
+            .insert((event.author.clone(), event.nonce.clone()), index);
         self.payloads.push(leaf.payload);
         self.signature_lists.push(leaf.signatures);
         self.leaf_hashes.push(leaf_hash);
@@ -275,8 +340,7 @@ impl<'a> Batch<'a> {
             observation_records: record.into_iter().collect(),
             is_governance,
         });
-        self.waiters.push(Waiter::New { reply, index });
-        Ok(genesis_signer)
+        Ok(Ok((index, founded)))
     }
 
     /// Writes the batch and makes it durable. On failure the batch comes

@@ -16,6 +16,7 @@
 
 mod batch;
 pub mod recovery;
+pub mod restore;
 
 use std::sync::Arc;
 use std::time::Duration;
