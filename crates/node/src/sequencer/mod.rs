@@ -63,12 +63,46 @@ impl Default for SequencerConfig {
     }
 }
 
-/// A decoded, signature-verified event waiting for its seq.
+/// A decoded, signature-verified event waiting for its seq (or for its
+/// verdict only).
 pub struct Submission {
     pub payload: Vec<u8>,
     pub signatures: Vec<EventSignature>,
     pub event: Event,
-    pub reply: oneshot::Sender<Result<Sequenced, SubmitError>>,
+    pub intent: Intent,
+}
+
+/// What a submission asks of the sequencer, and where its answer goes.
+pub enum Intent {
+    /// Append it: answered once its batch is durable.
+    Append(oneshot::Sender<Result<Sequenced, SubmitError>>),
+    /// Only decide it, as if it were appended at this point of the queue
+    /// (`CheckSubmission`): the same nonce check and step as an append, on a
+    /// scratch copy of the batch's rules' state, answered at once; nothing
+    /// is staged, indexed or folded, so the nonce stays unused.
+    Check(oneshot::Sender<Result<Checked, SubmitError>>),
+}
+
+impl Intent {
+    /// Answers the caller that the ledger cannot decide now.
+    fn unavailable(self, reason: &str) {
+        let error = SubmitError::Unavailable(reason.to_string());
+        match self {
+            Intent::Append(reply) => drop(reply.send(Err(error))),
+            Intent::Check(reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// A checked event that Submit would accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The size of the log it was checked against (the entries sequenced
+    /// before it, those of the batch in flight included).
+    pub checked_at_size: u64,
+    /// The seq of the identical signed event already in the log, which
+    /// Submit would answer with instead of appending.
+    pub existing_seq: Option<u64>,
 }
 
 /// A durable entry, as answered to its submitter.
@@ -195,11 +229,34 @@ impl SequencerHandle {
                 payload,
                 signatures,
                 event,
-                reply,
+                intent: Intent::Append(reply),
             })
             .await
             .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?;
         Ok(Pending { answer })
+    }
+
+    /// Queues a submission to be decided but not appended, behind every
+    /// submission queued before it, and returns the verdict an append would
+    /// get at that point (see [`Intent::Check`]).
+    pub async fn check(
+        &self,
+        payload: Vec<u8>,
+        signatures: Vec<EventSignature>,
+        event: Event,
+    ) -> Result<Checked, SubmitError> {
+        let stopped = || SubmitError::Unavailable("the sequencer has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.submissions
+            .send(Submission {
+                payload,
+                signatures,
+                event,
+                intent: Intent::Check(reply),
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// The ledger's agreement id; `None` before the genesis.
@@ -381,9 +438,7 @@ impl Sequencer {
             self.gather(&mut receiver, &mut submissions);
             if let Some(reason) = &self.failed {
                 for submission in submissions {
-                    let _ = submission
-                        .reply
-                        .send(Err(SubmitError::Unavailable(reason.clone())));
+                    submission.intent.unavailable(reason);
                 }
                 continue;
             }

@@ -1,0 +1,158 @@
+//! The warning `submit` gives when an accepted observation will not count
+//! in its commitment's status: observed before the commitment is in force
+//! (`observed_until < effective_from`), or already out of its window when
+//! received (`observed_until + window < received_at`), the two conditions of
+//! docs/spec.md section 9.4 under which the fold does not count it.
+//!
+//! The commitment's terms come from the log itself: its latest
+//! `DefineCommitment`, read once per run with `GetEntries` (every entry's
+//! leaf, so once per run and only when an observation was accepted). A
+//! warning is advice: an entry it cannot read the terms of gets none.
+
+use std::collections::HashMap;
+
+use ceasefire_core::leaf::Leaf;
+use ceasefire_core::rules::{decode_event, micros_timestamp, timestamp_micros};
+use ceasefire_grpc::proto::{
+    event::Body, ledger_client::LedgerClient, DefineCommitment, Event, GetEntriesRequest,
+};
+
+/// What decides whether an observation counts: a commitment's window and
+/// when it came into force, as its latest definition says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitmentTerms {
+    pub window_seconds: u64,
+    pub effective_from_micros: i64,
+}
+
+/// The terms of every commitment of a log, read on first need.
+#[derive(Default)]
+pub struct Commitments {
+    /// `None` until read; read once per run.
+    terms: Option<HashMap<String, CommitmentTerms>>,
+}
+
+impl Commitments {
+    /// The warning for `event`, accepted (or checked) with log time
+    /// `received_at_micros`, if it is an observation that will not count.
+    pub async fn warning(
+        &mut self,
+        client: &mut LedgerClient<tonic::transport::Channel>,
+        event: &Event,
+        received_at_micros: i64,
+    ) -> Option<String> {
+        let Some(Body::Observation(observation)) = &event.body else {
+            return None;
+        };
+        if self.terms.is_none() {
+            self.terms = Some(read_terms(client).await.unwrap_or_default());
+        }
+        let terms = self.terms.as_ref()?.get(&observation.commitment_id)?;
+        let observed_until = timestamp_micros("observed_until", &observation.observed_until).ok()?;
+        why_not_counted(
+            &observation.commitment_id,
+            terms,
+            observed_until,
+            received_at_micros,
+        )
+    }
+}
+
+/// Why an observation observed until `observed_until` and received at
+/// `received_at` does not count under `terms` (section 9.4, `count`).
+pub fn why_not_counted(
+    commitment_id: &str,
+    terms: &CommitmentTerms,
+    observed_until: i64,
+    received_at: i64,
+) -> Option<String> {
+    let time = |micros: i64| micros_timestamp(micros).to_string();
+    if observed_until < terms.effective_from_micros {
+        return Some(format!(
+            "it will not count in the status of commitment {commitment_id}: observed until {}, \
+             before the commitment is in force (from {})",
+            time(observed_until),
+            time(terms.effective_from_micros)
+        ));
+    }
+    let window = i64::try_from(terms.window_seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000);
+    let counts_until = observed_until.saturating_add(window);
+    if counts_until < received_at {
+        return Some(format!(
+            "it will not count in the status of commitment {commitment_id}: observed until {}, \
+             outside its window of {} s (it would count until {}; the ledger's time is {}); \
+             give a recent observedUntil, or one relative to now (\"now-5m\")",
+            time(observed_until),
+            terms.window_seconds,
+            time(counts_until),
+            time(received_at)
+        ));
+    }
+    None
+}
+
+/// Every commitment's latest terms, from the log's `DefineCommitment`s.
+async fn read_terms(
+    client: &mut LedgerClient<tonic::transport::Channel>,
+) -> Result<HashMap<String, CommitmentTerms>, tonic::Status> {
+    let mut entries = client
+        .get_entries(GetEntriesRequest {
+            start: 0,
+            end: u64::MAX,
+        })
+        .await?
+        .into_inner();
+    let mut terms = HashMap::new();
+    while let Some(entry) = entries.message().await? {
+        let Ok(leaf) = Leaf::decode(&entry.leaf) else {
+            continue;
+        };
+        if let Ok(Event {
+            body: Some(Body::DefineCommitment(definition)),
+            ..
+        }) = decode_event(&leaf.payload)
+        {
+            let DefineCommitment {
+                commitment_id,
+                window_seconds,
+                effective_from,
+                ..
+            } = definition;
+            if let Ok(effective_from_micros) = timestamp_micros("effective_from", &effective_from)
+            {
+                terms.insert(
+                    commitment_id,
+                    CommitmentTerms {
+                        window_seconds,
+                        effective_from_micros,
+                    },
+                );
+            }
+        }
+    }
+    Ok(terms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000_000;
+
+    #[test]
+    fn counts_inside_the_window_and_once_in_force_only() {
+        let terms = CommitmentTerms {
+            window_seconds: 24 * 3600,
+            effective_from_micros: 100 * HOUR,
+        };
+        assert_eq!(why_not_counted("c", &terms, 110 * HOUR, 120 * HOUR), None);
+        // Inclusive: exactly at the window's end still counts.
+        assert_eq!(why_not_counted("c", &terms, 110 * HOUR, 134 * HOUR), None);
+        let late = why_not_counted("c", &terms, 110 * HOUR, 134 * HOUR + 1).unwrap();
+        assert!(late.contains("commitment c") && late.contains("window of 86400 s"));
+        let early = why_not_counted("c", &terms, 99 * HOUR, 100 * HOUR).unwrap();
+        assert!(early.contains("before the commitment is in force"), "{early}");
+    }
+}
