@@ -115,10 +115,7 @@ async fn a_refused_check_answers_what_submit_answers() {
     stranger.author = "no-such-mission".into();
     let unknown_author = ceasefire_grpc::client::sign(&stranger, &[node.monitor()]);
     let wrong_role = scenario.signed(DEV_SIGNATORY, scenario.observation().body());
-    let long_narrative = scenario
-        .observation()
-        .narrative(&"n".repeat(4097))
-        .signed();
+    let long_narrative = scenario.observation().narrative(&"n".repeat(4097)).signed();
     let oversized_payload = SignedEvent {
         payload: vec![0; 40_000],
         signatures: first.signatures.clone(),
@@ -140,8 +137,16 @@ async fn a_refused_check_answers_what_submit_answers() {
         ("a bad signature", bad_signature, "SIGNATURE_INVALID"),
         ("an unknown author", unknown_author, "AUTHOR_NOT_REGISTERED"),
         ("a signatory's observation", wrong_role, "WRONG_ROLE"),
-        ("a narrative over 4096 bytes", long_narrative, "FIELD_OUT_OF_BOUNDS"),
-        ("a payload over the limit", oversized_payload, "PAYLOAD_TOO_LARGE"),
+        (
+            "a narrative over 4096 bytes",
+            long_narrative,
+            "FIELD_OUT_OF_BOUNDS",
+        ),
+        (
+            "a payload over the limit",
+            oversized_payload,
+            "PAYLOAD_TOO_LARGE",
+        ),
         ("a reused nonce", reused_nonce, "NONCE_REUSED"),
         ("a time in the future", in_future, "TIME_IN_FUTURE"),
     ];
@@ -245,12 +250,28 @@ async fn the_readme_quick_start_shows_the_observation_in_status() {
     let signatory = key(work.path(), "signatory.key");
 
     // As the README writes it: submit, the same again, a signatory's.
-    let first = run(&url, &[&"submit", &"--key", &monitor, &EXAMPLE], work.path());
+    let first = run(
+        &url,
+        &[&"submit", &"--key", &monitor, &EXAMPLE],
+        work.path(),
+    );
     assert_eq!(receipt_seq(&first), BOOTSTRAP_ENTRIES);
     assert!(warnings(&first).is_empty(), "{}", first.stderr);
-    let again = run(&url, &[&"submit", &"--key", &monitor, &EXAMPLE], work.path());
-    assert_eq!(receipt_seq(&again), BOOTSTRAP_ENTRIES, "the same file counts once");
-    let refused = run(&url, &[&"submit", &"--key", &signatory, &EXAMPLE], work.path());
+    let again = run(
+        &url,
+        &[&"submit", &"--key", &monitor, &EXAMPLE],
+        work.path(),
+    );
+    assert_eq!(
+        receipt_seq(&again),
+        BOOTSTRAP_ENTRIES,
+        "the same file counts once"
+    );
+    let refused = run(
+        &url,
+        &[&"submit", &"--key", &signatory, &EXAMPLE],
+        work.path(),
+    );
     assert!(!refused.status.success());
     assert!(
         refused
@@ -293,7 +314,11 @@ async fn submit_dry_run_appends_nothing_and_the_submit_after_it_counts_once() {
     assert_eq!(tree_size(&url).await.unwrap(), BOOTSTRAP_ENTRIES);
 
     // The dry run used no nonce: the submission after it is appended, once.
-    let submitted = run(&url, &[&"submit", &"--key", &monitor, &EXAMPLE], work.path());
+    let submitted = run(
+        &url,
+        &[&"submit", &"--key", &monitor, &EXAMPLE],
+        work.path(),
+    );
     assert_eq!(receipt_seq(&submitted), BOOTSTRAP_ENTRIES);
     let after = run(
         &url,
@@ -398,7 +423,11 @@ async fn an_observation_outside_its_window_is_accepted_with_a_warning() {
 
     // Observed before the commitment was in force: the other warning.
     let early = work.path().join("early.json");
-    std::fs::write(&early, observation("now-9d", "now-8d", "before the ceasefire")).unwrap();
+    std::fs::write(
+        &early,
+        observation("now-9d", "now-8d", "before the ceasefire"),
+    )
+    .unwrap();
     let submitted = run(&url, &[&"submit", &"--key", &monitor, &early], work.path());
     assert!(submitted.status.success(), "{}", submitted.stderr);
     let warning = warnings(&submitted);
@@ -427,7 +456,12 @@ async fn bad_dry_runs_and_relative_times_are_one_line_and_change_nothing() {
         }
         args.extend_from_slice(&[&"--key", &monitor, &EXAMPLE]);
         let output = run(&url, &args, work.path());
-        assert_eq!(output.status.code(), Some(2), "{flags:?}: {}", output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{flags:?}: {}",
+            output.stderr
+        );
         let first = output.stderr.lines().next().unwrap_or_default();
         assert!(
             first.starts_with("error: the argument '--dry-run' cannot be used with"),

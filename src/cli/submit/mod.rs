@@ -189,7 +189,10 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
                 .warning(&mut client, &ready.event, leaf.received_at_micros)
                 .await;
             if let Some(warning) = warning {
-                eprintln!("warning: {label} (seq {}) was accepted, but {warning}", receipt.seq);
+                eprintln!(
+                    "warning: {label} (seq {}) was accepted, but {warning}",
+                    receipt.seq
+                );
             }
         }
         if let Some(dir) = &args.receipts {

@@ -25,8 +25,8 @@ use ed25519_dalek::SigningKey;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::event_json::{event_from_json, json_values};
 use super::relative_time::{self, RelativeTime};
+use crate::event_json::{event_from_json, json_values};
 use crate::keyfile::KeyFile;
 use crate::signed_file::SignedEventFile;
 use ceasefire_core::leaf::Leaf;

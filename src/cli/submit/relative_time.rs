@@ -118,7 +118,9 @@ fn instant(text: &str, now: &Timestamp) -> anyhow::Result<Timestamp> {
         let (sign, amount) = match rest.split_at(1) {
             ("+", amount) => (1, amount),
             ("-", amount) => (-1, amount),
-            _ => bail!("{text:?} is not a relative time: write now, now-15m or now+2h (units s, m, h, d)"),
+            _ => bail!(
+                "{text:?} is not a relative time: write now, now-15m or now+2h (units s, m, h, d)"
+            ),
         };
         let unit_seconds = match amount.chars().last() {
             Some('s') => 1,
@@ -208,7 +210,16 @@ mod tests {
 
     #[test]
     fn a_malformed_relative_time_is_refused_naming_the_field() {
-        for bad in ["nowish", "now-", "now-m", "now-5", "now-5w", "now - 5m", "now-1.5h", "now-99999999d"] {
+        for bad in [
+            "nowish",
+            "now-",
+            "now-m",
+            "now-5",
+            "now-5w",
+            "now - 5m",
+            "now-1.5h",
+            "now-99999999d",
+        ] {
             let event = json!({"observation": {"observedUntil": bad}});
             let error = resolve(&event, &NOW).err().unwrap();
             let text = format!("{error:#}");

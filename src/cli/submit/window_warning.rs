@@ -48,7 +48,8 @@ impl Commitments {
             self.terms = Some(read_terms(client).await.unwrap_or_default());
         }
         let terms = self.terms.as_ref()?.get(&observation.commitment_id)?;
-        let observed_until = timestamp_micros("observed_until", &observation.observed_until).ok()?;
+        let observed_until =
+            timestamp_micros("observed_until", &observation.observed_until).ok()?;
         why_not_counted(
             &observation.commitment_id,
             terms,
@@ -120,8 +121,7 @@ async fn read_terms(
                 effective_from,
                 ..
             } = definition;
-            if let Ok(effective_from_micros) = timestamp_micros("effective_from", &effective_from)
-            {
+            if let Ok(effective_from_micros) = timestamp_micros("effective_from", &effective_from) {
                 terms.insert(
                     commitment_id,
                     CommitmentTerms {
@@ -153,6 +153,9 @@ mod tests {
         let late = why_not_counted("c", &terms, 110 * HOUR, 134 * HOUR + 1).unwrap();
         assert!(late.contains("commitment c") && late.contains("window of 86400 s"));
         let early = why_not_counted("c", &terms, 99 * HOUR, 100 * HOUR).unwrap();
-        assert!(early.contains("before the commitment is in force"), "{early}");
+        assert!(
+            early.contains("before the commitment is in force"),
+            "{early}"
+        );
     }
 }
