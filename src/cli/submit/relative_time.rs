@@ -84,7 +84,7 @@ fn walk(
         };
         match value {
             Value::String(text) if TIME_FIELDS.contains(&key.as_str()) && is_relative(text) => {
-                let instant = instant(text, now).with_context(|| format!("{field_path}"))?;
+                let instant = instant(text, now).with_context(|| field_path.clone())?;
                 found.push(RelativeTime {
                     path: field_path,
                     expression: text.clone(),
