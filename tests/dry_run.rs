@@ -257,6 +257,9 @@ async fn the_readme_quick_start_shows_the_observation_in_status() {
     );
     assert_eq!(receipt_seq(&first), BOOTSTRAP_ENTRIES);
     assert!(warnings(&first).is_empty(), "{}", first.stderr);
+    // A second later its relative times resolve to other instants (a day
+    // later, to another day): still the same report, the same seq.
+    std::thread::sleep(Duration::from_millis(1100));
     let again = run(
         &url,
         &[&"submit", &"--key", &monitor, &EXAMPLE],
