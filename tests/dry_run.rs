@@ -7,7 +7,8 @@
 //!   would refuse is refused with exactly Submit's status (code, message,
 //!   ErrorInfo reason and metadata) and the log unchanged: a bad
 //!   signature, an unknown author, a rule violation, an oversized narrative,
-//!   a payload over the limit, a reused nonce, a time in the future.
+//!   a payload over the limit, a reused nonce, a time in the future; a
+//!   message over the gRPC limit is the framework's OUT_OF_RANGE for both.
 //! - `submit --dry-run` (the binary against `serve --dev`): one line per
 //!   event, exit 1 if any would be refused, nothing appended; a later
 //!   submit of the same file counts once; bad flag combinations.
@@ -170,6 +171,19 @@ async fn a_refused_check_answers_what_submit_answers() {
         );
         assert_eq!(errors::reason(&checked), errors::reason(&submitted));
     }
+    // Over the gRPC message limit: the framework's refusal, before any
+    // handler, for both calls alike.
+    let oversized_message = SignedEvent {
+        payload: vec![0; 70_000],
+        signatures: first.signatures.clone(),
+    };
+    let checked = client
+        .check_submission(oversized_message.clone())
+        .await
+        .unwrap_err();
+    let submitted = client.submit(oversized_message).await.unwrap_err();
+    assert_eq!(checked.code(), tonic::Code::OutOfRange, "{checked:?}");
+    assert_eq!(checked.code(), submitted.code());
     assert_eq!(node.checkpoint().await.tree_size, BOOTSTRAP_ENTRIES + 1);
     node.shutdown().await;
 }
