@@ -9,6 +9,9 @@
 //!   signature, an unknown author, a rule violation, an oversized narrative,
 //!   a payload over the limit, a reused nonce, a time in the future; a
 //!   message over the gRPC limit is the framework's OUT_OF_RANGE for both.
+//! - `Compliance/GetCommitment` (where the window warning reads a
+//!   commitment's terms): the current definition, a redefinition once
+//!   durable, after a restart; an unknown commitment is NOT_FOUND.
 //! - `submit --dry-run` (the binary against `serve --dev`): one line per
 //!   event, exit 1 if any would be refused, nothing appended; a later
 //!   submit of the same file counts once; bad flag combinations.
@@ -21,10 +24,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use ceasefire_grpc::errors;
-use ceasefire_grpc::proto::{SignedEvent, SubmissionCheck};
+use ceasefire_grpc::proto::{
+    event::Body, DefineCommitment, GetCommitmentRequest, SignedEvent, SubmissionCheck,
+};
 use ceasefire_testkit::fixture::TestNode;
 use ceasefire_testkit::harness::{command, free_port, run_bounded, tree_size, Output, Serve};
-use ceasefire_testkit::scenario::{BOOTSTRAP_ENTRIES, DEV_SIGNATORY};
+use ceasefire_testkit::scenario::{BOOTSTRAP_ENTRIES, DEV_COMMITMENT, DEV_SIGNATORY};
 use prost::Message;
 use tonic::Status;
 use tonic_types::StatusExt;
@@ -185,6 +190,77 @@ async fn a_refused_check_answers_what_submit_answers() {
     assert_eq!(checked.code(), tonic::Code::OutOfRange, "{checked:?}");
     assert_eq!(checked.code(), submitted.code());
     assert_eq!(node.checkpoint().await.tree_size, BOOTSTRAP_ENTRIES + 1);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn get_commitment_answers_the_current_definition() {
+    let node = TestNode::start().await;
+    let mut compliance = node.compliance().await;
+    let ask = |commitment_id: &str| GetCommitmentRequest {
+        commitment_id: commitment_id.into(),
+    };
+    let defined = node.scenario.commitment(DEV_COMMITMENT).clone();
+    let Body::DefineCommitment(expected) = defined.body() else {
+        unreachable!()
+    };
+    let answer = compliance
+        .get_commitment(ask(DEV_COMMITMENT))
+        .await
+        .unwrap()
+        .into_inner();
+    let micros = |definition: &DefineCommitment| {
+        ceasefire_core::rules::timestamp_micros("effective_from", &definition.effective_from)
+            .unwrap()
+    };
+    let definition = answer.definition.unwrap();
+    assert_eq!(micros(&definition), micros(&expected));
+    assert_eq!(
+        DefineCommitment {
+            effective_from: None,
+            ..definition
+        },
+        DefineCommitment {
+            effective_from: None,
+            ..expected.clone()
+        }
+    );
+    assert_eq!(answer.version.unwrap().as_of_seq, BOOTSTRAP_ENTRIES - 1);
+
+    // Redefined: the new terms, once the redefinition is durable.
+    let redefined = defined.with(|commitment| {
+        commitment.version = 2;
+        commitment.window_seconds = 3600;
+    });
+    node.client
+        .clone()
+        .submit(node.scenario.govern(redefined.body()))
+        .await
+        .unwrap();
+    let answer = compliance
+        .get_commitment(ask(DEV_COMMITMENT))
+        .await
+        .unwrap()
+        .into_inner();
+    let definition = answer.definition.unwrap();
+    assert_eq!((definition.version, definition.window_seconds), (2, 3600));
+    assert_eq!(answer.version.unwrap().as_of_seq, BOOTSTRAP_ENTRIES);
+
+    let unknown = compliance
+        .get_commitment(ask("no-such-commitment"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    assert_eq!(refusal(&unknown).2, "PAIR_NOT_FOUND");
+    // And across a restart, from the recovered state.
+    let node = node.restart().await;
+    let mut compliance = node.compliance().await;
+    let answer = compliance
+        .get_commitment(ask(DEV_COMMITMENT))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.definition.unwrap().window_seconds, 3600);
     node.shutdown().await;
 }
 

@@ -55,8 +55,8 @@ use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::{hash_leaf, verify_inclusion, Hash};
 use ceasefire_core::rules::decode_event;
 use ceasefire_grpc::proto::{
-    event::Body, ledger_client::LedgerClient, Event, GetCheckpointRequest, GetEntriesRequest,
-    Receipt, SignedEvent, SubmissionCheck,
+    compliance_client::ComplianceClient, event::Body, ledger_client::LedgerClient, Event,
+    GetCheckpointRequest, GetEntriesRequest, Receipt, SignedEvent, SubmissionCheck,
 };
 use prepare::{prepare, read_inputs, sign_bare, Prepared};
 
@@ -155,16 +155,25 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.receipts {
         super::receipt::prepare_receipts_dir(dir)?;
     }
-    let mut client = args.connection.ledger().await?;
+    let channel = args.connection.channel().await?;
+    let mut client = ceasefire_grpc::client::ledger_client(channel.clone());
+    let mut commitments = window_warning::Commitments::new(ComplianceClient::new(channel));
     let identity = fetch_identity(&mut client).await?;
     if args.wait_witnessed {
         require_witness_policy(&mut client).await?;
     }
     if args.dry_run {
-        return dry_run(&args, &keys, &inputs, &mut client, &identity).await;
+        return dry_run(
+            &args,
+            &keys,
+            &inputs,
+            &mut client,
+            &identity,
+            &mut commitments,
+        )
+        .await;
     }
     let mut receipts = Vec::new();
-    let mut commitments = window_warning::Commitments::default();
     for (accepted_before, input) in inputs.iter().enumerate() {
         let label = &input.label;
         let ready = sign_input(input, &keys, &identity)?;
@@ -186,7 +195,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         println!("{}", receipt_json(&receipt)?);
         if let Ok(leaf) = Leaf::decode(&receipt.leaf) {
             let warning = commitments
-                .warning(&mut client, &ready.event, leaf.received_at_micros)
+                .warning(&ready.event, leaf.received_at_micros)
                 .await;
             if let Some(warning) = warning {
                 eprintln!(
@@ -289,8 +298,8 @@ async fn dry_run(
     inputs: &[prepare::InputEvent],
     client: &mut LedgerClient<tonic::transport::Channel>,
     identity: &LedgerIdentity,
+    commitments: &mut window_warning::Commitments,
 ) -> anyhow::Result<()> {
-    let mut commitments = window_warning::Commitments::default();
     let mut refused = 0;
     for input in inputs {
         let label = &input.label;
@@ -305,7 +314,7 @@ async fn dry_run(
                     None => println!("{label} would be accepted"),
                 }
                 let warning = commitments
-                    .warning(client, &ready.event, ceasefire_grpc::now_micros())
+                    .warning(&ready.event, ceasefire_grpc::now_micros())
                     .await;
                 if let Some(warning) = warning {
                     eprintln!("warning: {label} would be accepted, but {warning}");

@@ -4,58 +4,74 @@
 //! received (`observed_until + window < received_at`), the two conditions of
 //! docs/spec.md section 9.4 under which the fold does not count it.
 //!
-//! The commitment's terms come from the log itself: its latest
-//! `DefineCommitment`, read once per run with `GetEntries` (every entry's
-//! leaf, so once per run and only when an observation was accepted). A
-//! warning is advice: an entry it cannot read the terms of gets none.
+//! The commitment's terms come from the ledger (`Compliance/GetCommitment`:
+//! its current definition), asked once per commitment per run and only for
+//! an observation accepted. A warning is advice: an observation whose terms
+//! cannot be read gets none.
 
 use std::collections::HashMap;
 
-use ceasefire_core::leaf::Leaf;
-use ceasefire_core::rules::{decode_event, micros_timestamp, timestamp_micros};
+use ceasefire_core::rules::{micros_timestamp, timestamp_micros};
 use ceasefire_grpc::proto::{
-    event::Body, ledger_client::LedgerClient, DefineCommitment, Event, GetEntriesRequest,
+    compliance_client::ComplianceClient, event::Body, Event, GetCommitmentRequest,
 };
+use tonic::transport::Channel;
 
 /// What decides whether an observation counts: a commitment's window and
-/// when it came into force, as its latest definition says.
+/// when it came into force, as its current definition says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommitmentTerms {
     pub window_seconds: u64,
     pub effective_from_micros: i64,
 }
 
-/// The terms of every commitment of a log, read on first need.
-#[derive(Default)]
+/// The terms of the commitments a run's observations name, asked on first need.
 pub struct Commitments {
-    /// `None` until read; read once per run.
-    terms: Option<HashMap<String, CommitmentTerms>>,
+    client: ComplianceClient<Channel>,
+    /// By commitment id; `None` when the ledger did not say.
+    terms: HashMap<String, Option<CommitmentTerms>>,
 }
 
 impl Commitments {
+    pub fn new(client: ComplianceClient<Channel>) -> Commitments {
+        Commitments {
+            client,
+            terms: HashMap::new(),
+        }
+    }
+
     /// The warning for `event`, accepted (or checked) with log time
     /// `received_at_micros`, if it is an observation that will not count.
-    pub async fn warning(
-        &mut self,
-        client: &mut LedgerClient<tonic::transport::Channel>,
-        event: &Event,
-        received_at_micros: i64,
-    ) -> Option<String> {
+    pub async fn warning(&mut self, event: &Event, received_at_micros: i64) -> Option<String> {
         let Some(Body::Observation(observation)) = &event.body else {
             return None;
         };
-        if self.terms.is_none() {
-            self.terms = Some(read_terms(client).await.unwrap_or_default());
+        let commitment_id = &observation.commitment_id;
+        if !self.terms.contains_key(commitment_id) {
+            let terms = self.read_terms(commitment_id).await;
+            self.terms.insert(commitment_id.clone(), terms);
         }
-        let terms = self.terms.as_ref()?.get(&observation.commitment_id)?;
+        let terms = self.terms.get(commitment_id)?.as_ref()?;
         let observed_until =
             timestamp_micros("observed_until", &observation.observed_until).ok()?;
-        why_not_counted(
-            &observation.commitment_id,
-            terms,
-            observed_until,
-            received_at_micros,
-        )
+        why_not_counted(commitment_id, terms, observed_until, received_at_micros)
+    }
+
+    async fn read_terms(&mut self, commitment_id: &str) -> Option<CommitmentTerms> {
+        let definition = self
+            .client
+            .get_commitment(GetCommitmentRequest {
+                commitment_id: commitment_id.to_string(),
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .definition?;
+        Some(CommitmentTerms {
+            window_seconds: definition.window_seconds,
+            effective_from_micros: timestamp_micros("effective_from", &definition.effective_from)
+                .ok()?,
+        })
     }
 }
 
@@ -92,47 +108,6 @@ pub fn why_not_counted(
         ));
     }
     None
-}
-
-/// Every commitment's latest terms, from the log's `DefineCommitment`s.
-async fn read_terms(
-    client: &mut LedgerClient<tonic::transport::Channel>,
-) -> Result<HashMap<String, CommitmentTerms>, tonic::Status> {
-    let mut entries = client
-        .get_entries(GetEntriesRequest {
-            start: 0,
-            end: u64::MAX,
-        })
-        .await?
-        .into_inner();
-    let mut terms = HashMap::new();
-    while let Some(entry) = entries.message().await? {
-        let Ok(leaf) = Leaf::decode(&entry.leaf) else {
-            continue;
-        };
-        if let Ok(Event {
-            body: Some(Body::DefineCommitment(definition)),
-            ..
-        }) = decode_event(&leaf.payload)
-        {
-            let DefineCommitment {
-                commitment_id,
-                window_seconds,
-                effective_from,
-                ..
-            } = definition;
-            if let Ok(effective_from_micros) = timestamp_micros("effective_from", &effective_from) {
-                terms.insert(
-                    commitment_id,
-                    CommitmentTerms {
-                        window_seconds,
-                        effective_from_micros,
-                    },
-                );
-            }
-        }
-    }
-    Ok(terms)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use ceasefire_core::checkpoint::{sign_checkpoint, CheckpointBody, NoteSigner};
 use ceasefire_core::merkle::{BatchSubtrees, Hash};
 use ceasefire_core::projection::{PairKey, PairSummary, Projection};
 use ceasefire_core::rejection::Rejection;
+use ceasefire_core::rules::CommitmentState;
 use ceasefire_core::signing::EventSignature;
 use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_grpc::proto::Event;
@@ -136,6 +137,20 @@ pub struct ProjectionView {
     /// Where the newest status change is in the change log, (seq, index):
     /// a subscriber whose cursor is past it has nothing to read.
     pub last_change: Option<(u64, u32)>,
+    /// Every commitment as defined in the log it describes (what decides
+    /// which observations count), shared until a definition changes.
+    pub commitments: Commitments,
+}
+
+/// Commitments by id, as the rules' state holds them.
+pub type Commitments = Arc<std::collections::BTreeMap<String, CommitmentState>>;
+
+fn commitments_of(state: Option<&ceasefire_core::rules::LedgerState>) -> Commitments {
+    Arc::new(
+        state
+            .map(|state| state.commitments.clone())
+            .unwrap_or_default(),
+    )
 }
 
 impl ProjectionView {
@@ -144,11 +159,13 @@ impl ProjectionView {
         projection: &Projection,
         tree_size: u64,
         last_change: Option<(u64, u32)>,
+        commitments: Commitments,
     ) -> ProjectionView {
         ProjectionView {
             head,
             tree_size,
             last_change,
+            commitments,
             pairs: projection
                 .pairs
                 .iter()
@@ -336,11 +353,13 @@ pub fn start(
     let last_change = store
         .last_change()
         .map_err(|error| format!("cannot read the change log: {error}"))?;
+    let commitments = commitments_of(recovered.state.as_ref());
     let (publish_view, views) = watch::channel(Arc::new(ProjectionView::new(
         projection_head,
         &recovered.projection,
         recovered.head.size,
         last_change,
+        commitments.clone(),
     )));
     let sequencer = Sequencer {
         store,
@@ -352,6 +371,7 @@ pub fn start(
         publish_view,
         publish_policy,
         last_change,
+        commitments,
         agreement_id: agreement_id.clone(),
         failed: None,
         publish_failure,
@@ -416,6 +436,9 @@ struct Sequencer {
     publish_policy: watch::Sender<Option<ActivePolicy>>,
     /// The newest status change durable, for the view.
     last_change: Option<(u64, u32)>,
+    /// The durable commitments, for the view: rebuilt when a batch changes
+    /// the rules' state, shared by every view until then.
+    commitments: Commitments,
     /// Set once the genesis is durable; shared with every handle.
     agreement_id: Arc<std::sync::OnceLock<String>>,
     /// Set when a commit failed: every later submission is refused with it.
@@ -533,6 +556,7 @@ impl Sequencer {
                         }
                         changed
                     });
+                    self.commitments = commitments_of(Some(&state));
                     self.durable.state = Some(state);
                 }
                 self.last_change = committed.last_change.or(self.last_change);
@@ -542,6 +566,7 @@ impl Sequencer {
                     &self.durable.projection,
                     head.size,
                     self.last_change,
+                    self.commitments.clone(),
                 )));
                 committed.answer(&self.store, &checkpoint);
             }
