@@ -17,6 +17,9 @@ use ceasefire_grpc::proto::{
 };
 use tonic::transport::Channel;
 
+/// Longest a run waits for a commitment's terms.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What decides whether an observation counts: a commitment's window and
 /// when it came into force, as its current definition says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,13 +60,15 @@ impl Commitments {
         why_not_counted(commitment_id, terms, observed_until, received_at_micros)
     }
 
+    /// Asks the ledger, for at most [`ASK_TIMEOUT`]: a warning never holds
+    /// a submission up on a bad link.
     async fn read_terms(&mut self, commitment_id: &str) -> Option<CommitmentTerms> {
-        let definition = self
-            .client
-            .get_commitment(GetCommitmentRequest {
-                commitment_id: commitment_id.to_string(),
-            })
+        let asked = self.client.get_commitment(GetCommitmentRequest {
+            commitment_id: commitment_id.to_string(),
+        });
+        let definition = tokio::time::timeout(ASK_TIMEOUT, asked)
             .await
+            .ok()?
             .ok()?
             .into_inner()
             .definition?;
