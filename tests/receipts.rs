@@ -574,7 +574,9 @@ async fn refresh_moves_a_receipt_to_a_consistent_newer_checkpoint_and_refuses_a_
         node: branch_a,
         work,
     };
-    let a_seq = mission.submit(1).await[0];
+    // Report 0 was submitted above and counts once (its old seq, on both
+    // branches); report 1 is new, on branch A only.
+    let a_seq = mission.submit(2).await[1];
     grow(&branch_b, 3, "branch B").await;
     let a_path = receipt_file(&mission.receipts(), a_seq);
     let before = std::fs::read(&a_path).unwrap();

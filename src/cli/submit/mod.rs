@@ -14,6 +14,16 @@
 //! many were accepted before it; an event that got no answer (the link
 //! dropped) is not called refused.
 //!
+//! Times written relative to now (`"observedUntil": "now-5m"`) are filled
+//! in ([`relative_time`]); an accepted observation that will not count in
+//! its commitment's status (out of its window, or before the commitment is
+//! in force) gets a one-line warning on stderr ([`window_warning`]).
+//!
+//! With `--dry-run`, every event is signed as it would be and checked by
+//! the ledger (`CheckSubmission`: every check of Submit, nothing appended,
+//! the nonce left unused); one line per event says whether it would be
+//! accepted or why not.
+//!
 //! With `--outbox DIR` ([`outbox_run`]), events are signed once into a local
 //! outbox before anything is sent, then sent with retries, and a later run
 //! resends what is pending.
@@ -29,6 +39,8 @@
 
 mod outbox_run;
 mod prepare;
+mod relative_time;
+mod window_warning;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,8 +55,8 @@ use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::{hash_leaf, verify_inclusion, Hash};
 use ceasefire_core::rules::decode_event;
 use ceasefire_grpc::proto::{
-    event::Body, ledger_client::LedgerClient, GetCheckpointRequest, GetEntriesRequest, Receipt,
-    SignedEvent,
+    compliance_client::ComplianceClient, event::Body, ledger_client::LedgerClient, Event,
+    GetCheckpointRequest, GetEntriesRequest, Receipt, SignedEvent, SubmissionCheck,
 };
 use prepare::{prepare, read_inputs, sign_bare, Prepared};
 
@@ -77,6 +89,12 @@ pub struct SubmitArgs {
     /// the witnessed checkpoint.
     #[arg(long, value_name = "DIR")]
     receipts: Option<PathBuf>,
+    /// Check every event as the ledger would now, appending nothing: print
+    /// per event whether it would be accepted or why it would be refused;
+    /// exit 1 if any would be. Each is checked against the ledger as it is,
+    /// not after the file's earlier events.
+    #[arg(long, conflicts_with_all = ["outbox", "wait_witnessed", "receipts"])]
+    dry_run: bool,
     /// Sign each event once into this local outbox before sending it, send
     /// with retries, and resend what is still pending on the next run.
     #[arg(long, value_name = "DIR", global = true)]
@@ -137,26 +155,30 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.receipts {
         super::receipt::prepare_receipts_dir(dir)?;
     }
-    let mut client = args.connection.ledger().await?;
+    let channel = args.connection.channel().await?;
+    let mut client = ceasefire_grpc::client::ledger_client(channel.clone());
+    let mut commitments = window_warning::Commitments::new(ComplianceClient::new(channel));
     let identity = fetch_identity(&mut client).await?;
     if args.wait_witnessed {
         require_witness_policy(&mut client).await?;
     }
+    if args.dry_run {
+        return dry_run(
+            &args,
+            &keys,
+            &inputs,
+            &mut client,
+            &identity,
+            &mut commitments,
+        )
+        .await;
+    }
     let mut receipts = Vec::new();
     for (accepted_before, input) in inputs.iter().enumerate() {
         let label = &input.label;
-        let (signed, derived_nonce_event) =
-            match prepare(input, &keys, Some(&identity.agreement_id))? {
-                Prepared::Signed(file) => (file.signed, None),
-                Prepared::Bare {
-                    event,
-                    nonce_derived,
-                } => {
-                    let file = sign_bare(event, &keys);
-                    (file.signed, nonce_derived.then_some(file.event))
-                }
-            };
-        let receipt = match send(&mut client, signed, derived_nonce_event.as_ref()).await {
+        let ready = sign_input(input, &keys, &identity)?;
+        let signed = ready.signed.clone();
+        let receipt = match send(&mut client, signed, ready.derived_nonce_event()).await {
             Sent::Accepted(receipt) => receipt,
             Sent::Refused(status) => bail!(
                 "{label} refused: {} ({accepted_before} accepted before it)",
@@ -171,6 +193,17 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         check_receipt(&receipt, &identity)
             .with_context(|| format!("the receipt for {label} does not check out"))?;
         println!("{}", receipt_json(&receipt)?);
+        if let Ok(leaf) = Leaf::decode(&receipt.leaf) {
+            let warning = commitments
+                .warning(&ready.event, leaf.received_at_micros)
+                .await;
+            if let Some(warning) = warning {
+                eprintln!(
+                    "warning: {label} (seq {}) was accepted, but {warning}",
+                    receipt.seq
+                );
+            }
+        }
         if let Some(dir) = &args.receipts {
             super::receipt::write_receipt(dir, &receipt)
                 .with_context(|| format!("{label} was accepted as seq {}", receipt.seq))?;
@@ -203,6 +236,137 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One input made ready to send: signed, and what submit knows of it.
+struct ReadyEvent {
+    signed: SignedEvent,
+    /// The event the signed payload encodes.
+    event: Event,
+    /// Whether submit derived its nonce (see [`send`]).
+    nonce_derived: bool,
+}
+
+impl ReadyEvent {
+    fn derived_nonce_event(&self) -> Option<&Event> {
+        self.nonce_derived.then_some(&self.event)
+    }
+}
+
+/// Reads a signed-event file as it is, or completes and signs a bare event.
+fn sign_input(
+    input: &prepare::InputEvent,
+    keys: &[KeyFile],
+    identity: &LedgerIdentity,
+) -> anyhow::Result<ReadyEvent> {
+    Ok(match prepare(input, keys, Some(&identity.agreement_id))? {
+        Prepared::Signed(file) => ReadyEvent {
+            signed: file.signed,
+            event: file.event,
+            nonce_derived: false,
+        },
+        Prepared::Bare {
+            event,
+            nonce_derived,
+        } => {
+            let file = sign_bare(event, keys);
+            ReadyEvent {
+                signed: file.signed,
+                event: file.event,
+                nonce_derived,
+            }
+        }
+    })
+}
+
+/// How one CheckSubmission ended.
+enum Checked {
+    /// Submit would accept it: appended, or answered with the receipt of
+    /// the entry `existing_seq` already in the log.
+    WouldAccept(SubmissionCheck),
+    /// Submit would refuse it: its status.
+    WouldRefuse(tonic::Status),
+    /// No verdict (see [`Sent::NoAnswer`]).
+    NoAnswer(String),
+}
+
+/// `submit --dry-run`: each event checked by the ledger as Submit would
+/// now, nothing appended, one line each on stdout; exit 1 if any would be
+/// refused. Signed exactly as a submission would be, so what is checked is
+/// what would be sent (a derived nonce, a filled-in time).
+async fn dry_run(
+    args: &SubmitArgs,
+    keys: &[KeyFile],
+    inputs: &[prepare::InputEvent],
+    client: &mut LedgerClient<tonic::transport::Channel>,
+    identity: &LedgerIdentity,
+    commitments: &mut window_warning::Commitments,
+) -> anyhow::Result<()> {
+    let mut refused = 0;
+    for input in inputs {
+        let label = &input.label;
+        let ready = sign_input(input, keys, identity)?;
+        match check(client, ready.signed.clone(), ready.derived_nonce_event()).await {
+            Checked::WouldAccept(check) => {
+                match check.existing_seq {
+                    Some(seq) => println!(
+                        "{label} would be accepted: it is already in the ledger as seq {seq} \
+                         (submit answers with its receipt and appends nothing)"
+                    ),
+                    None => println!("{label} would be accepted"),
+                }
+                let warning = commitments
+                    .warning(&ready.event, ceasefire_grpc::now_micros())
+                    .await;
+                if let Some(warning) = warning {
+                    eprintln!("warning: {label} would be accepted, but {warning}");
+                }
+            }
+            Checked::WouldRefuse(status) => {
+                refused += 1;
+                println!(
+                    "{label} would be refused: {}",
+                    ceasefire_grpc::errors::describe(&status)
+                );
+            }
+            Checked::NoAnswer(error) => bail!(
+                "{label} got no answer from {}: {error}; nothing was submitted",
+                args.connection.server
+            ),
+        }
+    }
+    if refused > 0 {
+        bail!(
+            "{refused} of {} events would be refused (dry run: nothing was submitted)",
+            inputs.len()
+        );
+    }
+    Ok(())
+}
+
+/// Checks `signed` once; after a `NONCE_REUSED` of an event whose nonce
+/// submit derived, checks the earlier entry's bytes, as [`send`] would
+/// resubmit them.
+async fn check(
+    client: &mut LedgerClient<tonic::transport::Channel>,
+    signed: SignedEvent,
+    derived_nonce_event: Option<&Event>,
+) -> Checked {
+    let status = match client.check_submission(signed).await {
+        Ok(response) => return Checked::WouldAccept(response.into_inner()),
+        Err(status) => status,
+    };
+    let mut result = Err(status);
+    if let (Some(event), Err(status)) = (derived_nonce_event, &result) {
+        if let Some(earlier) = prepare::earlier_submission(client, status, event).await {
+            result = client.check_submission(earlier).await;
+        }
+    }
+    match result {
+        Ok(response) => Checked::WouldAccept(response.into_inner()),
+        Err(status) if is_verdict(&status) => Checked::WouldRefuse(status),
+        Err(status) => Checked::NoAnswer(ceasefire_grpc::errors::describe(&status)),
+    }
+}
+
 fn load_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<KeyFile>> {
     paths.iter().map(|path| KeyFile::load(path)).collect()
 }
@@ -214,7 +378,7 @@ fn load_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<KeyFile>> {
 async fn send(
     client: &mut LedgerClient<tonic::transport::Channel>,
     signed: SignedEvent,
-    derived_nonce_event: Option<&ceasefire_grpc::proto::Event>,
+    derived_nonce_event: Option<&Event>,
 ) -> Sent {
     let status = match client.submit(signed).await {
         Ok(response) => return Sent::Accepted(response.into_inner()),

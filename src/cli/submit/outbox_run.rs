@@ -21,6 +21,7 @@ use base64::Engine as _;
 use tokio::time::timeout;
 
 use super::prepare::{needs_agreement_id, prepare, read_inputs, sign_bare, InputEvent, Prepared};
+use super::window_warning;
 use super::{
     check_receipt, fetch_identity, load_keys, receipt_json, send, LedgerIdentity, Sent, SubmitArgs,
 };
@@ -52,6 +53,7 @@ pub async fn run(args: &SubmitArgs, dir: &Path) -> anyhow::Result<()> {
         receipts: args.receipts.as_deref(),
         outbox: &outbox,
         client: None,
+        commitments: None,
         identity: None,
         deadline: Instant::now() + Duration::from_secs(args.retry_for),
         backoff: FIRST_BACKOFF,
@@ -230,6 +232,10 @@ struct Link<'a> {
     receipts: Option<&'a Path>,
     /// Dropped after a failed attempt, so the next one reconnects.
     client: Option<LedgerClient<tonic::transport::Channel>>,
+    /// The commitments' terms, for the warning on an accepted observation
+    /// that will not count; made on the first connection and kept (its
+    /// answers are cached per commitment).
+    commitments: Option<window_warning::Commitments>,
     /// The ledger, read from its genesis on the first connection and held
     /// to the outbox's record of it.
     identity: Option<LedgerIdentity>,
@@ -314,6 +320,7 @@ impl Link<'_> {
                                 )?;
                             }
                             self.backoff = FIRST_BACKOFF;
+                            self.warn_if_not_counted(entry, &file.event, &receipt).await;
                             return Ok(Delivery::Accepted {
                                 seq: receipt.seq,
                                 receipt: receipt_json(&receipt)?,
@@ -339,10 +346,11 @@ impl Link<'_> {
         let connection = self.connection;
         let need_identity = self.identity.is_none();
         let attempt = async move {
-            let mut client = connection
-                .ledger()
+            let channel = connection
+                .channel()
                 .await
                 .map_err(|error| format!("{error:#}"))?;
+            let mut client = ceasefire_grpc::client::ledger_client(channel.clone());
             let identity = if need_identity {
                 Some(
                     fetch_identity(&mut client)
@@ -352,9 +360,9 @@ impl Link<'_> {
             } else {
                 None
             };
-            Ok::<_, String>((client, identity))
+            Ok::<_, String>((client, identity, channel))
         };
-        let (client, identity) = match timeout(CONNECT_TIMEOUT, attempt).await {
+        let (client, identity, channel) = match timeout(CONNECT_TIMEOUT, attempt).await {
             Err(_) => {
                 return Ok(Err(format!(
                     "no answer within {} s",
@@ -369,7 +377,34 @@ impl Link<'_> {
             self.identity = Some(identity);
         }
         self.client = Some(client);
+        self.commitments.get_or_insert_with(|| {
+            window_warning::Commitments::new(
+                ceasefire_grpc::proto::compliance_client::ComplianceClient::new(channel),
+            )
+        });
         Ok(Ok(()))
+    }
+
+    /// Warns on stderr when `event`, just accepted, is an observation that
+    /// will not count in its commitment's status (see [`window_warning`]).
+    async fn warn_if_not_counted(
+        &mut self,
+        entry: &Entry,
+        event: &ceasefire_grpc::proto::Event,
+        receipt: &ceasefire_grpc::proto::Receipt,
+    ) {
+        let (Some(commitments), Ok(leaf)) = (
+            self.commitments.as_mut(),
+            ceasefire_core::leaf::Leaf::decode(&receipt.leaf),
+        ) else {
+            return;
+        };
+        if let Some(warning) = commitments.warning(event, leaf.received_at_micros).await {
+            eprintln!(
+                "warning: {} (seq {}) was accepted, but {warning}",
+                entry.name, receipt.seq
+            );
+        }
     }
 
     /// Records the ledger in an outbox that has none; refuses a server of

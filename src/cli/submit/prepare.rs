@@ -13,7 +13,8 @@
 //!
 //! The nonce is derived from what the author wrote before anything is
 //! filled in, so a field filled from the ledger or the clock never changes
-//! it; it hashes the author's party id, not a key, so a key rotated between
+//! it (a time written relative to now, `now-5m`, counts as its expression:
+//! see [`super::relative_time`]); it hashes the author's party id, not a key, so a key rotated between
 //! two tries does not make a report count twice.
 
 use std::io::Read;
@@ -24,6 +25,7 @@ use ed25519_dalek::SigningKey;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use super::relative_time::{self, RelativeTime};
 use crate::event_json::{event_from_json, json_values};
 use crate::keyfile::KeyFile;
 use crate::signed_file::SignedEventFile;
@@ -126,9 +128,19 @@ pub fn prepare(
     if keys.is_empty() {
         bail!("{label} is a bare event: give --key to sign it");
     }
-    let mut event = event_from_json(&input.value.to_string())
+    let resolved = relative_time::resolve(&input.value, &now_timestamp())
         .with_context(|| format!("{label} is not a valid event"))?;
-    let as_written = event.encode_to_vec();
+    let mut event = event_from_json(&resolved.event.to_string())
+        .with_context(|| format!("{label} is not a valid event"))?;
+    // What the nonce derives from: the event before anything is filled in,
+    // its relative times left out (they count by their expressions).
+    let as_written = if resolved.relative_times.is_empty() {
+        event.encode_to_vec()
+    } else {
+        event_from_json(&resolved.as_written.to_string())
+            .with_context(|| format!("{label} is not a valid event"))?
+            .encode_to_vec()
+    };
     if event.agreement_id.is_empty() {
         event.agreement_id = agreement_id
             .ok_or_else(|| anyhow!("{label} leaves out agreementId and the ledger is unknown"))?
@@ -142,7 +154,7 @@ pub fn prepare(
     }
     let nonce_derived = event.nonce.is_empty();
     if nonce_derived {
-        event.nonce = report_nonce(&event.author, &as_written);
+        event.nonce = report_nonce(&event.author, &as_written, &resolved.relative_times);
     }
     Ok(Prepared::Bare {
         event,
@@ -163,14 +175,30 @@ pub fn needs_agreement_id(input: &InputEvent) -> bool {
 }
 
 /// The nonce of a report that leaves it out: SHA-256, domain-separated, of
-/// the author and the event's encoding as written (no nonce, and no
-/// `createdAt` unless the file gives one), cut to [`REPORT_NONCE_BYTES`].
-pub fn report_nonce(author: &str, event_as_written: &[u8]) -> Vec<u8> {
+/// the author and the event's encoding as written (no nonce, no
+/// `createdAt` unless the file gives one, no relative time), then, if the
+/// event has relative times, each one's path and expression; cut to
+/// [`REPORT_NONCE_BYTES`]. An event without relative times hashes exactly
+/// as before they existed, so its nonce never changed.
+pub fn report_nonce(
+    author: &str,
+    event_as_written: &[u8],
+    relative_times: &[RelativeTime],
+) -> Vec<u8> {
     let mut hash = Sha256::new();
     hash.update(b"ceasefire-ledger/submit/report-nonce/v1\0");
     hash.update((author.len() as u64).to_be_bytes());
     hash.update(author.as_bytes());
     hash.update(event_as_written);
+    if !relative_times.is_empty() {
+        hash.update(b"\0relative-times\0");
+        for relative in relative_times {
+            for part in [&relative.path, &relative.expression] {
+                hash.update((part.len() as u64).to_be_bytes());
+                hash.update(part.as_bytes());
+            }
+        }
+    }
     hash.finalize()[..REPORT_NONCE_BYTES].to_vec()
 }
 
@@ -240,16 +268,39 @@ mod tests {
             }
             .encode_to_vec()
         };
-        let nonce = report_nonce("mission-a", &event("one"));
+        let nonce = report_nonce("mission-a", &event("one"), &[]);
         assert_eq!(nonce.len(), REPORT_NONCE_BYTES);
-        assert_eq!(nonce, report_nonce("mission-a", &event("one")));
-        assert_ne!(nonce, report_nonce("mission-b", &event("one")));
-        assert_ne!(nonce, report_nonce("mission-a", &event("two")));
+        assert_eq!(nonce, report_nonce("mission-a", &event("one"), &[]));
+        assert_ne!(nonce, report_nonce("mission-b", &event("one"), &[]));
+        assert_ne!(nonce, report_nonce("mission-a", &event("two"), &[]));
         // The author's length is hashed: no ambiguity at the seam.
         assert_ne!(
-            report_nonce("ab", b"c"),
-            report_nonce("a", b"bc"),
+            report_nonce("ab", b"c", &[]),
+            report_nonce("a", b"bc", &[]),
             "author and event must not run together"
+        );
+        // An event without relative times keeps the nonce it always had
+        // (a known answer: reports sent before relative times existed must
+        // still count once).
+        let known: Vec<u8> = (0..16)
+            .map(|i| u8::from_str_radix(&"f5ad4c7b2b1b133ae9b2d7d4434526d4"[2 * i..2 * i + 2], 16))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(nonce, known);
+        // Relative times count by their expressions.
+        let relative = |expression: &str| RelativeTime {
+            path: "observation.observedUntil".into(),
+            expression: expression.into(),
+        };
+        let with_now = report_nonce("mission-a", &event("one"), &[relative("now")]);
+        assert_ne!(with_now, nonce);
+        assert_eq!(
+            with_now,
+            report_nonce("mission-a", &event("one"), &[relative("now")])
+        );
+        assert_ne!(
+            with_now,
+            report_nonce("mission-a", &event("one"), &[relative("now-5m")])
         );
     }
 }

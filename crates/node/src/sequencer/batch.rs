@@ -9,6 +9,12 @@
 //! refused), the leaf is made (seq, chain, `received_at`), and anything
 //! before the genesis is refused as premature.
 //!
+//! A check (`CheckSubmission`, [`Intent::Check`]) takes the same path up to
+//! the step, which it runs on a scratch copy of the batch's rules' state
+//! without folding; it is answered at once and leaves nothing in the batch,
+//! so the verdict is the one an append at that point would get and the
+//! nonce stays unused.
+//!
 //! Everything here is provisional. Entries staged earlier in a batch are
 //! visible to later ones (a party registered at seq 10 may sign seq 11 of the
 //! same batch), through the batch's own overlay of the store. If the commit
@@ -23,7 +29,10 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::{checkpoint_signer, Recovered, Sequenced, SignedCheckpoint, Submission, SubmitError};
+use super::{
+    checkpoint_signer, Checked, Intent, Recovered, Sequenced, SignedCheckpoint, Submission,
+    SubmitError,
+};
 use crate::storage::{
     DurableHead, ProjectionHead, ProjectionWrite, StagedEntry, Store, StoreError, StoreWindows,
 };
@@ -37,6 +46,7 @@ use ceasefire_core::step::{step, Entry, Fold, Stepped};
 use ceasefire_grpc::proto::event::Body;
 
 type Reply = oneshot::Sender<Result<Sequenced, SubmitError>>;
+type CheckReply = oneshot::Sender<Result<Checked, SubmitError>>;
 
 /// Who is waiting on the batch, and for which entry.
 enum Waiter {
@@ -137,8 +147,10 @@ impl<'a> Batch<'a> {
         self.head
     }
 
-    /// Stages one submission, or answers it at once if it is refused.
-    /// Returns the checkpoint signer when the submission is the genesis.
+    /// Stages one submission, or answers it at once if it is refused; a
+    /// check ([`Intent::Check`]) is decided the same way and answered at
+    /// once, and nothing of it is staged. Returns the checkpoint signer
+    /// when the submission is a genesis to append.
     pub fn stage(
         &mut self,
         store: &Store,
@@ -149,7 +161,7 @@ impl<'a> Batch<'a> {
             payload,
             signatures,
             event,
-            reply,
+            intent,
         } = submission;
 
         // Replays: the same author and nonce name the same event forever.
@@ -157,15 +169,14 @@ impl<'a> Batch<'a> {
         // original receipt back; anything else under a used nonce is refused.
         let nonce_key = (event.author.clone(), event.nonce.clone());
         if let Some(&index) = self.nonces.get(&nonce_key) {
-            let verdict =
-                if self.payloads[index] == payload && self.signature_lists[index] == signatures {
-                    Ok(())
-                } else {
-                    Err(replay_rejection(&event.author, self.entries[index].seq))
-                };
-            match verdict {
-                Ok(()) => self.waiters.push(Waiter::New { reply, index }),
-                Err(rejection) => refuse(reply, rejection),
+            let seq = self.entries[index].seq;
+            if self.payloads[index] == payload && self.signature_lists[index] == signatures {
+                match intent {
+                    Intent::Append(reply) => self.waiters.push(Waiter::New { reply, index }),
+                    Intent::Check(reply) => self.answer_check(reply, Some(seq)),
+                }
+            } else {
+                intent.refuse(replay_rejection(&event.author, seq));
             }
             return Ok(None);
         }
@@ -177,10 +188,10 @@ impl<'a> Batch<'a> {
             let same = Leaf::decode(&existing)
                 .map(|leaf| leaf.payload == payload && leaf.signatures == signatures)
                 .unwrap_or(false);
-            if same {
-                self.waiters.push(Waiter::Existing { reply, seq });
-            } else {
-                refuse(reply, replay_rejection(&event.author, seq));
+            match intent {
+                intent if !same => intent.refuse(replay_rejection(&event.author, seq)),
+                Intent::Append(reply) => self.waiters.push(Waiter::Existing { reply, seq }),
+                Intent::Check(reply) => self.answer_check(reply, Some(seq)),
             }
             return Ok(None);
         }
@@ -200,18 +211,25 @@ impl<'a> Batch<'a> {
         // event may be fine once there is one (the rules' own refusal,
         // INVALID_ARGUMENT, would say it never is).
         if self.state.is_none() && !matches!(event.body, Some(Body::Genesis(_))) {
-            refuse(
-                reply,
-                Rejection::new(
-                    ReasonCode::LedgerNotStarted,
-                    "this ledger has no genesis yet: entry 0 must be a genesis",
-                ),
-            );
+            intent.refuse(Rejection::new(
+                ReasonCode::LedgerNotStarted,
+                "this ledger has no genesis yet: entry 0 must be a genesis",
+            ));
             return Ok(None);
         }
         let signer = |state: &LedgerState| {
             checkpoint_signer(&state.agreement, operator_key)
                 .map_err(|message| Rejection::new(ReasonCode::OperatorKeyMismatch, message))
+        };
+        let reply = match intent {
+            Intent::Append(reply) => reply,
+            Intent::Check(reply) => {
+                match self.check_leaf(store, &leaf, leaf_hash, &event, signer)? {
+                    Ok(()) => self.answer_check(reply, None),
+                    Err(rejection) => Intent::Check(reply).refuse(rejection),
+                }
+                return Ok(None);
+            }
         };
         // What signs the log's checkpoints: the genesis is refused unless
         // it names our operator key.
@@ -221,10 +239,53 @@ impl<'a> Batch<'a> {
                 Ok(genesis_signer)
             }
             Err(rejection) => {
-                refuse(reply, rejection);
+                Intent::Append(reply).refuse(rejection);
                 Ok(None)
             }
         }
+    }
+
+    /// The step's verdict on a made leaf, as [`Batch::stage_leaf`] would
+    /// reach it, with nothing kept: the rules' state is a scratch copy (the
+    /// batch's, lent; cloned by the step only if the event would change it)
+    /// and nothing is folded, which never changes a verdict (the fold
+    /// refuses nothing).
+    fn check_leaf(
+        &self,
+        store: &Store,
+        leaf: &Leaf,
+        leaf_hash: Hash,
+        event: &ceasefire_grpc::proto::Event,
+        found: impl FnOnce(&LedgerState) -> Result<NoteSigner, Rejection>,
+    ) -> Result<Result<(), Rejection>, StoreError> {
+        let mut scratch = self.state.as_deref().map(Cow::Borrowed);
+        let overlay = Overlay {
+            store,
+            base_size: self.base_size,
+            leaf_hashes: &self.leaf_hashes,
+            observations: &self.observations,
+        };
+        let stepped = step(
+            &mut scratch,
+            Entry {
+                seq: leaf.seq,
+                leaf,
+                leaf_hash,
+                event,
+            },
+            &overlay,
+            Fold::<StoreWindows>::Nothing,
+            found,
+        )?;
+        Ok(stepped.map(|_| ()))
+    }
+
+    /// Answers a check that Submit would accept, at the batch's head.
+    fn answer_check(&self, reply: CheckReply, existing_seq: Option<u64>) {
+        let _ = reply.send(Ok(Checked {
+            checked_at_size: self.head.size,
+            existing_seq,
+        }));
     }
 
     /// Stages an entry of another copy of this log (`restore`), as it was
@@ -445,8 +506,15 @@ impl Committed {
     }
 }
 
-fn refuse(reply: Reply, rejection: Rejection) {
-    let _ = reply.send(Err(SubmitError::Rejected(rejection)));
+impl Intent {
+    /// Answers the caller with the rules' refusal, whatever it asked.
+    fn refuse(self, rejection: Rejection) {
+        let error = SubmitError::Rejected(rejection);
+        match self {
+            Intent::Append(reply) => drop(reply.send(Err(error))),
+            Intent::Check(reply) => drop(reply.send(Err(error))),
+        }
+    }
 }
 
 fn replay_rejection(author: &str, seq: u64) -> Rejection {

@@ -31,6 +31,7 @@ use ceasefire_core::checkpoint::{sign_checkpoint, CheckpointBody, NoteSigner};
 use ceasefire_core::merkle::{BatchSubtrees, Hash};
 use ceasefire_core::projection::{PairKey, PairSummary, Projection};
 use ceasefire_core::rejection::Rejection;
+use ceasefire_core::rules::CommitmentState;
 use ceasefire_core::signing::EventSignature;
 use ceasefire_core::witness_policy::WitnessPolicy;
 use ceasefire_grpc::proto::Event;
@@ -63,12 +64,46 @@ impl Default for SequencerConfig {
     }
 }
 
-/// A decoded, signature-verified event waiting for its seq.
+/// A decoded, signature-verified event waiting for its seq (or for its
+/// verdict only).
 pub struct Submission {
     pub payload: Vec<u8>,
     pub signatures: Vec<EventSignature>,
     pub event: Event,
-    pub reply: oneshot::Sender<Result<Sequenced, SubmitError>>,
+    pub intent: Intent,
+}
+
+/// What a submission asks of the sequencer, and where its answer goes.
+pub enum Intent {
+    /// Append it: answered once its batch is durable.
+    Append(oneshot::Sender<Result<Sequenced, SubmitError>>),
+    /// Only decide it, as if it were appended at this point of the queue
+    /// (`CheckSubmission`): the same nonce check and step as an append, on a
+    /// scratch copy of the batch's rules' state, answered at once; nothing
+    /// is staged, indexed or folded, so the nonce stays unused.
+    Check(oneshot::Sender<Result<Checked, SubmitError>>),
+}
+
+impl Intent {
+    /// Answers the caller that the ledger cannot decide now.
+    fn unavailable(self, reason: &str) {
+        let error = SubmitError::Unavailable(reason.to_string());
+        match self {
+            Intent::Append(reply) => drop(reply.send(Err(error))),
+            Intent::Check(reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// A checked event that Submit would accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The size of the log it was checked against (the entries sequenced
+    /// before it, those of the batch in flight included).
+    pub checked_at_size: u64,
+    /// The seq of the identical signed event already in the log, which
+    /// Submit would answer with instead of appending.
+    pub existing_seq: Option<u64>,
 }
 
 /// A durable entry, as answered to its submitter.
@@ -102,6 +137,20 @@ pub struct ProjectionView {
     /// Where the newest status change is in the change log, (seq, index):
     /// a subscriber whose cursor is past it has nothing to read.
     pub last_change: Option<(u64, u32)>,
+    /// Every commitment as defined in the log it describes (what decides
+    /// which observations count), shared until a definition changes.
+    pub commitments: Commitments,
+}
+
+/// Commitments by id, as the rules' state holds them.
+pub type Commitments = Arc<std::collections::BTreeMap<String, CommitmentState>>;
+
+fn commitments_of(state: Option<&ceasefire_core::rules::LedgerState>) -> Commitments {
+    Arc::new(
+        state
+            .map(|state| state.commitments.clone())
+            .unwrap_or_default(),
+    )
 }
 
 impl ProjectionView {
@@ -110,11 +159,13 @@ impl ProjectionView {
         projection: &Projection,
         tree_size: u64,
         last_change: Option<(u64, u32)>,
+        commitments: Commitments,
     ) -> ProjectionView {
         ProjectionView {
             head,
             tree_size,
             last_change,
+            commitments,
             pairs: projection
                 .pairs
                 .iter()
@@ -195,11 +246,34 @@ impl SequencerHandle {
                 payload,
                 signatures,
                 event,
-                reply,
+                intent: Intent::Append(reply),
             })
             .await
             .map_err(|_| SubmitError::Unavailable("the sequencer has stopped".into()))?;
         Ok(Pending { answer })
+    }
+
+    /// Queues a submission to be decided but not appended, behind every
+    /// submission queued before it, and returns the verdict an append would
+    /// get at that point (see [`Intent::Check`]).
+    pub async fn check(
+        &self,
+        payload: Vec<u8>,
+        signatures: Vec<EventSignature>,
+        event: Event,
+    ) -> Result<Checked, SubmitError> {
+        let stopped = || SubmitError::Unavailable("the sequencer has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.submissions
+            .send(Submission {
+                payload,
+                signatures,
+                event,
+                intent: Intent::Check(reply),
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// The ledger's agreement id; `None` before the genesis.
@@ -279,11 +353,13 @@ pub fn start(
     let last_change = store
         .last_change()
         .map_err(|error| format!("cannot read the change log: {error}"))?;
+    let commitments = commitments_of(recovered.state.as_ref());
     let (publish_view, views) = watch::channel(Arc::new(ProjectionView::new(
         projection_head,
         &recovered.projection,
         recovered.head.size,
         last_change,
+        commitments.clone(),
     )));
     let sequencer = Sequencer {
         store,
@@ -295,6 +371,7 @@ pub fn start(
         publish_view,
         publish_policy,
         last_change,
+        commitments,
         agreement_id: agreement_id.clone(),
         failed: None,
         publish_failure,
@@ -359,6 +436,9 @@ struct Sequencer {
     publish_policy: watch::Sender<Option<ActivePolicy>>,
     /// The newest status change durable, for the view.
     last_change: Option<(u64, u32)>,
+    /// The durable commitments, for the view: rebuilt when a batch changes
+    /// the rules' state, shared by every view until then.
+    commitments: Commitments,
     /// Set once the genesis is durable; shared with every handle.
     agreement_id: Arc<std::sync::OnceLock<String>>,
     /// Set when a commit failed: every later submission is refused with it.
@@ -381,9 +461,7 @@ impl Sequencer {
             self.gather(&mut receiver, &mut submissions);
             if let Some(reason) = &self.failed {
                 for submission in submissions {
-                    let _ = submission
-                        .reply
-                        .send(Err(SubmitError::Unavailable(reason.clone())));
+                    submission.intent.unavailable(reason);
                 }
                 continue;
             }
@@ -478,6 +556,7 @@ impl Sequencer {
                         }
                         changed
                     });
+                    self.commitments = commitments_of(Some(&state));
                     self.durable.state = Some(state);
                 }
                 self.last_change = committed.last_change.or(self.last_change);
@@ -487,6 +566,7 @@ impl Sequencer {
                     &self.durable.projection,
                     head.size,
                     self.last_change,
+                    self.commitments.clone(),
                 )));
                 committed.answer(&self.store, &checkpoint);
             }

@@ -23,11 +23,11 @@ use ceasefire_core::projection::{severity, PairSummary, StatusChange as CoreChan
 use ceasefire_core::rejection::{ReasonCode, Rejection};
 use ceasefire_core::rules::micros_timestamp as timestamp;
 use ceasefire_grpc::proto::{
-    compliance_server::Compliance, CategoryCount, CommitmentStatusResponse, ComplianceStatus,
-    GetCommitmentStatusRequest, GetHistoryRequest, GetHistoryResponse, GetPairStatusRequest,
-    GetZoneStatusRequest, ListStatusesRequest, ListStatusesResponse, PairStatus,
-    PairStatusResponse, ProjectionVersion, StatusChange, StatusCount, StatusFilter,
-    SubscribeRequest, ZoneStatusResponse,
+    compliance_server::Compliance, CategoryCount, CommitmentDefinition, CommitmentStatusResponse,
+    ComplianceStatus, DefineCommitment, GetCommitmentRequest, GetCommitmentStatusRequest,
+    GetHistoryRequest, GetHistoryResponse, GetPairStatusRequest, GetZoneStatusRequest,
+    ListStatusesRequest, ListStatusesResponse, PairStatus, PairStatusResponse, ProjectionVersion,
+    StatusChange, StatusCount, StatusFilter, SubscribeRequest, ZoneStatusResponse,
 };
 
 /// Changes a subscription buffers ahead of its client. When the client is
@@ -243,6 +243,33 @@ impl Compliance for ComplianceService {
                 .map(|(status, zones)| StatusCount { status, zones })
                 .collect(),
             pairs,
+            version: version(&view),
+        }))
+    }
+
+    async fn get_commitment(
+        &self,
+        request: Request<GetCommitmentRequest>,
+    ) -> Result<Response<CommitmentDefinition>, Status> {
+        let commitment_id = request.into_inner().commitment_id;
+        let view = self.view()?;
+        let Some(commitment) = view.commitments.get(&commitment_id) else {
+            return Err(refused(
+                ReasonCode::PairNotFound,
+                format!("no commitment {commitment_id:?}"),
+            ));
+        };
+        Ok(Response::new(CommitmentDefinition {
+            definition: Some(DefineCommitment {
+                commitment_id,
+                version: commitment.version,
+                name: commitment.name.clone(),
+                kind: commitment.kind as i32,
+                zone_ids: commitment.zone_ids.clone(),
+                window_seconds: commitment.window_seconds,
+                corroboration_quorum: commitment.corroboration_quorum,
+                effective_from: Some(timestamp(commitment.effective_from_micros)),
+            }),
             version: version(&view),
         }))
     }

@@ -1,7 +1,9 @@
 //! The `ceasefire.v1.Ledger` service: Submit, SubmitStream and the read API
 //! of docs/spec.md.
 //!
-//! Both submit calls run the same per-event path ([`LedgerService::submit_event`]):
+//! Both submit calls run the same per-event path ([`LedgerService::submit_event`]),
+//! and CheckSubmission runs it too, up to the sequencer, which decides the
+//! event without appending it:
 //! size limit, canonical signature list, decoding, agreement, strict
 //! signature checks on the rayon pool, the sequencer, and a receipt whose
 //! proof comes from the answering batch (memory) or, for an identical
@@ -42,7 +44,7 @@ use ceasefire_grpc::proto::Event;
 use ceasefire_grpc::proto::{
     ledger_server::Ledger, submit_result::Outcome, Checkpoint, GetCheckpointRequest,
     GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest, LogEntry, Proof,
-    Receipt, SignedEvent, SubmitResult, WitnessStatus,
+    Receipt, SignedEvent, SubmissionCheck, SubmitResult, WitnessStatus,
 };
 
 /// Entries a GetEntries stream reads ahead of a slow reader; bounds the
@@ -458,6 +460,32 @@ impl Ledger for LedgerService {
         self.submit_event(request.into_inner(), budget)
             .await
             .map(Response::new)
+    }
+
+    /// The per-event path of Submit up to the sequencer, which decides the
+    /// event in its queue's order and appends nothing (docs/spec.md
+    /// section 6, "Checking a submission").
+    async fn check_submission(
+        &self,
+        request: Request<SignedEvent>,
+    ) -> Result<Response<SubmissionCheck>, Status> {
+        let budget = verify_budget(&request);
+        let VerifiedEvent {
+            payload,
+            signatures,
+            event,
+            span,
+        } = self.verify_event(request.into_inner(), budget).await?;
+        let checked = self
+            .sequencer
+            .check(payload, signatures, event)
+            .instrument(span)
+            .await
+            .map_err(submit_status)?;
+        Ok(Response::new(SubmissionCheck {
+            checked_at_size: checked.checked_at_size,
+            existing_seq: checked.existing_seq,
+        }))
     }
 
     type SubmitStreamStream = SubmitResultStream;
