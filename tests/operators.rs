@@ -1,0 +1,212 @@
+//! What an operator meets running the real binary (issue 14, operators):
+//! latency histograms per RPC and process metrics, submissions in the
+//! logs, error messages said once, logs without colour codes in files and
+//! pipes, host names and scheme-less server addresses, TLS mismatches
+//! named, every `serve` flag a config key, and the README's certificate
+//! recipe.
+//!
+//! Each test runs `ceasefire-ledger` as a child process through the test
+//! kit's harness, on a real data directory in a temporary directory; every
+//! wait is bounded.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ceasefire_grpc::client;
+use ceasefire_ledger::dev;
+use ceasefire_testkit::harness::{free_port, Serve};
+use ceasefire_testkit::scenario::Scenario;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
+
+/// The longest any single call may take before the test calls it a hang.
+const CALL_WAIT: Duration = Duration::from_secs(10);
+/// How long the binary may take to start serving (a first `--dev` start
+/// writes keys and the bootstrap entries).
+const START_WAIT: Duration = Duration::from_secs(30);
+/// How long the binary may take to exit after SIGTERM.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// `serve --dev` on a fresh data directory under `dir` with `extra` flags,
+/// served and ready.
+async fn serve_dev(dir: &Path, extra: &[&str]) -> Serve {
+    let mut flags = vec!["--dev"];
+    flags.extend_from_slice(extra);
+    let mut serve = Serve::spawn(BINARY, &dir.join("data"), &flags, dir.join("serve.stderr"))
+        .expect("cannot run serve");
+    serve
+        .wait_ready(START_WAIT)
+        .await
+        .expect("serve did not start");
+    serve
+}
+
+/// SIGTERM, a clean exit, and everything the server wrote to stderr.
+async fn stop(mut serve: Serve) -> String {
+    let status = serve
+        .terminate(EXIT_WAIT)
+        .await
+        .expect("serve did not stop");
+    let stderr = serve.stderr();
+    assert!(status.success(), "serve exited with {status}:\n{stderr}");
+    stderr
+}
+
+/// The dev ledger's scenario (its keys) that `serve --dev` made in `dir`.
+fn dev_scenario(dir: &Path) -> Scenario {
+    dev::scenario(&dev::ensure_dev_keys(&dir.join("data")).expect("no dev keys"))
+}
+
+async fn ledger(
+    url: &str,
+) -> ceasefire_grpc::proto::ledger_client::LedgerClient<tonic::transport::Channel> {
+    tokio::time::timeout(CALL_WAIT, client::connect(url))
+        .await
+        .expect("connecting hung")
+        .expect("cannot connect")
+}
+
+// ---------------------------------------------------------------------------
+// Metrics: latency per RPC, the process
+
+/// `GET /metrics` on `address`: the body of a 200 answer.
+async fn scrape(address: SocketAddr) -> String {
+    tokio::time::timeout(CALL_WAIT, async {
+        let mut socket = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("cannot connect to the metrics port");
+        socket
+            .write_all(format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("no end of headers");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_string()
+    })
+    .await
+    .expect("GET /metrics hung")
+}
+
+/// The value of one series (`name{labels}`), 0 when it is not there (a
+/// histogram series appears with its first observation).
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+            value.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// A series of the latency histogram of a Ledger RPC: `suffix` is
+/// count, sum or bucket (then with its bound, which comes first).
+fn rpc_series(suffix: &str, method: &str, code: &str, bucket: Option<&str>) -> String {
+    let le = bucket.map(|le| format!("le=\"{le}\",")).unwrap_or_default();
+    format!(
+        "ceasefire_ledger_grpc_request_duration_seconds_{suffix}{{{le}method=\"ceasefire.v1.Ledger/{method}\",code=\"{code}\"}}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_time_each_rpc_by_method_and_code_and_report_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    let serve = serve_dev(dir.path(), &["--metrics-listen", &metrics.to_string()]).await;
+    let scenario = dev_scenario(dir.path());
+    // The harness's readiness probe called GetCheckpoint already: count
+    // from what is there now.
+    let before = scrape(metrics).await;
+
+    let mut ledger = ledger(&serve.url).await;
+    for _ in 0..3 {
+        ledger
+            .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest::default())
+            .await
+            .expect("GetCheckpoint failed");
+    }
+    ledger
+        .submit(scenario.observation().narrative("timed").signed())
+        .await
+        .expect("submit refused");
+    let mut forged = scenario.observation().narrative("forged").signed();
+    forged.signatures[0].signature[0] ^= 1;
+    let refused = ledger
+        .submit(forged)
+        .await
+        .expect_err("a forged signature was accepted");
+    let refused_code = format!("{:?}", refused.code());
+
+    let expected = [
+        ("GetCheckpoint", "Ok", 3.0),
+        ("Submit", "Ok", 1.0),
+        ("Submit", refused_code.as_str(), 1.0),
+    ];
+    // A call is observed when its response has ended, which the client
+    // may see a moment before the server: poll, within a bound.
+    let deadline = Instant::now() + CALL_WAIT;
+    let after = loop {
+        let after = scrape(metrics).await;
+        let counted = |(method, code, _): &(&str, &str, f64)| {
+            series(&after, &rpc_series("count", method, code, None))
+                - series(&before, &rpc_series("count", method, code, None))
+        };
+        if expected.iter().all(|call| counted(call) >= call.2) {
+            for call in &expected {
+                assert_eq!(counted(call), call.2, "{call:?} counted:\n{after}");
+            }
+            break after;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the calls were not all counted:\n{after}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for (method, code, _) in &expected {
+        let count = series(&after, &rpc_series("count", method, code, None));
+        let infinite = series(&after, &rpc_series("bucket", method, code, Some("+Inf")));
+        assert_eq!(infinite, count, "{method} {code}: +Inf bucket vs count");
+        let sum = series(&after, &rpc_series("sum", method, code, None));
+        assert!(sum > 0.0, "{method} {code}: sum {sum}");
+        // Buckets are cumulative: the smallest is at most the count.
+        let smallest = series(&after, &rpc_series("bucket", method, code, Some("0.0001")));
+        assert!(smallest <= count, "{method} {code}: buckets not cumulative");
+    }
+    assert!(
+        after.contains("# TYPE ceasefire_ledger_grpc_request_duration_seconds histogram"),
+        "{after}"
+    );
+
+    // The process, as /proc/self sees it.
+    let resident = series(&after, "process_resident_memory_bytes");
+    assert!(
+        resident > 1_000_000.0,
+        "resident memory {resident}:\n{after}"
+    );
+    let cpu = series(&after, "process_cpu_seconds_total");
+    assert!(cpu > 0.0, "CPU seconds {cpu}:\n{after}");
+    let fds = series(&after, "process_open_fds");
+    // stdin, stdout, stderr, the listeners, the store's files.
+    assert!(fds >= 5.0, "open fds {fds}:\n{after}");
+    assert!(series(&after, "process_max_fds") >= fds, "{after}");
+    let started = series(&after, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // Started by this test: within the last few minutes, not in the future
+    // (the kernel counts start time in 10 ms ticks).
+    assert!(
+        started > now - 600.0 && started <= now + 1.0,
+        "start time {started}, now {now}"
+    );
+
+    drop(ledger);
+    stop(serve).await;
+}
