@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use ceasefire_ledger::cli::LogFormat;
@@ -40,6 +40,9 @@ fn main() -> ExitCode {
     cli.prepare_process();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // Colour only for a person at a terminal: a file, a pipe or a
+        // journal gets the bare text (no escape codes to grep around).
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),

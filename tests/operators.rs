@@ -9,13 +9,15 @@
 //! kit's harness, on a real data directory in a temporary directory; every
 //! wait is bounded.
 
+use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ceasefire_grpc::client;
 use ceasefire_ledger::dev;
-use ceasefire_testkit::harness::{free_port, Serve};
+use ceasefire_testkit::harness::{command, free_port, Serve};
 use ceasefire_testkit::scenario::Scenario;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -209,4 +211,77 @@ async fn metrics_time_each_rpc_by_method_and_code_and_report_the_process() {
 
     drop(ledger);
     stop(serve).await;
+}
+
+// ---------------------------------------------------------------------------
+// Logs
+
+/// The byte that starts every ANSI escape sequence (colours, bold, italics).
+const ESCAPE: char = '\x1b';
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_written_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The harness sends serve's stderr to a file.
+    let serve = serve_dev(dir.path(), &[]).await;
+    let stderr = stop(serve).await;
+    assert!(stderr.contains("serving"), "no serving line:\n{stderr}");
+    assert!(
+        !stderr.contains(ESCAPE),
+        "escape codes in a log file:\n{stderr:?}"
+    );
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let mut child = command(
+        BINARY,
+        &[
+            &"serve",
+            &"--dev",
+            &"--data-dir",
+            &dir.path().join("data"),
+            &"--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("cannot run serve");
+    let pipe = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + START_WAIT;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|line: &String| line.contains("serving")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(received.try_iter());
+    let text = seen.join("\n");
+    assert!(
+        text.contains("serving"),
+        "serve did not log serving:\n{text}"
+    );
+    assert!(
+        !text.contains(ESCAPE),
+        "escape codes in a piped log:\n{text:?}"
+    );
 }
