@@ -19,6 +19,7 @@ use ceasefire_grpc::client;
 use ceasefire_ledger::dev;
 use ceasefire_testkit::harness::{command, free_port, Serve};
 use ceasefire_testkit::scenario::Scenario;
+use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
@@ -283,5 +284,56 @@ fn logs_written_to_a_pipe_carry_no_colour_codes() {
     assert!(
         !text.contains(ESCAPE),
         "escape codes in a piped log:\n{text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_and_refused_submissions_are_logged_with_author_and_seq_or_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_dev(dir.path(), &[]).await;
+    let scenario = dev_scenario(dir.path());
+    let mut ledger = ledger(&serve.url).await;
+    let accepted = scenario.observation().narrative("logged").signed();
+    let author = ceasefire_grpc::proto::Event::decode(accepted.payload.as_slice())
+        .unwrap()
+        .author;
+    let seq = ledger
+        .submit(accepted)
+        .await
+        .expect("submit refused")
+        .into_inner()
+        .seq;
+    let mut forged = scenario.observation().narrative("forged").signed();
+    forged.signatures[0].signature[0] ^= 1;
+    let refusal = ledger
+        .submit(forged)
+        .await
+        .expect_err("a forged signature was accepted");
+    let reason = ceasefire_grpc::errors::error_info(&refusal)
+        .expect("the refusal names no reason")
+        .0;
+    drop(ledger);
+    let stderr = stop(serve).await;
+
+    // A line at info with the outcome as its message and these fields
+    // (the bootstrap entries of --dev are logged as accepted too).
+    let logged = |outcome: &str, fields: &[String]| {
+        stderr.lines().any(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.contains(&"INFO")
+                && line.contains(&format!(": {outcome} "))
+                && fields.iter().all(|field| words.contains(&field.as_str()))
+        })
+    };
+    assert!(
+        logged(
+            "accepted",
+            &[format!("author={author}"), format!("seq={seq}")]
+        ),
+        "no accepted line with author {author} and seq {seq}:\n{stderr}"
+    );
+    assert!(
+        logged("refused", &[format!("author={author}")]) && stderr.contains(&reason),
+        "no refused line with author {author} and reason {reason}:\n{stderr}"
     );
 }
