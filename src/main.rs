@@ -63,7 +63,11 @@ fn main() -> ExitCode {
                 ExitCode::from(exit.code)
             }
             None => {
-                eprintln!("error: {error:#}");
+                // anyhow's `{:#}`, each cause said once.
+                let chain = error
+                    .chain()
+                    .map(|cause| cause as &(dyn std::error::Error + 'static));
+                eprintln!("error: {}", ceasefire_core::error_chain::join(chain));
                 ExitCode::FAILURE
             }
         },

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ceasefire_grpc::client;
 use ceasefire_ledger::dev;
-use ceasefire_testkit::harness::{command, free_port, Serve};
+use ceasefire_testkit::harness::{command, free_port, run_bounded, Serve};
 use ceasefire_testkit::scenario::Scenario;
 use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +31,8 @@ const CALL_WAIT: Duration = Duration::from_secs(10);
 const START_WAIT: Duration = Duration::from_secs(30);
 /// How long the binary may take to exit after SIGTERM.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
+/// How long a one-shot command (`status`, `keygen`) may run.
+const COMMAND_WAIT: Duration = Duration::from_secs(30);
 
 /// `serve --dev` on a fresh data directory under `dir` with `extra` flags,
 /// served and ready.
@@ -336,4 +338,55 @@ async fn accepted_and_refused_submissions_are_logged_with_author_and_seq_or_reas
         logged("refused", &[format!("author={author}")]) && stderr.contains(&reason),
         "no refused line with author {author} and reason {reason}:\n{stderr}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Error messages
+
+/// Runs the binary with `args` to its end; its output.
+fn run(dir: &Path, args: &[&str]) -> ceasefire_testkit::harness::Output {
+    let args: Vec<&dyn AsRef<std::ffi::OsStr>> = args
+        .iter()
+        .map(|arg| arg as &dyn AsRef<std::ffi::OsStr>)
+        .collect();
+    run_bounded(command(BINARY, &args), dir, COMMAND_WAIT)
+}
+
+/// The one line a failed command printed on stderr, checked to say no
+/// part twice (the parts of a cause chain are joined with ": ").
+fn one_error_line(output: &ceasefire_testkit::harness::Output) -> String {
+    assert!(!output.status.success(), "it succeeded:\n{}", output.stderr);
+    let lines: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "not one line:\n{}", output.stderr);
+    let parts: Vec<&str> = lines[0].split(": ").collect();
+    for (index, part) in parts.iter().enumerate() {
+        assert!(
+            !parts[index + 1..].contains(part),
+            "{part:?} is said twice in: {}",
+            lines[0]
+        );
+    }
+    lines[0].to_string()
+}
+
+#[test]
+fn an_unreachable_server_is_named_once_with_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port().unwrap();
+    let url = format!("http://127.0.0.1:{closed}");
+    let line = one_error_line(&run(dir.path(), &["status", "--server", &url]));
+    assert!(
+        line.contains(&url) && line.contains("Connection refused"),
+        "{line}"
+    );
+    // A name that does not resolve.
+    let line = one_error_line(&run(
+        dir.path(),
+        &["status", "--server", "http://nowhere.invalid:50051"],
+    ));
+    assert!(line.contains("dns error"), "{line}");
 }

@@ -14,6 +14,7 @@ use crate::proto::{
     compliance_client::ComplianceClient, ledger_client::LedgerClient, ComplianceStatus, Event,
     Signature, SignedEvent,
 };
+use ceasefire_core::error_chain::one_line;
 use ceasefire_core::signing::sign_event;
 
 /// Encodes `event` and signs the bytes with each key.
@@ -117,18 +118,7 @@ pub async fn channel(url: &str, tls: &ClientTls) -> anyhow::Result<tonic::transp
     endpoint
         .connect()
         .await
-        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {}", error_chain(&error)))
-}
-
-/// An error and its causes on one line (transport errors hide the useful part).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
+        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {}", one_line(&error)))
 }
 
 /// The Ledger service over `channel`.
