@@ -11,15 +11,19 @@
 
 use std::io::BufRead as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ceasefire_grpc::client;
+use ceasefire_grpc::client::{self, ClientTls};
 use ceasefire_ledger::dev;
 use ceasefire_testkit::harness::{command, free_port, run_bounded, Serve};
 use ceasefire_testkit::scenario::Scenario;
 use prost::Message as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
@@ -389,4 +393,202 @@ fn an_unreachable_server_is_named_once_with_the_cause() {
         &["status", "--server", "http://nowhere.invalid:50051"],
     ));
     assert!(line.contains("dns error"), "{line}");
+}
+
+// ---------------------------------------------------------------------------
+// Addresses: host names to listen on, servers without a scheme
+
+/// `serve --dev` on a fresh data directory under `dir` with `flags`, whose
+/// readiness the caller checks (its gRPC URL may need TLS settings).
+fn spawn_serve(dir: &Path, name: &str, flags: &[&str]) -> Serve {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"serve", &"--dev", &"--data-dir"];
+    let data = dir.join(name);
+    args.push(&data);
+    for flag in flags {
+        args.push(flag);
+    }
+    Serve::start(
+        command(BINARY, &args),
+        String::new(),
+        dir.join(format!("{name}.stderr")),
+    )
+    .expect("cannot run serve")
+}
+
+/// Polls until a channel to `url` with `tls` opens (the server serves).
+async fn wait_serving(serve: &Serve, url: &str, tls: &ClientTls) {
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        if let Ok(Ok(_)) = tokio::time::timeout(CALL_WAIT, client::channel(url, tls)).await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not serve within {START_WAIT:?}:\n{}",
+            serve.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_listens_on_a_host_name_and_clients_take_host_and_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let metrics_port = free_port().unwrap();
+    let listen = format!("localhost:{port}");
+    let metrics_listen = format!("localhost:{metrics_port}");
+    let serve = spawn_serve(
+        dir.path(),
+        "data",
+        &["--listen", &listen, "--metrics-listen", &metrics_listen],
+    );
+    wait_serving(&serve, &listen, &ClientTls::default()).await;
+    // `localhost:PORT`, no scheme: plaintext.
+    let output = run(dir.path(), &["status", "--server", &listen]);
+    assert!(output.status.success(), "{}", output.stderr);
+    assert!(output.stdout.contains("as of entry"), "{}", output.stdout);
+    // The metrics listen on the name's first address, as the server's port.
+    let metrics = std::net::ToSocketAddrs::to_socket_addrs(&metrics_listen)
+        .unwrap()
+        .next()
+        .unwrap();
+    assert!(scrape(metrics).await.contains("ceasefire_ledger_tree_size"));
+    stop(serve).await;
+
+    // A name that does not resolve: one line naming it, nothing made.
+    let output = run(
+        dir.path(),
+        &[
+            "serve",
+            "--dev",
+            "--data-dir",
+            dir.path().join("never").to_str().unwrap(),
+            "--listen",
+            "nowhere.invalid:50051",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        output
+            .stderr
+            .contains("cannot listen on \"nowhere.invalid:50051\""),
+        "{}",
+        output.stderr
+    );
+    assert!(!dir.path().join("never").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_a_scheme_is_reached_over_tls_when_a_ca_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(&dir.path().join("pki"));
+    let listen = format!("127.0.0.1:{}", free_port().unwrap());
+    let serve = spawn_serve(
+        dir.path(),
+        "data",
+        &[
+            "--listen",
+            &listen,
+            "--tls-cert",
+            pki.server_cert.to_str().unwrap(),
+            "--tls-key",
+            pki.server_key.to_str().unwrap(),
+        ],
+    );
+    let trusting = ClientTls {
+        ca: Some(pki.ca.clone()),
+        ..ClientTls::default()
+    };
+    wait_serving(&serve, &listen, &trusting).await;
+    assert!(client::server_url(&listen, &trusting).starts_with("https://"));
+    let output = run(
+        dir.path(),
+        &[
+            "status",
+            "--server",
+            &listen,
+            "--ca",
+            pki.ca.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", output.stderr);
+    assert!(output.stdout.contains("as of entry"), "{}", output.stdout);
+    stop(serve).await;
+}
+
+// ---------------------------------------------------------------------------
+// TLS mismatches
+
+fn borrowed(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}
+
+/// PEM files of a CA, a server certificate it signed for "localhost" and
+/// 127.0.0.1, a client certificate it signed, and an unrelated CA with a
+/// client certificate of its own.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    other_ca: PathBuf,
+    other_client_cert: PathBuf,
+    other_client_key: PathBuf,
+}
+
+fn new_ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), Issuer::new(params, key))
+}
+
+/// An end-entity certificate and its key (PEM), signed by `issuer`.
+fn new_leaf(
+    names: Vec<String>,
+    usage: ExtendedKeyUsagePurpose,
+    issuer: &Issuer<'static, KeyPair>,
+) -> (String, String) {
+    let mut params = CertificateParams::new(names).unwrap();
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![usage];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (ca_pem, ca) = new_ca("ceasefire test CA");
+    let (server_cert, server_key) = new_leaf(
+        vec!["localhost".into(), "127.0.0.1".into()],
+        ExtendedKeyUsagePurpose::ServerAuth,
+        &ca,
+    );
+    let (client_cert, client_key) = new_leaf(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, &ca);
+    let (other_ca_pem, other_ca) = new_ca("unrelated CA");
+    let (other_client_cert, other_client_key) =
+        new_leaf(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, &other_ca);
+    Pki {
+        ca: write("ca.pem", &ca_pem),
+        server_cert: write("server.pem", &server_cert),
+        server_key: write("server.key", &server_key),
+        client_cert: write("client.pem", &client_cert),
+        client_key: write("client.key", &client_key),
+        other_ca: write("other-ca.pem", &other_ca_pem),
+        other_client_cert: write("other-client.pem", &other_client_cert),
+        other_client_key: write("other-client.key", &other_client_key),
+    }
 }

@@ -33,10 +33,42 @@ pub struct Exit {
 /// Where CLI commands find the server unless told otherwise.
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
 
+/// An address to listen on, given as `IP:PORT` or `HOST:PORT`
+/// (`localhost:50051`): a name is resolved when the option is read, and
+/// the server listens on the first address it resolves to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddress(pub std::net::SocketAddr);
+
+impl std::str::FromStr for ListenAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ListenAddress, String> {
+        if let Ok(address) = text.parse() {
+            return Ok(ListenAddress(address));
+        }
+        let mut addresses = std::net::ToSocketAddrs::to_socket_addrs(text).map_err(|error| {
+            format!("cannot listen on {text:?}: {error} (give IP:PORT or HOST:PORT)")
+        })?;
+        addresses
+            .next()
+            .map(ListenAddress)
+            .ok_or_else(|| format!("cannot listen on {text:?}: the name has no address"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ListenAddress {
+    /// As on the command line, so a config file takes what a flag takes.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// How client commands reach the server.
 #[derive(clap::Args, Clone)]
 pub struct ConnectArgs {
-    /// The ledger's gRPC address (https:// for TLS).
+    /// The ledger's gRPC address: a URL (https:// for TLS) or host:port
+    /// (plaintext, or TLS when --ca or --cert is given).
     #[arg(long, env = "CEASEFIRE_LEDGER_SERVER", default_value = DEFAULT_SERVER_URL)]
     pub server: String,
     #[command(flatten)]

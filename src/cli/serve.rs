@@ -4,13 +4,13 @@
 //! and a key of the optional TOML file given with `--config`; a flag or
 //! variable wins over the file, the file over the default.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use super::ListenAddress;
 use crate::dev;
 use crate::keyfile::KeyFile;
 use crate::signed_file::SignedEventFile;
@@ -65,9 +65,9 @@ pub struct ServeArgs {
     /// Directory holding the ledger, created if missing [default: ceasefire-data].
     #[arg(long, env = "CEASEFIRE_LEDGER_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Address for gRPC [default: 127.0.0.1:50051].
+    /// Address for gRPC, IP:PORT or HOST:PORT [default: 127.0.0.1:50051].
     #[arg(long, env = "CEASEFIRE_LEDGER_LISTEN")]
-    listen: Option<SocketAddr>,
+    listen: Option<ListenAddress>,
     /// Development mode: on an empty data directory, create keys in
     /// DATA_DIR/dev-keys and a development genesis, zone and commitment.
     #[arg(long, env = "CEASEFIRE_LEDGER_DEV")]
@@ -92,9 +92,10 @@ pub struct ServeArgs {
     /// Largest event payload accepted, in bytes, at most 32768 [default: 32768].
     #[arg(long, env = "CEASEFIRE_LEDGER_MAX_PAYLOAD_BYTES")]
     max_payload_bytes: Option<usize>,
-    /// Address for Prometheus metrics (`GET /metrics`) [default: not served].
+    /// Address for Prometheus metrics (`GET /metrics`), IP:PORT or
+    /// HOST:PORT [default: not served].
     #[arg(long, env = "CEASEFIRE_LEDGER_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
+    metrics_listen: Option<ListenAddress>,
     /// TLS certificate chain (PEM) for the gRPC port [default: plaintext].
     #[arg(long, env = "CEASEFIRE_LEDGER_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -238,7 +239,7 @@ async fn start_node(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<node::N
         _ => bail!("TLS needs both --tls-cert and --tls-key (and --tls-client-ca only with them)"),
     };
     let listen = match args.listen {
-        Some(listen) => listen,
+        Some(ListenAddress(listen)) => listen,
         None => DEFAULT_LISTEN.parse()?,
     };
     let defaults = SequencerConfig::default();
@@ -251,7 +252,7 @@ async fn start_node(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<node::N
     };
     config.startup_check = args.startup_check.unwrap_or(StartupCheck::Full);
     config.tls = tls;
-    config.metrics_listen = args.metrics_listen;
+    config.metrics_listen = args.metrics_listen.map(|ListenAddress(address)| address);
     config.tiles_dir = args.tiles_dir.clone();
     if let Some(cap) = args.max_payload_bytes {
         config.max_payload_bytes = cap;

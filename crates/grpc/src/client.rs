@@ -105,9 +105,30 @@ impl ClientTls {
     }
 }
 
-/// Opens a channel to a ledger at `url` (`http://host:port`, or `https://`
-/// with `tls`).
-pub async fn channel(url: &str, tls: &ClientTls) -> anyhow::Result<tonic::transport::Channel> {
+impl ClientTls {
+    /// Whether any TLS setting was given (a CA or a client certificate).
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some()
+    }
+}
+
+/// The URL of a server given as `host:port` or as a URL. Without a scheme,
+/// grpcurl's convention: plaintext (`http://`), unless TLS settings were
+/// given (`--ca`, `--cert`: `https://`). A URL is kept as it is.
+pub fn server_url(server: &str, tls: &ClientTls) -> String {
+    if server.contains("://") {
+        server.to_string()
+    } else if tls.is_set() {
+        format!("https://{server}")
+    } else {
+        format!("http://{server}")
+    }
+}
+
+/// Opens a channel to a ledger at `server`: `http://host:port`, `https://`
+/// with `tls`, or `host:port` (see [`server_url`]).
+pub async fn channel(server: &str, tls: &ClientTls) -> anyhow::Result<tonic::transport::Channel> {
+    let url = &server_url(server, tls);
     let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|error| anyhow::anyhow!("{url:?} is not a server URL: {error}"))?;
     if let Some(config) = tls.config(url)? {
