@@ -592,3 +592,116 @@ fn make_pki(dir: &Path) -> Pki {
         other_client_key: write("other-client.key", &other_client_key),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tls_mismatch_is_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(&dir.path().join("pki"));
+    let path = |path: &PathBuf| path.to_str().unwrap().to_string();
+    let (ca, other_ca) = (path(&pki.ca), path(&pki.other_ca));
+    let (cert, key) = (path(&pki.client_cert), path(&pki.client_key));
+    let (other_cert, other_key) = (path(&pki.other_client_cert), path(&pki.other_client_key));
+    let tls_port = free_port().unwrap();
+    let mutual_port = free_port().unwrap();
+    let plain_port = free_port().unwrap();
+    let tls_flags = |port: u16| {
+        vec![
+            "--listen".to_string(),
+            format!("127.0.0.1:{port}"),
+            "--tls-cert".to_string(),
+            path(&pki.server_cert),
+            "--tls-key".to_string(),
+            path(&pki.server_key),
+        ]
+    };
+    let tls_only = tls_flags(tls_port);
+    let tls_server = spawn_serve(dir.path(), "tls", &borrowed(&tls_only));
+    let mut mutual = tls_flags(mutual_port);
+    mutual.extend(["--tls-client-ca".to_string(), ca.clone()]);
+    let mutual_server = spawn_serve(dir.path(), "mutual", &borrowed(&mutual));
+    let plain_listen = format!("127.0.0.1:{plain_port}");
+    let plain_server = spawn_serve(dir.path(), "plain", &["--listen", &plain_listen]);
+    let trusting = ClientTls {
+        ca: Some(pki.ca.clone()),
+        ..ClientTls::default()
+    };
+    let with_certificate = ClientTls {
+        cert: Some(pki.client_cert.clone()),
+        cert_key: Some(pki.client_key.clone()),
+        ..trusting.clone()
+    };
+    let tls_url = format!("https://localhost:{tls_port}");
+    let mutual_url = format!("https://localhost:{mutual_port}");
+    wait_serving(&tls_server, &tls_url, &trusting).await;
+    wait_serving(&mutual_server, &mutual_url, &with_certificate).await;
+    wait_serving(&plain_server, &plain_listen, &ClientTls::default()).await;
+
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![format!("http://localhost:{tls_port}")],
+            "the server speaks TLS: use https://",
+        ),
+        (
+            vec![format!("localhost:{tls_port}")],
+            "the server speaks TLS: use https://",
+        ),
+        (
+            vec![format!("https://localhost:{plain_port}"), "--ca".into(), ca.clone()],
+            "the server speaks plaintext, not TLS: use http://",
+        ),
+        (
+            vec![mutual_url.clone(), "--ca".into(), ca.clone()],
+            "requires a client certificate (mutual TLS) does: give --cert FILE and --cert-key FILE",
+        ),
+        (
+            vec![
+                mutual_url.clone(),
+                "--ca".into(),
+                ca.clone(),
+                "--cert".into(),
+                other_cert,
+                "--cert-key".into(),
+                other_key,
+            ],
+            "the server refused this client's certificate (--cert)",
+        ),
+        (
+            vec![tls_url.clone(), "--ca".into(), other_ca.clone()],
+            "the server's certificate is not signed by the CA in",
+        ),
+        (
+            vec![tls_url.clone()],
+            "not signed by a public CA this client trusts: give the CA that signed it with --ca FILE",
+        ),
+    ];
+    for (server, expected) in cases {
+        let mut args = vec!["status", "--server"];
+        args.extend(server.iter().map(String::as_str));
+        let line = one_error_line(&run(dir.path(), &args));
+        assert!(
+            line.contains(expected),
+            "status --server {}: expected {expected:?} in: {line}",
+            server.join(" ")
+        );
+    }
+    // And the right settings are served.
+    let output = run(
+        dir.path(),
+        &[
+            "status",
+            "--server",
+            &mutual_url,
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--cert-key",
+            &key,
+        ],
+    );
+    assert!(output.status.success(), "{}", output.stderr);
+
+    for server in [tls_server, mutual_server, plain_server] {
+        stop(server).await;
+    }
+}

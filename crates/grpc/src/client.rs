@@ -10,6 +10,7 @@ use ed25519_dalek::SigningKey;
 use prost::Message;
 use rand_core::RngCore;
 
+use crate::mismatch::Stage;
 use crate::proto::{
     compliance_client::ComplianceClient, ledger_client::LedgerClient, ComplianceStatus, Event,
     Signature, SignedEvent,
@@ -136,10 +137,33 @@ pub async fn channel(server: &str, tls: &ClientTls) -> anyhow::Result<tonic::tra
             .tls_config(config)
             .map_err(|error| anyhow::anyhow!("invalid TLS settings: {error}"))?;
     }
-    endpoint
-        .connect()
+    let channel = match endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(error) => return Err(connect_error(url, tls, Stage::Connect, one_line(&error)).await),
+    };
+    // A plaintext client at a TLS port, or a TLS client whose certificate
+    // a mutual-TLS server refuses, connects without error and fails on its
+    // first call: make that call here (the health check: nothing to read),
+    // so the failure is named where it happens. A status the server sent
+    // (a service without health, say) is no failure of the connection.
+    let probe = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await;
+    if let Err(status) = probe {
+        if let Some(transport) = std::error::Error::source(&status) {
+            return Err(connect_error(url, tls, Stage::FirstCall, one_line(transport)).await);
+        }
+    }
+    Ok(channel)
+}
+
+/// "cannot connect to URL: " what is wrong: the TLS mismatch named (see
+/// [`crate::mismatch`]), or else the transport's own words.
+async fn connect_error(url: &str, tls: &ClientTls, stage: Stage, cause: String) -> anyhow::Error {
+    let what = crate::mismatch::explain(url, tls, stage, &cause)
         .await
-        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {}", one_line(&error)))
+        .unwrap_or(cause);
+    anyhow::anyhow!("cannot connect to {url}: {what}")
 }
 
 /// The Ledger service over `channel`.
