@@ -37,6 +37,16 @@ fn main() -> ExitCode {
             error.exit()
         }
     };
+    let cli = match cli.with_config_file() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let chain = error
+                .chain()
+                .map(|cause| cause as &(dyn std::error::Error + 'static));
+            eprintln!("error: {}", ceasefire_core::error_chain::join(chain));
+            return ExitCode::FAILURE;
+        }
+    };
     cli.prepare_process();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -44,7 +54,7 @@ fn main() -> ExitCode {
         // journal gets the bare text (no escape codes to grep around).
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match cli.log_format {
+    match cli.log_format() {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }

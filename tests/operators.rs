@@ -705,3 +705,208 @@ async fn each_tls_mismatch_is_one_line_naming_it() {
         stop(server).await;
     }
 }
+
+// ---------------------------------------------------------------------------
+// The config file: a key for every flag, spelled as the flag
+
+/// Every long flag `serve --help` shows, from clap's own description of
+/// the command line (so a new flag cannot be missed): serve's own and the
+/// global ones, but not --help, --version and --config itself.
+fn serve_flags() -> std::collections::BTreeSet<String> {
+    use clap::CommandFactory as _;
+    let cli = ceasefire_ledger::cli::Cli::command();
+    let serve = cli.find_subcommand("serve").expect("no serve subcommand");
+    let global = cli.get_arguments().filter(|arg| arg.is_global_set());
+    serve
+        .get_arguments()
+        .chain(global)
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| !["help", "version", "config"].contains(long))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The TOML literal string of a path.
+fn toml_path(path: &Path) -> String {
+    let text = path.to_str().unwrap();
+    assert!(!text.contains('\''));
+    format!("'{text}'")
+}
+
+#[test]
+fn every_serve_flag_is_a_key_of_the_example_config() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/ceasefire-ledger.toml"
+    ))
+    .unwrap();
+    let keys: Vec<&str> = example
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start_matches('#').trim();
+            let (key, _) = line.split_once(" = ")?;
+            (!key.contains(' ')).then_some(key)
+        })
+        .collect();
+    let flags = serve_flags();
+    assert!(
+        flags.contains("log-format") && flags.contains("data-dir"),
+        "{flags:?}"
+    );
+    for flag in &flags {
+        assert!(
+            keys.contains(&flag.as_str()),
+            "--{flag} has no key in deploy/ceasefire-ledger.toml (keys: {keys:?})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_with_every_key_is_read_and_each_key_takes_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(&dir.path().join("pki"));
+    // A ledger's keys and its signed genesis, made as `init` and `sign`
+    // would (the dev scenario's).
+    let keys = dev::ensure_dev_keys(&dir.path().join("keys")).unwrap();
+    let genesis_event = dev::bootstrap_events(&keys).remove(0);
+    let genesis = dir.path().join("genesis.json");
+    ceasefire_ledger::signed_file::SignedEventFile {
+        event: ceasefire_grpc::proto::Event::decode(genesis_event.payload.as_slice()).unwrap(),
+        signed: genesis_event,
+    }
+    .save(&genesis)
+    .unwrap();
+    let data = dir.path().join("data");
+    let tiles = dir.path().join("tiles");
+    let port = free_port().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+        .parse()
+        .unwrap();
+    // Every key, spelled as its flag; a flag without a line here fails.
+    let lines = [
+        ("data-dir", toml_path(&data)),
+        ("listen", format!("'localhost:{port}'")),
+        ("dev", "false".to_string()),
+        ("genesis", toml_path(&genesis)),
+        (
+            "operator-key",
+            toml_path(&dev::dev_keys_dir(&dir.path().join("keys")).join("operator.key")),
+        ),
+        ("max-batch", "7".to_string()),
+        ("batch-delay-ms", "3".to_string()),
+        ("startup-check", "'head'".to_string()),
+        ("max-payload-bytes", "1000".to_string()),
+        ("metrics-listen", format!("'{metrics}'")),
+        ("tls-cert", toml_path(&pki.server_cert)),
+        ("tls-key", toml_path(&pki.server_key)),
+        ("tls-client-ca", toml_path(&pki.ca)),
+        ("tiles-dir", toml_path(&tiles)),
+        ("log-format", "'json'".to_string()),
+    ];
+    let keys_given: std::collections::BTreeSet<String> =
+        lines.iter().map(|(key, _)| key.to_string()).collect();
+    assert_eq!(
+        keys_given,
+        serve_flags(),
+        "the keys here and the flags differ"
+    );
+    let config = dir.path().join("ceasefire-ledger.toml");
+    let text: String = lines
+        .iter()
+        .map(|(key, value)| format!("{key} = {value}\n"))
+        .collect();
+    std::fs::write(&config, text).unwrap();
+
+    let serve = Serve::start(
+        command(BINARY, &[&"serve", &"--config", &config]),
+        String::new(),
+        dir.path().join("serve.stderr"),
+    )
+    .expect("cannot run serve");
+    // listen, tls-cert, tls-key, tls-client-ca: served by name, over
+    // mutual TLS only.
+    let url = format!("https://localhost:{port}");
+    let mutual = ClientTls {
+        ca: Some(pki.ca.clone()),
+        cert: Some(pki.client_cert.clone()),
+        cert_key: Some(pki.client_key.clone()),
+    };
+    wait_serving(&serve, &url, &mutual).await;
+    let without_certificate = ClientTls {
+        ca: Some(pki.ca.clone()),
+        ..ClientTls::default()
+    };
+    assert!(client::channel(&url, &without_certificate).await.is_err());
+    // data-dir, genesis, operator-key: a ledger of the genesis alone.
+    assert!(
+        data.read_dir().unwrap().next().is_some(),
+        "the ledger is not in the data-dir"
+    );
+    let mut ledger = client::ledger_client(client::channel(&url, &mutual).await.unwrap());
+    let checkpoint = ledger
+        .get_checkpoint(ceasefire_grpc::proto::GetCheckpointRequest::default())
+        .await
+        .expect("GetCheckpoint failed")
+        .into_inner();
+    assert_eq!(checkpoint.tree_size, 1);
+    // max-payload-bytes: a payload over 1000 bytes is refused naming it.
+    let big = dev::scenario(&keys)
+        .observation()
+        .narrative(&"x".repeat(1500))
+        .signed();
+    let refused = ledger
+        .submit(big)
+        .await
+        .expect_err("a payload over the cap");
+    assert!(
+        refused.message().contains("over the limit of 1000"),
+        "{refused:?}"
+    );
+    drop(ledger);
+    // metrics-listen.
+    assert!(scrape(metrics)
+        .await
+        .contains("ceasefire_ledger_tree_size 1"));
+    // tiles-dir: the mirror's checkpoint (published as batches commit).
+    let deadline = Instant::now() + CALL_WAIT;
+    while !tiles.join("checkpoint").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no tiles mirror in {}",
+            tiles.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stderr = stop(serve).await;
+    // log-format: JSON lines only; max-batch, batch-delay-ms, startup-check:
+    // in the settings line.
+    let mut settings = None;
+    for line in stderr.lines().filter(|line| !line.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        if value["fields"]["message"] == "settings" {
+            settings = Some(value["fields"].clone());
+        }
+    }
+    let settings = settings.unwrap_or_else(|| panic!("no settings line:\n{stderr}"));
+    assert_eq!(settings["max_batch"], 7, "{settings}");
+    assert_eq!(settings["batch_delay_ms"], 3, "{settings}");
+    assert_eq!(settings["startup_check"], "Head", "{settings}");
+    assert_eq!(settings["max_payload_bytes"], 1000, "{settings}");
+    assert_eq!(settings["mutual_tls"], true, "{settings}");
+}
+
+#[test]
+fn an_old_spelling_of_a_key_is_refused_naming_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("old.toml");
+    std::fs::write(&config, "listen = '127.0.0.1:1'\nlog_format = 'json'\n").unwrap();
+    let line = one_error_line(&run(
+        dir.path(),
+        &["serve", "--dev", "--config", config.to_str().unwrap()],
+    ));
+    assert!(
+        line.contains("log_format") && line.contains("line 2"),
+        "{line}"
+    );
+}

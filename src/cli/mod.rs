@@ -103,15 +103,17 @@ impl ConnectArgs {
     about = "An append-only, signed, verifiable ledger of ceasefire monitoring reports"
 )]
 pub struct Cli {
-    /// Log format on stderr: human-readable text or JSON lines. The level
+    /// Log format on stderr: human-readable text or JSON lines (`serve`:
+    /// also the config file's `log-format`) [default: text]. The level
     /// comes from RUST_LOG (default info).
-    #[arg(long, global = true, env = "CEASEFIRE_LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[arg(long, global = true, env = "CEASEFIRE_LEDGER_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LogFormat {
     Text,
     Json,
@@ -153,6 +155,26 @@ enum Command {
 }
 
 impl Cli {
+    /// Reads `serve`'s config file (`--config`), so that everything it
+    /// sets, the log format among them, is known before logging starts;
+    /// flags and variables win over it.
+    pub fn with_config_file(mut self) -> anyhow::Result<Cli> {
+        if let Command::Serve(args) = self.command {
+            self.command = Command::Serve(args.with_file()?);
+        }
+        Ok(self)
+    }
+
+    /// The log format: `--log-format` (or its variable), else the config
+    /// file's `log-format`, else text.
+    pub fn log_format(&self) -> LogFormat {
+        let from_file = match &self.command {
+            Command::Serve(args) => args.log_format(),
+            _ => None,
+        };
+        self.log_format.or(from_file).unwrap_or(LogFormat::Text)
+    }
+
     /// Process-wide work the chosen command needs beside its own.
     pub fn prepare_process(&self) {
         if matches!(self.command, Command::Serve(_)) {
