@@ -910,3 +910,96 @@ fn an_old_spelling_of_a_key_is_refused_naming_the_key_and_line() {
         "{line}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The README's certificate recipe
+
+/// The shell block after `<!-- tls-recipe -->` in README.md, as it is.
+fn readme_tls_recipe() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = readme
+        .split_once("<!-- tls-recipe -->")
+        .expect("README.md has no tls-recipe block")
+        .1;
+    let block = after
+        .trim_start()
+        .strip_prefix("```sh\n")
+        .expect("the tls-recipe marker is not followed by a sh block");
+    block
+        .split_once("\n```")
+        .expect("the tls-recipe block does not end")
+        .0
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_certificate_recipe_makes_a_working_mutual_tls_setup() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("openssl is not installed: the README's recipe is not run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir(&pki).unwrap();
+    let made = std::process::Command::new("sh")
+        .args(["-e", "-c", &readme_tls_recipe()])
+        .current_dir(&pki)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "the recipe failed:\n{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let file = |name: &str| pki.join(name).to_str().unwrap().to_string();
+    let listen = format!("localhost:{}", free_port().unwrap());
+    let serve = spawn_serve(
+        dir.path(),
+        "data",
+        &[
+            "--listen",
+            &listen,
+            "--tls-cert",
+            &file("server.pem"),
+            "--tls-key",
+            &file("server.key"),
+            "--tls-client-ca",
+            &file("ca.pem"),
+        ],
+    );
+    let client_tls = ClientTls {
+        ca: Some(pki.join("ca.pem")),
+        cert: Some(pki.join("client.pem")),
+        cert_key: Some(pki.join("client.key")),
+    };
+    wait_serving(&serve, &listen, &client_tls).await;
+    let output = run(
+        dir.path(),
+        &[
+            "status",
+            "--server",
+            &listen,
+            "--ca",
+            &file("ca.pem"),
+            "--cert",
+            &file("client.pem"),
+            "--cert-key",
+            &file("client.key"),
+        ],
+    );
+    assert!(output.status.success(), "{}", output.stderr);
+    assert!(output.stdout.contains("as of entry"), "{}", output.stdout);
+    // The same client without its certificate is refused, naming why.
+    let line = one_error_line(&run(
+        dir.path(),
+        &["status", "--server", &listen, "--ca", &file("ca.pem")],
+    ));
+    assert!(line.contains("requires a client certificate"), "{line}");
+    stop(serve).await;
+}
