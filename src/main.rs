@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use ceasefire_ledger::cli::LogFormat;
@@ -37,11 +37,24 @@ fn main() -> ExitCode {
             error.exit()
         }
     };
+    let cli = match cli.with_config_file() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let chain = error
+                .chain()
+                .map(|cause| cause as &(dyn std::error::Error + 'static));
+            eprintln!("error: {}", ceasefire_core::error_chain::join(chain));
+            return ExitCode::FAILURE;
+        }
+    };
     cli.prepare_process();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // Colour only for a person at a terminal: a file, a pipe or a
+        // journal gets the bare text (no escape codes to grep around).
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match cli.log_format {
+    match cli.log_format() {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
@@ -60,7 +73,11 @@ fn main() -> ExitCode {
                 ExitCode::from(exit.code)
             }
             None => {
-                eprintln!("error: {error:#}");
+                // anyhow's `{:#}`, each cause said once.
+                let chain = error
+                    .chain()
+                    .map(|cause| cause as &(dyn std::error::Error + 'static));
+                eprintln!("error: {}", ceasefire_core::error_chain::join(chain));
                 ExitCode::FAILURE
             }
         },

@@ -33,10 +33,42 @@ pub struct Exit {
 /// Where CLI commands find the server unless told otherwise.
 pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:50051";
 
+/// An address to listen on, given as `IP:PORT` or `HOST:PORT`
+/// (`localhost:50051`): a name is resolved when the option is read, and
+/// the server listens on the first address it resolves to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddress(pub std::net::SocketAddr);
+
+impl std::str::FromStr for ListenAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ListenAddress, String> {
+        if let Ok(address) = text.parse() {
+            return Ok(ListenAddress(address));
+        }
+        let mut addresses = std::net::ToSocketAddrs::to_socket_addrs(text).map_err(|error| {
+            format!("cannot listen on {text:?}: {error} (give IP:PORT or HOST:PORT)")
+        })?;
+        addresses
+            .next()
+            .map(ListenAddress)
+            .ok_or_else(|| format!("cannot listen on {text:?}: the name has no address"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ListenAddress {
+    /// As on the command line, so a config file takes what a flag takes.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// How client commands reach the server.
 #[derive(clap::Args, Clone)]
 pub struct ConnectArgs {
-    /// The ledger's gRPC address (https:// for TLS).
+    /// The ledger's gRPC address: a URL (https:// for TLS) or host:port
+    /// (plaintext, or TLS when --ca or --cert is given).
     #[arg(long, env = "CEASEFIRE_LEDGER_SERVER", default_value = DEFAULT_SERVER_URL)]
     pub server: String,
     #[command(flatten)]
@@ -71,15 +103,17 @@ impl ConnectArgs {
     about = "An append-only, signed, verifiable ledger of ceasefire monitoring reports"
 )]
 pub struct Cli {
-    /// Log format on stderr: human-readable text or JSON lines. The level
+    /// Log format on stderr: human-readable text or JSON lines (`serve`:
+    /// also the config file's `log-format`) [default: text]. The level
     /// comes from RUST_LOG (default info).
-    #[arg(long, global = true, env = "CEASEFIRE_LEDGER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[arg(long, global = true, env = "CEASEFIRE_LEDGER_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum LogFormat {
     Text,
     Json,
@@ -121,6 +155,26 @@ enum Command {
 }
 
 impl Cli {
+    /// Reads `serve`'s config file (`--config`), so that everything it
+    /// sets, the log format among them, is known before logging starts;
+    /// flags and variables win over it.
+    pub fn with_config_file(mut self) -> anyhow::Result<Cli> {
+        if let Command::Serve(args) = self.command {
+            self.command = Command::Serve(args.with_file()?);
+        }
+        Ok(self)
+    }
+
+    /// The log format: `--log-format` (or its variable), else the config
+    /// file's `log-format`, else text.
+    pub fn log_format(&self) -> LogFormat {
+        let from_file = match &self.command {
+            Command::Serve(args) => args.log_format(),
+            _ => None,
+        };
+        self.log_format.or(from_file).unwrap_or(LogFormat::Text)
+    }
+
     /// Process-wide work the chosen command needs beside its own.
     pub fn prepare_process(&self) {
         if matches!(self.command, Command::Serve(_)) {

@@ -1,16 +1,20 @@
 //! `serve`: run the ledger until SIGINT or SIGTERM.
 //!
 //! Every option is a flag, an environment variable (`CEASEFIRE_LEDGER_*`)
-//! and a key of the optional TOML file given with `--config`; a flag or
-//! variable wins over the file, the file over the default.
+//! and a key of the optional TOML file given with `--config`, spelled as
+//! the flag is (`--data-dir`: `data-dir`); a flag or variable wins over
+//! the file, the file over the default. The global `--log-format` is the
+//! file's `log-format`; `main` reads the file before logging starts
+//! (`Cli::with_config_file`). `tests/operators.rs` checks that every flag
+//! `serve --help` shows has its key.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use super::ListenAddress;
 use crate::dev;
 use crate::keyfile::KeyFile;
 use crate::signed_file::SignedEventFile;
@@ -65,9 +69,9 @@ pub struct ServeArgs {
     /// Directory holding the ledger, created if missing [default: ceasefire-data].
     #[arg(long, env = "CEASEFIRE_LEDGER_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Address for gRPC [default: 127.0.0.1:50051].
+    /// Address for gRPC, IP:PORT or HOST:PORT [default: 127.0.0.1:50051].
     #[arg(long, env = "CEASEFIRE_LEDGER_LISTEN")]
-    listen: Option<SocketAddr>,
+    listen: Option<ListenAddress>,
     /// Development mode: on an empty data directory, create keys in
     /// DATA_DIR/dev-keys and a development genesis, zone and commitment.
     #[arg(long, env = "CEASEFIRE_LEDGER_DEV")]
@@ -92,9 +96,10 @@ pub struct ServeArgs {
     /// Largest event payload accepted, in bytes, at most 32768 [default: 32768].
     #[arg(long, env = "CEASEFIRE_LEDGER_MAX_PAYLOAD_BYTES")]
     max_payload_bytes: Option<usize>,
-    /// Address for Prometheus metrics (`GET /metrics`) [default: not served].
+    /// Address for Prometheus metrics (`GET /metrics`), IP:PORT or
+    /// HOST:PORT [default: not served].
     #[arg(long, env = "CEASEFIRE_LEDGER_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
+    metrics_listen: Option<ListenAddress>,
     /// TLS certificate chain (PEM) for the gRPC port [default: plaintext].
     #[arg(long, env = "CEASEFIRE_LEDGER_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -109,11 +114,21 @@ pub struct ServeArgs {
     /// witness policy), for a static file host to serve [default: none].
     #[arg(long, env = "CEASEFIRE_LEDGER_TILES_DIR", value_name = "DIR")]
     tiles_dir: Option<PathBuf>,
+    /// The file's `log-format`: on the command line it is the global
+    /// `--log-format`, which `Cli` holds.
+    #[arg(skip)]
+    #[serde(default)]
+    log_format: Option<super::LogFormat>,
 }
 
 impl ServeArgs {
+    /// The config file's log format, once [`ServeArgs::with_file`] read it.
+    pub(super) fn log_format(&self) -> Option<super::LogFormat> {
+        self.log_format
+    }
+
     /// Fills what flags and the environment left unset from the config file.
-    fn with_file(self) -> anyhow::Result<ServeArgs> {
+    pub(super) fn with_file(self) -> anyhow::Result<ServeArgs> {
         let Some(path) = &self.config else {
             return Ok(self);
         };
@@ -150,12 +165,13 @@ impl ServeArgs {
             tls_key: self.tls_key.or(file.tls_key),
             tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
             tiles_dir: self.tiles_dir.or(file.tiles_dir),
+            log_format: file.log_format,
         })
     }
 }
 
+/// Runs `args`, whose config file `Cli::with_config_file` has read.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let args = args.with_file()?;
     let data_dir = args
         .data_dir
         .clone()
@@ -238,7 +254,7 @@ async fn start_node(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<node::N
         _ => bail!("TLS needs both --tls-cert and --tls-key (and --tls-client-ca only with them)"),
     };
     let listen = match args.listen {
-        Some(listen) => listen,
+        Some(ListenAddress(listen)) => listen,
         None => DEFAULT_LISTEN.parse()?,
     };
     let defaults = SequencerConfig::default();
@@ -251,11 +267,23 @@ async fn start_node(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<node::N
     };
     config.startup_check = args.startup_check.unwrap_or(StartupCheck::Full);
     config.tls = tls;
-    config.metrics_listen = args.metrics_listen;
+    config.metrics_listen = args.metrics_listen.map(|ListenAddress(address)| address);
     config.tiles_dir = args.tiles_dir.clone();
     if let Some(cap) = args.max_payload_bytes {
         config.max_payload_bytes = cap;
     }
+    // What the flags, variables and config file came to, beside what the
+    // "serving" line says.
+    tracing::info!(
+        max_batch = config.sequencer.max_batch,
+        batch_delay_ms = config.sequencer.batch_delay.as_millis() as u64,
+        startup_check = ?config.startup_check,
+        max_payload_bytes = config.max_payload_bytes,
+        tls = config.tls.is_some(),
+        mutual_tls = args.tls_client_ca.is_some(),
+        tiles_dir = %config.tiles_dir.as_ref().map(|dir| dir.display().to_string()).unwrap_or_default(),
+        "settings"
+    );
     node::start(config).await
 }
 

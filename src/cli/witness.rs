@@ -8,7 +8,6 @@
 //! with `--config`; a flag or variable wins over the file, the file over
 //! the default. Logs from flags are added to the file's.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
@@ -45,9 +44,9 @@ struct ServeArgs {
     /// The witness's key file (from `witness keygen`).
     #[arg(long = "key", env = "CEASEFIRE_LEDGER_WITNESS_KEY")]
     key_file: Option<PathBuf>,
-    /// Address for HTTP [default: 127.0.0.1:7380].
+    /// Address for HTTP, IP:PORT or HOST:PORT [default: 127.0.0.1:7380].
     #[arg(long, env = "CEASEFIRE_LEDGER_WITNESS_LISTEN")]
-    listen: Option<SocketAddr>,
+    listen: Option<super::ListenAddress>,
     /// Directory of the witness's state, created if missing [default: ceasefire-witness-data].
     #[arg(long, env = "CEASEFIRE_LEDGER_WITNESS_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -137,7 +136,7 @@ fn witness_config(args: ServeArgs) -> anyhow::Result<WitnessConfig> {
     let Some(key_file) = args.key_file.or(file.key_file) else {
         bail!("--key FILE is required (make one with `witness keygen --name NAME --out FILE`)");
     };
-    let listen = match args.listen.or(file.listen) {
+    let listen = match args.listen.map(|listen| listen.0).or(file.listen) {
         Some(listen) => listen,
         None => config::DEFAULT_LISTEN.parse()?,
     };

@@ -22,6 +22,7 @@ pub mod canonical;
 pub mod checkpoint;
 pub mod cosignature;
 mod enum_number;
+pub mod error_chain;
 pub mod geo;
 pub mod leaf;
 pub mod merkle;

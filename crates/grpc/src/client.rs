@@ -10,10 +10,12 @@ use ed25519_dalek::SigningKey;
 use prost::Message;
 use rand_core::RngCore;
 
+use crate::mismatch::Stage;
 use crate::proto::{
     compliance_client::ComplianceClient, ledger_client::LedgerClient, ComplianceStatus, Event,
     Signature, SignedEvent,
 };
+use ceasefire_core::error_chain::one_line;
 use ceasefire_core::signing::sign_event;
 
 /// Encodes `event` and signs the bytes with each key.
@@ -104,9 +106,30 @@ impl ClientTls {
     }
 }
 
-/// Opens a channel to a ledger at `url` (`http://host:port`, or `https://`
-/// with `tls`).
-pub async fn channel(url: &str, tls: &ClientTls) -> anyhow::Result<tonic::transport::Channel> {
+impl ClientTls {
+    /// Whether any TLS setting was given (a CA or a client certificate).
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some()
+    }
+}
+
+/// The URL of a server given as `host:port` or as a URL. Without a scheme,
+/// grpcurl's convention: plaintext (`http://`), unless TLS settings were
+/// given (`--ca`, `--cert`: `https://`). A URL is kept as it is.
+pub fn server_url(server: &str, tls: &ClientTls) -> String {
+    if server.contains("://") {
+        server.to_string()
+    } else if tls.is_set() {
+        format!("https://{server}")
+    } else {
+        format!("http://{server}")
+    }
+}
+
+/// Opens a channel to a ledger at `server`: `http://host:port`, `https://`
+/// with `tls`, or `host:port` (see [`server_url`]).
+pub async fn channel(server: &str, tls: &ClientTls) -> anyhow::Result<tonic::transport::Channel> {
+    let url = &server_url(server, tls);
     let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|error| anyhow::anyhow!("{url:?} is not a server URL: {error}"))?;
     if let Some(config) = tls.config(url)? {
@@ -114,21 +137,33 @@ pub async fn channel(url: &str, tls: &ClientTls) -> anyhow::Result<tonic::transp
             .tls_config(config)
             .map_err(|error| anyhow::anyhow!("invalid TLS settings: {error}"))?;
     }
-    endpoint
-        .connect()
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot connect to {url}: {}", error_chain(&error)))
+    let channel = match endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(error) => return Err(connect_error(url, tls, Stage::Connect, one_line(&error)).await),
+    };
+    // A plaintext client at a TLS port, or a TLS client whose certificate
+    // a mutual-TLS server refuses, connects without error and fails on its
+    // first call: make that call here (the health check: nothing to read),
+    // so the failure is named where it happens. A status the server sent
+    // (a service without health, say) is no failure of the connection.
+    let probe = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await;
+    if let Err(status) = probe {
+        if let Some(transport) = std::error::Error::source(&status) {
+            return Err(connect_error(url, tls, Stage::FirstCall, one_line(transport)).await);
+        }
+    }
+    Ok(channel)
 }
 
-/// An error and its causes on one line (transport errors hide the useful part).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
+/// "cannot connect to URL: " what is wrong: the TLS mismatch named (see
+/// [`crate::mismatch`]), or else the transport's own words.
+async fn connect_error(url: &str, tls: &ClientTls, stage: Stage, cause: String) -> anyhow::Error {
+    let what = crate::mismatch::explain(url, tls, stage, &cause)
+        .await
+        .unwrap_or(cause);
+    anyhow::anyhow!("cannot connect to {url}: {what}")
 }
 
 /// The Ledger service over `channel`.

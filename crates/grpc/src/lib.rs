@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod errors;
+mod mismatch;
 
 /// Generated protobuf messages (from the core) and gRPC services (here).
 #[allow(clippy::all, missing_docs)]

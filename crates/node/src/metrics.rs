@@ -2,7 +2,10 @@
 //!
 //! One [`Metrics`] per node, shared by the handlers (submissions by outcome),
 //! the sequencer (batch sizes, sync latency, tree size), the streams
-//! (subscribers) and start-up (verify duration). The HTTP endpoint is
+//! (subscribers), start-up (verify duration) and the gRPC port's layer
+//! (latency per RPC, `crate::server::rpc_metrics`); the process's own
+//! metrics (memory, CPU, file descriptors, start time) are read from
+//! `/proc/self` at each scrape ([`ProcessCollector`]). The HTTP endpoint is
 //! deliberately tiny: `GET /metrics` and nothing else, so it adds no surface
 //! beyond reading counters.
 
@@ -39,6 +42,22 @@ pub struct WitnessRequestLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// `package.Service/Method`, or "unknown" for a path naming no method.
+    pub method: String,
+    /// The gRPC status code name ("Ok", "InvalidArgument", ...;
+    /// "Cancelled" when the response ended without one).
+    pub code: String,
+}
+
+/// A histogram of request durations in seconds: 100 us (a checkpoint read
+/// over loopback) doubling to ~13 s (a slow disk under a full batch, or a
+/// short stream); longer streams land in +Inf.
+fn rpc_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     pub submissions: Family<SubmissionLabels, Counter>,
@@ -58,6 +77,8 @@ pub struct Metrics {
     pub tiles_published_tree_size: Gauge,
     /// Publications of the tiles mirror that failed (each is retried).
     pub tiles_publish_failures: Counter,
+    /// Every call of the gRPC port by method and code: its duration.
+    pub rpc_duration: Family<RpcLabels, Histogram, fn() -> Histogram>,
     registry: Registry,
 }
 
@@ -71,7 +92,11 @@ impl Metrics {
         let tree_size = Gauge::default();
         let subscribers = Gauge::default();
         let verify_on_start_seconds = Gauge::<f64, AtomicU64>::default();
-        let mut registry = Registry::with_prefix("ceasefire_ledger");
+        // The process's metrics under their conventional names
+        // (process_*), ours under the ledger's prefix.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector));
+        let registry = root.sub_registry_with_prefix("ceasefire_ledger");
         registry.register(
             "submissions",
             "Submit calls by outcome and gRPC status code (the bootstrap entries included)",
@@ -128,6 +153,14 @@ impl Metrics {
             "Failed publications of the tiles mirror (each is retried)",
             tiles_publish_failures.clone(),
         );
+        let rpc_duration = Family::<RpcLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            rpc_duration_histogram,
+        );
+        registry.register(
+            "grpc_request_duration_seconds",
+            "Duration of gRPC calls by method and status code, to the end of the response",
+            rpc_duration.clone(),
+        );
         Arc::new(Metrics {
             submissions,
             batch_entries,
@@ -140,7 +173,8 @@ impl Metrics {
             witness_requests,
             tiles_published_tree_size,
             tiles_publish_failures,
-            registry,
+            rpc_duration,
+            registry: root,
         })
     }
 
@@ -164,6 +198,130 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// The process's own metrics, read from `/proc/self` at each scrape, under
+/// the names Prometheus client libraries give them: resident memory, CPU
+/// seconds, open file descriptors (and their limit), start time. Elsewhere
+/// than Linux it adds nothing.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(process) = ProcessStats::read() else {
+            return Ok(());
+        };
+        let gauges: [(&str, &str, Option<f64>); 4] = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                Some(process.resident_bytes),
+            ),
+            (
+                "process_open_fds",
+                "Open file descriptors",
+                Some(process.open_fds),
+            ),
+            (
+                "process_max_fds",
+                "The limit on open file descriptors",
+                process.max_fds,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch, in seconds",
+                Some(process.start_time_seconds),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let Some(value) = value else { continue };
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let cpu = ConstCounter::new(process.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time spent, in seconds",
+            None,
+            cpu.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// The unit of /proc's times: USER_HZ, which the kernel fixes at 100 for
+/// user space on every architecture Linux runs on (what
+/// `sysconf(_SC_CLK_TCK)` answers; this crate calls no unsafe code).
+#[cfg(target_os = "linux")]
+const USER_HZ: f64 = 100.0;
+
+/// One reading of the process's statistics.
+struct ProcessStats {
+    resident_bytes: f64,
+    cpu_seconds: f64,
+    open_fds: f64,
+    max_fds: Option<f64>,
+    start_time_seconds: f64,
+}
+
+impl ProcessStats {
+    /// `None` where `/proc` is not (or not readable): nothing is reported.
+    #[cfg(target_os = "linux")]
+    fn read() -> Option<ProcessStats> {
+        let ticks = USER_HZ;
+        // proc(5): the fields after the command name, which is in
+        // parentheses and may itself hold spaces and parentheses.
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let fields: Vec<&str> = stat
+            .get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect();
+        // Field 3 (state) is fields[0]: utime is field 14, stime 15,
+        // starttime 22 (in ticks since boot).
+        let field = |number: usize| fields.get(number - 3)?.parse::<f64>().ok();
+        let cpu_seconds = (field(14)? + field(15)?) / ticks;
+        // In kB, whatever the page size.
+        let resident_bytes = std::fs::read_to_string("/proc/self/status")
+            .ok()?
+            .lines()
+            .find_map(|line| {
+                let kilobytes = line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?;
+                kilobytes.trim().parse::<f64>().ok()
+            })?
+            * 1024.0;
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|line| line.strip_prefix("btime ")?.trim().parse::<f64>().ok())?;
+        let start_time_seconds = boot_time + field(22)? / ticks;
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()?
+            .lines()
+            .find_map(|line| {
+                let limits = line.strip_prefix("Max open files")?;
+                limits.split_whitespace().next()?.parse::<f64>().ok()
+            });
+        Some(ProcessStats {
+            resident_bytes,
+            cpu_seconds,
+            open_fds,
+            max_fds,
+            start_time_seconds,
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn read() -> Option<ProcessStats> {
+        None
     }
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ceasefire_core::cosignature::add_signature_lines;
+use ceasefire_core::error_chain::one_line;
 use ceasefire_core::merkle::Hash;
 use ceasefire_core::witness::{format_request, TLOG_SIZE_CONTENT_TYPE};
 use http::{header, Method, Request, StatusCode, Uri};
@@ -187,7 +188,7 @@ where
             .client
             .request(request)
             .await
-            .map_err(|error| transport(error_chain(&error)))?;
+            .map_err(|error| transport(one_line(&error)))?;
         let status = response.status();
         let content_type = response
             .headers()
@@ -203,7 +204,7 @@ where
                         "the answer is longer than {MAX_RESPONSE_BYTES} bytes"
                     ))
                 } else {
-                    transport(error_chain(&*error))
+                    transport(one_line(&*error))
                 }
             })?
             .to_bytes();
@@ -264,19 +265,6 @@ fn excerpt(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
-}
-
-/// An error and its causes on one line: hyper's own message ("client error
-/// (Connect)") says little without them.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        message.push_str(": ");
-        message.push_str(&current.to_string());
-        cause = current.source();
-    }
-    message
 }
 
 #[cfg(test)]

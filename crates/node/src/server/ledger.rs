@@ -16,6 +16,10 @@
 //! [`super::MAX_ENTRY_STREAMS`]); GetEntries reads the store a chunk at a
 //! time on the blocking pool and waits for its reader without holding a
 //! thread.
+//!
+//! Every event's outcome is logged once, at info, where it is counted
+//! ([`LedgerService::receipt`]): "accepted" with its author and seq,
+//! "refused" with its author (when its payload decoded) and the reason.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -39,7 +43,7 @@ use ceasefire_core::merkle::Hash;
 use ceasefire_core::rejection::{ReasonCode, Rejection};
 use ceasefire_core::rules::{decode_event, wrong_agreement};
 use ceasefire_core::signing::{canonical_signatures, verify_all, EventSignature};
-use ceasefire_grpc::errors::refusal;
+use ceasefire_grpc::errors::{describe, refusal};
 use ceasefire_grpc::proto::Event;
 use ceasefire_grpc::proto::{
     ledger_server::Ledger, submit_result::Outcome, Checkpoint, GetCheckpointRequest,
@@ -283,6 +287,25 @@ struct VerifiedEvent {
 struct QueuedEvent {
     answer: Pending,
     span: tracing::Span,
+    /// Who signed it as its author, for the log line of its outcome.
+    author: String,
+}
+
+/// A refused event: the status its client gets and, when its payload
+/// decoded, its author, for the log line of the refusal.
+struct Refused {
+    status: Status,
+    author: Option<String>,
+}
+
+impl From<Status> for Refused {
+    /// A refusal before the author is known (size, encoding).
+    fn from(status: Status) -> Refused {
+        Refused {
+            status,
+            author: None,
+        }
+    }
 }
 
 impl LedgerService {
@@ -294,7 +317,7 @@ impl LedgerService {
     ) -> Result<Receipt, Status> {
         let queued = match self.verify_event(event, budget).await {
             Ok(verified) => self.enqueue(verified).await,
-            Err(status) => Err(status),
+            Err(refused) => Err(refused),
         };
         self.receipt(queued).await
     }
@@ -307,7 +330,7 @@ impl LedgerService {
         &self,
         event: SignedEvent,
         budget: Option<Arc<Semaphore>>,
-    ) -> Result<VerifiedEvent, Status> {
+    ) -> Result<VerifiedEvent, Refused> {
         let SignedEvent {
             payload,
             signatures,
@@ -324,7 +347,8 @@ impl LedgerService {
                 )
                 .with("size", payload.len())
                 .with("limit", self.max_payload_bytes),
-            ));
+            )
+            .into());
         }
         let signatures = canonical_signatures(
             signatures
@@ -336,18 +360,24 @@ impl LedgerService {
         // Refuse another agreement's event before spending time on signatures.
         if let Some(agreement_id) = self.sequencer.agreement_id() {
             if event.agreement_id != agreement_id {
-                return Err(rejection_status(wrong_agreement(
-                    &event.agreement_id,
-                    agreement_id,
-                )));
+                return Err(Refused {
+                    status: rejection_status(wrong_agreement(&event.agreement_id, agreement_id)),
+                    author: Some(event.author),
+                });
             }
         }
         let span = tracing::info_span!("submit", author = %event.author);
         let payload = Arc::new(payload);
         let signatures = Arc::new(signatures);
-        verify_off_reactor(payload.clone(), signatures.clone(), budget)
+        if let Err(status) = verify_off_reactor(payload.clone(), signatures.clone(), budget)
             .instrument(span.clone())
-            .await?;
+            .await
+        {
+            return Err(Refused {
+                status,
+                author: Some(event.author),
+            });
+        }
         Ok(VerifiedEvent {
             payload: Arc::try_unwrap(payload).unwrap_or_else(|shared| (*shared).clone()),
             signatures: Arc::try_unwrap(signatures).unwrap_or_else(|shared| (*shared).clone()),
@@ -358,40 +388,60 @@ impl LedgerService {
 
     /// Queues a verified event at the sequencer. Events queued in some
     /// order are sequenced in that order.
-    async fn enqueue(&self, verified: VerifiedEvent) -> Result<QueuedEvent, Status> {
+    async fn enqueue(&self, verified: VerifiedEvent) -> Result<QueuedEvent, Refused> {
         let VerifiedEvent {
             payload,
             signatures,
             event,
             span,
         } = verified;
-        let answer = self
-            .sequencer
-            .enqueue(payload, signatures, event)
-            .await
-            .map_err(submit_status)?;
-        Ok(QueuedEvent { answer, span })
+        let author = event.author.clone();
+        match self.sequencer.enqueue(payload, signatures, event).await {
+            Ok(answer) => Ok(QueuedEvent {
+                answer,
+                span,
+                author,
+            }),
+            Err(error) => Err(Refused {
+                status: submit_status(error),
+                author: Some(author),
+            }),
+        }
     }
 
     /// Waits for a queued event's durable entry and builds its receipt;
-    /// counts the outcome, whatever stage it came from.
-    async fn receipt(&self, queued: Result<QueuedEvent, Status>) -> Result<Receipt, Status> {
+    /// counts and logs the outcome, whatever stage it came from.
+    async fn receipt(&self, queued: Result<QueuedEvent, Refused>) -> Result<Receipt, Status> {
         let answer = match queued {
-            Ok(QueuedEvent { answer, span }) => {
-                async {
-                    let sequenced = answer.await.map_err(submit_status)?;
-                    self.receipt_for(sequenced).await
-                }
-                .instrument(span)
-                .await
+            Ok(QueuedEvent {
+                answer,
+                span,
+                author,
+            }) => async {
+                let sequenced = answer.await.map_err(submit_status)?;
+                self.receipt_for(sequenced).await
             }
-            Err(status) => Err(status),
+            .instrument(span)
+            .await
+            .map_err(|status| Refused {
+                status,
+                author: Some(author.clone()),
+            })
+            .inspect(|receipt| tracing::info!(%author, seq = receipt.seq, "accepted")),
+            Err(refused) => Err(refused),
         };
         self.metrics.count_submission(match &answer {
             Ok(_) => tonic::Code::Ok,
-            Err(status) => status.code(),
+            Err(refused) => refused.status.code(),
         });
-        answer
+        answer.map_err(|Refused { status, author }| {
+            tracing::info!(
+                author = %author.as_deref().unwrap_or("(payload not decoded)"),
+                reason = %describe(&status),
+                "refused"
+            );
+            status
+        })
     }
 
     /// The receipt of a durable entry. Its proof comes from the batch that

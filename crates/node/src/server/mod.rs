@@ -22,6 +22,7 @@ mod compliance;
 mod connection;
 mod ledger;
 mod paging;
+pub mod rpc_metrics;
 
 use std::sync::Arc;
 
@@ -257,6 +258,7 @@ pub async fn serve(
             .context("invalid TLS configuration")?;
     }
     builder
+        .layer(rpc_metrics::RpcMetricsLayer::new(options.metrics.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
