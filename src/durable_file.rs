@@ -10,7 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 
 /// Replaces `path` with `bytes` (or creates it).
 pub fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -29,10 +29,17 @@ pub fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Creates `path` holding `bytes`, readable by its owner only (0600 from
 /// the first byte written: the temporary file is created with that mode),
 /// and never replaces an existing file: the link into place fails if
-/// `path` exists, and nothing is left behind.
-pub fn create_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// `path` exists, and nothing is left behind. `what` names the file in
+/// errors ("key file").
+pub fn create_private(path: &Path, bytes: &[u8], what: &str) -> anyhow::Result<()> {
+    let exists = || {
+        anyhow!(
+            "cannot create {what} {}: it already exists (never overwritten)",
+            path.display()
+        )
+    };
     if path.exists() {
-        bail!("{} already exists (never overwritten)", path.display());
+        return Err(exists());
     }
     let (dir, temporary) = temporary_sibling(path)?;
     let write = || -> std::io::Result<()> {
@@ -45,10 +52,8 @@ pub fn create_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write().map_err(|error| {
         let _ = fs::remove_file(&temporary);
         match error.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                anyhow!("{} already exists (never overwritten)", path.display())
-            }
-            _ => anyhow!("cannot create {}: {error}", path.display()),
+            std::io::ErrorKind::AlreadyExists => exists(),
+            _ => anyhow!("cannot create {what} {}: {error}", path.display()),
         }
     })
 }
@@ -108,14 +113,16 @@ mod tests {
     fn create_private_is_owner_only_and_never_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
-        create_private(&path, b"secret").unwrap();
+        create_private(&path, b"secret", "key file").unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let error = create_private(&path, b"other").unwrap_err().to_string();
+        let error = create_private(&path, b"other", "key file")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("already exists"), "{error}");
         assert_eq!(fs::read(&path).unwrap(), b"secret");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
