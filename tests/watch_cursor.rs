@@ -11,6 +11,8 @@
 //!   names a position past what it printed; the second run starts exactly
 //!   at the cursor, so the only repeats are the first run's changes from
 //!   the cursor on, and nothing is skipped.
+//! - Stopped with SIGTERM in the middle of a burst: the cursor is written
+//!   on the way out, and the next run repeats nothing.
 //! - A damaged cursor file, or one of another ledger, is refused with one
 //!   line and a non-zero exit, and left byte for byte as it was.
 //!
@@ -186,6 +188,19 @@ impl Watch {
         // The reader thread ends at the pipe's end: the channel closes.
         self.lines.iter().map(|line| key_of(&line)).collect()
     }
+
+    /// SIGTERM, as an operator stops it: it must exit 0; then every change
+    /// it had printed that was not read yet.
+    fn terminate(mut self) -> Vec<Key> {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "cannot send SIGTERM");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "watch ended with {status} on SIGTERM");
+        self.lines.iter().map(|line| key_of(&line)).collect()
+    }
 }
 
 impl Drop for Watch {
@@ -324,6 +339,36 @@ async fn a_watch_killed_mid_burst_repeats_only_what_it_printed_after_its_cursor(
         "first run printed {} of {total}, its cursor was after {resume_at}: {repeated} repeated",
         first_run.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_stopped_with_sigterm_mid_burst_repeats_nothing() {
+    let mut ledger = Ledger::start(40).await;
+    for _ in 0..5 {
+        ledger.commitment(40).await;
+    }
+    ledger.check_expected().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let cursor = scratch.path().join("cursor.json");
+
+    let watch = Watch::spawn(&ledger.url(), &cursor, ledger.first_seq);
+    let mut printed = tokio::task::block_in_place(|| watch.changes(70));
+    printed.extend(tokio::task::block_in_place(|| watch.terminate()));
+    // The cursor is exactly after the last change printed.
+    assert_eq!(
+        cursor_position(&cursor),
+        Some(after(*printed.last().unwrap())),
+        "a clean stop writes the cursor"
+    );
+
+    // More changes, so the restarted watch has some to print (and is past
+    // its start, where a signal is not yet caught, when it is stopped).
+    ledger.commitment(40).await;
+    let watch = Watch::spawn(&ledger.url(), &cursor, None);
+    let rest = ledger.expected.len() - printed.len();
+    printed.extend(tokio::task::block_in_place(|| watch.changes(rest)));
+    printed.extend(tokio::task::block_in_place(|| watch.terminate()));
+    assert_eq!(printed, ledger.expected, "every change exactly once");
 }
 
 /// `watch --cursor-file FILE` expected to refuse: one line naming `needle`,

@@ -9,7 +9,8 @@
 //! kill between the two prints those changes again on the next run, and
 //! none is ever skipped. FILE is written whenever the stream has nothing
 //! more ready, and at least every [`CURSOR_SYNC_EVERY`] changes of a burst,
-//! so at most that many are repeated. Each change carries its place
+//! so at most that many are repeated; and on SIGINT or SIGTERM before the
+//! watch exits, so a clean stop repeats nothing. Each change carries its place
 //! `(seq, index)` (in `--json`) for a consumer that must drop repeats.
 
 use std::io::Write as _;
@@ -62,12 +63,57 @@ pub struct WatchArgs {
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
+    let mut position = Position::open(&args).await?;
+    // SIGINT or SIGTERM stops the watch at an await, where every change
+    // printed is already in `position`: the cursor is written and nothing
+    // is repeated by the next run.
+    let stop = stop_signals()?;
+    let stopped = {
+        let follow = std::pin::pin!(follow(&args, &mut position));
+        let stop = std::pin::pin!(stop);
+        match futures::future::select(follow, stop).await {
+            futures::future::Either::Left((result, _)) => Some(result),
+            futures::future::Either::Right(((), _)) => None,
+        }
+    };
+    match stopped {
+        Some(result) => result,
+        None => position.sync(),
+    }
+}
+
+/// SIGINT and SIGTERM, caught from now on (before the first change can be
+/// printed; a handler installed at a later poll would let an early signal
+/// kill the process with the cursor behind), as a future that ends at the
+/// first of them.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let cannot = |error| anyhow!("cannot catch SIGINT and SIGTERM: {error}");
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(cannot)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(cannot)?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+/// Prints the changes from `position` on, reconnecting as needed, until
+/// `--count` changes or an error.
+async fn follow(args: &WatchArgs, position: &mut Position) -> anyhow::Result<()> {
     let filter = StatusFilter {
         zone_ids: args.zones.clone(),
         commitment_ids: args.commitments.clone(),
         statuses: Vec::new(),
     };
-    let mut position = Position::open(&args).await?;
     let mut printed = 0u64;
     let mut backoff = Duration::from_millis(200);
     loop {
