@@ -4,12 +4,25 @@
 //! `{"type": "ceasefire-ledger-ed25519-key", "party_id": "...", "public_key": "<base64>", "secret_key": "<base64 seed>"}`.
 //! The public key is stored beside the seed so a mismatch (a hand-edited or
 //! corrupted file) is caught on load rather than signing as someone else.
+//!
+//! At rest, that JSON may be encrypted to a passphrase (`keygen --encrypt`):
+//! the file is then an armored age file ([`crate::age`], docs/spec.md
+//! "Key files"), and [`KeyFile::load`] opens it with the passphrase from
+//! [`crate::passphrase`], so every command that takes a key file takes an
+//! encrypted one. The secret is written only once, encrypted or not, and
+//! only through a 0600 temporary file linked into place
+//! ([`durable_file::create_private`]): never a plaintext copy on disk, never
+//! a half-written key.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use zeroize::Zeroizing;
+
+use crate::age::{self, AgeError};
+use crate::durable_file;
+use crate::passphrase;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use ed25519_dalek::SigningKey;
@@ -47,32 +60,58 @@ impl KeyFile {
 
     /// Writes the key with mode 0600, refusing to overwrite an existing file.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        durable_file::create_private(path, self.to_json()?.as_bytes(), "key file")
+    }
+
+    /// Writes the key encrypted to `passphrase` (age, scrypt with
+    /// `work_factor`), mode 0600, refusing to overwrite an existing file.
+    pub fn save_encrypted(
+        &self,
+        path: &Path,
+        passphrase: &str,
+        work_factor: u8,
+    ) -> anyhow::Result<()> {
+        let json = self.to_json()?;
+        let armored = age::encrypt_armored(json.as_bytes(), passphrase, work_factor);
+        durable_file::create_private(path, armored.as_bytes(), "key file")
+    }
+
+    fn to_json(&self) -> anyhow::Result<Zeroizing<String>> {
         let json = KeyFileJson {
             kind: KEY_FILE_TYPE.into(),
             party_id: self.party_id.clone(),
             public_key: self.public_key_text(),
             secret_key: BASE64.encode(self.key.to_bytes()),
         };
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options
-            .open(path)
-            .with_context(|| format!("cannot create key file {}", path.display()))?;
-        file.write_all(serde_json::to_string_pretty(&json)?.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        Ok(())
+        let text = Zeroizing::new(serde_json::to_string_pretty(&json)? + "\n");
+        // The seed in base64 is zeroed as it is dropped; the text, when the
+        // caller drops it.
+        drop(Zeroizing::new(json.secret_key));
+        Ok(text)
     }
 
+    /// Reads a key file, plain or encrypted (then asking for its passphrase).
     pub fn load(path: &Path) -> anyhow::Result<KeyFile> {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("cannot read key file {}", path.display()))?;
-        let json: KeyFileJson = serde_json::from_str(&text)
+        let bytes = Zeroizing::new(
+            fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?,
+        );
+        if age::is_age(&bytes) {
+            let (passphrase, source) = passphrase::to_open(path)?;
+            let plaintext = age::decrypt(&bytes, &passphrase).map_err(|error| match error {
+                AgeError::WrongPassphrase => anyhow!(
+                    "cannot open the key file {}: wrong passphrase ({})",
+                    path.display(),
+                    source.describe()
+                ),
+                other => anyhow!("cannot open the key file {}: {other}", path.display()),
+            })?;
+            return KeyFile::parse(&plaintext, path);
+        }
+        KeyFile::parse(&bytes, path)
+    }
+
+    fn parse(bytes: &[u8], path: &Path) -> anyhow::Result<KeyFile> {
+        let json: KeyFileJson = serde_json::from_slice(bytes)
             .with_context(|| format!("{} is not a key file", path.display()))?;
         if json.kind != KEY_FILE_TYPE {
             bail!("{} is not a {KEY_FILE_TYPE} file", path.display());

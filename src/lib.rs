@@ -6,16 +6,23 @@
 //!
 //! Here: [`cli`] (every subcommand, the bench and the demo), [`dev`] (the
 //! development bootstrap), and the files people write and read:
-//! [`keyfile`], [`signed_file`], [`event_json`], and the [`outbox`] of
-//! `submit --outbox`.
+//! [`keyfile`] (plain, or encrypted at rest as [`age`] files to a
+//! [`passphrase`]), [`signed_file`], [`event_json`], the [`outbox`] of
+//! `submit --outbox`, the [`watch_cursor`] of `watch --cursor-file`, and
+//! [`durable_file`] (whole-file writes that survive a
+//! crash).
 
 // One call into libc needs `unsafe`, allowed where it stands with its
 // reason: `malloc_trim` (cli/serve.rs). The other is the test kit's `kill`.
 #![deny(unsafe_code)]
 
+pub mod age;
 pub mod cli;
 pub mod dev;
+pub mod durable_file;
 pub mod event_json;
 pub mod keyfile;
 pub mod outbox;
+pub mod passphrase;
 pub mod signed_file;
+pub mod watch_cursor;

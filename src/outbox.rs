@@ -109,6 +109,7 @@ pub struct Entry {
 
 /// The ledger an outbox belongs to, as its genesis names it: events in it
 /// are signed for this agreement, and receipts are checked with this key.
+/// A watch cursor (`crate::watch_cursor`) names its ledger the same way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerRecord {

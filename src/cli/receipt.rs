@@ -19,6 +19,7 @@ use base64::Engine as _;
 use ed25519_dalek::VerifyingKey;
 
 use super::Exit;
+use crate::durable_file;
 use ceasefire_core::checkpoint::{parse_unverified, NoteVerifier};
 use ceasefire_core::merkle::Hash;
 use ceasefire_core::tlog_proof::{
@@ -74,7 +75,7 @@ pub fn tlog_proof_of(receipt: &Receipt) -> anyhow::Result<TlogProof> {
 pub fn write_receipt(dir: &Path, receipt: &Receipt) -> anyhow::Result<PathBuf> {
     let path = receipt_path(dir, receipt.seq);
     refuse_to_replace_other_evidence(&path, &receipt.leaf)?;
-    write_atomically(&path, tlog_proof_of(receipt)?.to_text().as_bytes())?;
+    durable_file::replace(&path, tlog_proof_of(receipt)?.to_text().as_bytes())?;
     Ok(path)
 }
 
@@ -136,34 +137,9 @@ pub async fn write_witnessed_receipts(
         })?;
         let path = receipt_path(dir, receipt.seq);
         refuse_to_replace_other_evidence(&path, &receipt.leaf)?;
-        write_atomically(&path, proof.to_text().as_bytes())?;
+        durable_file::replace(&path, proof.to_text().as_bytes())?;
     }
     Ok(())
-}
-
-/// Replaces `path` with `bytes`: a synced sibling renamed over it, then the
-/// directory synced, so the rename itself is durable.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{} names no file", path.display()))?;
-    let temporary = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|error| {
-        let _ = std::fs::remove_file(&temporary);
-        anyhow!("cannot write {}: {error}", path.display())
-    })
 }
 
 fn proof_hashes(hashes: &[Vec<u8>]) -> anyhow::Result<Vec<Hash>> {
@@ -552,7 +528,7 @@ async fn refresh(args: RefreshArgs) -> anyhow::Result<()> {
                 path.display()
             ),
         })?;
-        write_atomically(path, refreshed.to_text().as_bytes())
+        durable_file::replace(path, refreshed.to_text().as_bytes())
             .map_err(|error| refresh_could_not_run(format!("{error:#}")))?;
         let witnessed = match cosigner_names(&after) {
             Some(names) => format!(", witnessed by {}", names.join(", ")),

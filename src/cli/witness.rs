@@ -69,6 +69,8 @@ struct KeygenArgs {
     /// Where to write the key file (never overwritten).
     #[arg(long, short)]
     out: PathBuf,
+    #[command(flatten)]
+    encryption: super::keygen::EncryptArgs,
 }
 
 #[derive(clap::Args)]
@@ -96,11 +98,12 @@ fn cosigner(name: &str, path: &Path) -> anyhow::Result<Cosigner> {
 }
 
 fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    args.encryption.check_out(&args.out)?;
     let key = KeyFile::generate(None);
     // Checked before the file is written, so a bad name leaves nothing behind.
     let cosigner = Cosigner::new(&args.name, key.key.clone())
         .map_err(|error| anyhow!("witness name {:?}: {error}", args.name))?;
-    key.save(&args.out)?;
+    args.encryption.save(&key, &args.out)?;
     println!("{}", cosigner.verifier().vkey());
     Ok(())
 }

@@ -46,10 +46,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use ed25519_dalek::VerifyingKey;
 
 use crate::event_json::message_to_json;
 use crate::keyfile::KeyFile;
+use crate::outbox::LedgerRecord;
 use ceasefire_core::checkpoint::{open_checkpoint, NoteVerifier};
 use ceasefire_core::leaf::Leaf;
 use ceasefire_core::merkle::{hash_leaf, verify_inclusion, Hash};
@@ -123,10 +126,11 @@ enum SubmitAction {
 }
 
 /// What the genesis tells a client: which agreement, and who signs checkpoints.
-struct LedgerIdentity {
-    agreement_id: String,
-    origin: String,
-    operator: VerifyingKey,
+/// `watch --cursor-file` holds a cursor to it too.
+pub(super) struct LedgerIdentity {
+    pub(super) agreement_id: String,
+    pub(super) origin: String,
+    pub(super) operator: VerifyingKey,
     checkpoint_verifier: NoteVerifier,
 }
 
@@ -454,7 +458,7 @@ async fn require_witness_policy(
 }
 
 /// Reads entry 0 and learns the agreement and the checkpoint key from it.
-async fn fetch_identity(
+pub(super) async fn fetch_identity(
     client: &mut LedgerClient<tonic::transport::Channel>,
 ) -> anyhow::Result<LedgerIdentity> {
     let mut stream = client
@@ -495,6 +499,15 @@ impl LedgerIdentity {
             origin,
             operator,
         })
+    }
+
+    /// The ledger as a file records it (an outbox, a watch cursor).
+    pub(super) fn record(&self) -> LedgerRecord {
+        LedgerRecord {
+            agreement_id: self.agreement_id.clone(),
+            origin: self.origin.clone(),
+            operator_public_key: BASE64.encode(self.operator.to_bytes()),
+        }
     }
 }
 

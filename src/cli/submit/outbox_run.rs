@@ -16,8 +16,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use tokio::time::timeout;
 
 use super::prepare::{needs_agreement_id, prepare, read_inputs, sign_bare, InputEvent, Prepared};
@@ -26,7 +24,7 @@ use super::{
     check_receipt, fetch_identity, load_keys, receipt_json, send, LedgerIdentity, Sent, SubmitArgs,
 };
 use crate::keyfile::KeyFile;
-use crate::outbox::{bare_report_key, signed_report_key, Entry, LedgerRecord, Outbox, State};
+use crate::outbox::{bare_report_key, signed_report_key, Entry, Outbox, State};
 use crate::signed_file::SignedEventFile;
 use ceasefire_grpc::proto::ledger_client::LedgerClient;
 
@@ -410,11 +408,7 @@ impl Link<'_> {
     /// Records the ledger in an outbox that has none; refuses a server of
     /// another ledger than the one recorded.
     fn hold_to_outbox(&self, identity: &LedgerIdentity) -> anyhow::Result<()> {
-        let served = LedgerRecord {
-            agreement_id: identity.agreement_id.clone(),
-            origin: identity.origin.clone(),
-            operator_public_key: BASE64.encode(identity.operator.to_bytes()),
-        };
+        let served = identity.record();
         match self.outbox.ledger()? {
             None => self.outbox.save_ledger(&served),
             Some(known) if known == served => Ok(()),
