@@ -28,7 +28,7 @@ use ceasefire_grpc::proto::{
     event::Body, DefineCommitment, GetCommitmentRequest, SignedEvent, SubmissionCheck,
 };
 use ceasefire_testkit::fixture::TestNode;
-use ceasefire_testkit::harness::{command, free_port, run_bounded, tree_size, Output, Serve};
+use ceasefire_testkit::harness::{command, run_bounded, tree_size, Output, Serve};
 use ceasefire_testkit::scenario::{BOOTSTRAP_ENTRIES, DEV_COMMITMENT, DEV_SIGNATORY};
 use prost::Message;
 use tonic::Status;
@@ -280,26 +280,11 @@ async fn get_commitment_answers_the_current_definition() {
 
 /// `serve --dev` on a fresh data directory under `work`.
 async fn serve_dev(work: &Path) -> (Serve, String) {
-    let listen = format!("127.0.0.1:{}", free_port().unwrap());
     let data = work.join("ceasefire-data");
-    let mut serve = Serve::start(
-        command(
-            BINARY,
-            &[
-                &"serve",
-                &"--dev",
-                &"--data-dir",
-                &data,
-                &"--listen",
-                &listen,
-            ],
-        ),
-        format!("http://{listen}"),
-        work.join("serve.stderr"),
-    )
-    .unwrap();
+    let mut serve = Serve::spawn(BINARY, &data, &["--dev"], work.join("serve.stderr")).unwrap();
     serve.wait_ready(START_BOUND).await.unwrap();
-    (serve, format!("http://{listen}"))
+    let url = serve.url.clone();
+    (serve, url)
 }
 
 fn key(work: &Path, name: &str) -> std::path::PathBuf {

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ceasefire_testkit::harness::{command, free_port, run_bounded, tree_size, Serve};
+use ceasefire_testkit::harness::{command, run_bounded, tree_size, Serve};
 use ceasefire_testkit::scenario::BOOTSTRAP_ENTRIES;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ceasefire-ledger");
@@ -73,25 +73,10 @@ fn examples(guide: &str) -> Vec<Example> {
 #[tokio::test]
 async fn every_example_of_the_guide_gets_the_answer_it_states() {
     let work = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port().unwrap());
-    let url = format!("http://{listen}");
     let data = work.path().join("data");
-    let mut serve = Serve::start(
-        command(
-            BINARY,
-            &[
-                &"serve",
-                &"--dev",
-                &"--data-dir",
-                &data,
-                &"--listen",
-                &listen,
-            ],
-        ),
-        url.clone(),
-        work.path().join("serve.stderr"),
-    )
-    .unwrap();
+    let mut serve =
+        Serve::spawn(BINARY, &data, &["--dev"], work.path().join("serve.stderr")).unwrap();
+    let url = serve.url.clone();
     serve.wait_ready(START_BOUND).await.unwrap();
 
     let examples = examples(GUIDE);

@@ -547,7 +547,7 @@ async fn refresh(args: RefreshArgs) -> anyhow::Result<()> {
 /// The witness policy the server states for its log, if any. Informative
 /// (the binding one is the log's SetWitnessPolicy event): a refresh holds the
 /// new checkpoint to it, or to `--witness-policy` when given.
-async fn server_policy(
+pub(super) async fn server_policy(
     client: &mut LedgerClient<tonic::transport::Channel>,
 ) -> anyhow::Result<Option<WitnessPolicy>> {
     let latest = client

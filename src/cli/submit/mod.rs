@@ -59,7 +59,7 @@ use ceasefire_core::merkle::{hash_leaf, verify_inclusion, Hash};
 use ceasefire_core::rules::decode_event;
 use ceasefire_grpc::proto::{
     compliance_client::ComplianceClient, event::Body, ledger_client::LedgerClient, Event,
-    GetCheckpointRequest, GetEntriesRequest, Receipt, SignedEvent, SubmissionCheck,
+    GetEntriesRequest, Receipt, SignedEvent, SubmissionCheck,
 };
 use prepare::{prepare, read_inputs, sign_bare, Prepared};
 
@@ -438,17 +438,7 @@ fn receipt_json(receipt: &Receipt) -> anyhow::Result<serde_json::Value> {
 async fn require_witness_policy(
     client: &mut LedgerClient<tonic::transport::Channel>,
 ) -> anyhow::Result<()> {
-    let latest = client
-        .get_checkpoint(GetCheckpointRequest::default())
-        .await
-        .map_err(|status| {
-            anyhow!(
-                "cannot read the checkpoint: {}",
-                ceasefire_grpc::errors::describe(&status)
-            )
-        })?
-        .into_inner();
-    if latest.witness_policy.is_empty() {
+    if super::receipt::server_policy(client).await?.is_none() {
         bail!(
             "--wait-witnessed: the ledger has no witness policy, so no checkpoint of it is ever \
              witnessed (the signatories name the witnesses with a SetWitnessPolicy event); nothing was submitted"

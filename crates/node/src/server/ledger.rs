@@ -525,7 +525,10 @@ impl Ledger for LedgerService {
             signatures,
             event,
             span,
-        } = self.verify_event(request.into_inner(), budget).await?;
+        } = self
+            .verify_event(request.into_inner(), budget)
+            .await
+            .map_err(|refused| refused.status)?;
         let checked = self
             .sequencer
             .check(payload, signatures, event)
