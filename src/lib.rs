@@ -24,5 +24,6 @@ pub mod event_json;
 pub mod keyfile;
 pub mod outbox;
 pub mod passphrase;
+pub mod relative_time;
 pub mod signed_file;
 pub mod watch_cursor;

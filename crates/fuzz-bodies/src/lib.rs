@@ -53,6 +53,7 @@ use ceasefire_core::rules::{
 use ceasefire_core::signing::{sign_event, MAX_SIGNATURES};
 use ceasefire_core::tlog_proof::{verify_receipt, TlogProof};
 use ceasefire_ledger::event_json::{event_from_json, json_values, message_to_json};
+use ceasefire_ledger::relative_time;
 use ceasefire_ledger::signed_file::SignedEventFile;
 
 /// A fuzz target: its name (the file under `fuzz/fuzz_targets/` and the
@@ -853,6 +854,13 @@ fn flipped_copy(hash: &Hash, input: &mut Input) -> Hash {
 
 // ---- JSON submit input -----------------------------------------------------------
 
+/// The "now" bare events' relative times resolve against: fixed, so a
+/// finding replays (2026-12-01T00:00:00Z).
+const FUZZ_NOW: prost_types::Timestamp = prost_types::Timestamp {
+    seconds: 1_796_083_200,
+    nanos: 0,
+};
+
 /// The path `submit` (and `sign`) take from a file's text to events:
 /// `event_json::json_values` splits it into JSON values (one, or NDJSON);
 /// each is a signed-event file (`SignedEventFile::from_json`) or a bare event
@@ -887,7 +895,11 @@ pub fn submit_json(data: &[u8]) -> bool {
                 SignedEventFile::from_json(saved).expect("a saved signed-event file loads again");
             assert_eq!(again.signed, file.signed);
         } else {
-            match event_from_json(&value.to_string()) {
+            // As submit reads a bare event: its relative times (`now-5m`)
+            // resolved first, here against a fixed instant.
+            let read = relative_time::resolve(&value, &FUZZ_NOW)
+                .and_then(|resolved| event_from_json(&resolved.event.to_string()));
+            match read {
                 Ok(event) => check_bare_event(&event),
                 Err(_) => all_read = false,
             }

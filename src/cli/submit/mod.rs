@@ -15,7 +15,7 @@
 //! dropped) is not called refused.
 //!
 //! Times written relative to now (`"observedUntil": "now-5m"`) are filled
-//! in ([`relative_time`]); an accepted observation that will not count in
+//! in ([`crate::relative_time`]); an accepted observation that will not count in
 //! its commitment's status (out of its window, or before the commitment is
 //! in force) gets a one-line warning on stderr ([`window_warning`]).
 //!
@@ -39,7 +39,6 @@
 
 mod outbox_run;
 mod prepare;
-mod relative_time;
 mod window_warning;
 
 use std::path::PathBuf;

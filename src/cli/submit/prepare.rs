@@ -14,7 +14,7 @@
 //! The nonce is derived from what the author wrote before anything is
 //! filled in, so a field filled from the ledger or the clock never changes
 //! it (a time written relative to now, `now-5m`, counts as its expression:
-//! see [`super::relative_time`]); it hashes the author's party id, not a key, so a key rotated between
+//! see [`crate::relative_time`]); it hashes the author's party id, not a key, so a key rotated between
 //! two tries does not make a report count twice.
 
 use std::io::Read;
@@ -25,9 +25,9 @@ use ed25519_dalek::SigningKey;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::relative_time::{self, RelativeTime};
 use crate::event_json::{event_from_json, json_values};
 use crate::keyfile::KeyFile;
+use crate::relative_time::{self, RelativeTime};
 use crate::signed_file::SignedEventFile;
 use ceasefire_core::leaf::Leaf;
 use ceasefire_core::rules::decode_event;

@@ -8,7 +8,7 @@
 //! time left out stays out: an observation's time is the mission's
 //! testimony, and submit never invents one (the rules refuse it missing).
 //!
-//! What the nonce derives from ([`super::prepare::report_nonce`]) is the
+//! What the nonce derives from (`submit`'s `report_nonce`) is the
 //! event as written: a relative time counts there as its expression, never
 //! as the instant it was resolved to, so the same file submitted on a later
 //! day still names the same report and counts once.
